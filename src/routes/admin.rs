@@ -1,0 +1,90 @@
+//! The audit, the defense switches and the sale reset.
+
+use std::collections::BTreeMap;
+
+use actix_web::{HttpResponse, get, post, put, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::Admin;
+use crate::defenses::Defense;
+use crate::error::ApiError;
+use crate::flows::audit as audit_flow;
+use crate::startup::AppState;
+use crate::store::products::{self, NewProduct};
+
+#[get("/api/audit")]
+async fn audit(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(audit_flow::run(&state.db).await?))
+}
+
+/// Read-only view of the switches, for the pages.
+#[get("/api/defenses")]
+async fn public_defenses(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.switches.snapshot())
+}
+
+#[get("/api/admin/defenses")]
+async fn get_defenses(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
+    HttpResponse::Ok().json(state.switches.snapshot())
+}
+
+/// `{"version_lock": false}` switches one defense; every id must be known and
+/// every value a boolean, or nothing changes.
+#[put("/api/admin/defenses")]
+async fn put_defenses(
+    state: web::Data<AppState>,
+    _admin: Admin,
+    body: web::Json<BTreeMap<String, bool>>,
+) -> Result<HttpResponse, ApiError> {
+    let changes = body
+        .into_inner()
+        .into_iter()
+        .map(|(id, on)| Defense::from_id(&id).map(|d| (d, on)).ok_or(ApiError::UnknownDefense(id)))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (defense, on) in changes {
+        state.switches.set(defense, on);
+    }
+    Ok(HttpResponse::Ok().json(state.switches.snapshot()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetBody {
+    products: Vec<NewProduct>,
+}
+
+/// Starts a clean sale: deletes orders and keys, creates the given products
+/// (the seed catalogue when the body is empty).
+#[post("/api/admin/reset")]
+async fn reset(
+    state: web::Data<AppState>,
+    _admin: Admin,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let catalogue = parse_catalogue(&body)?;
+    let created = products::reset_sale(&state.db, &catalogue).await?;
+    state.kv.clear_namespace().await?;
+    tracing::warn!(products = created.len(), "sale reset");
+    Ok(HttpResponse::Ok().json(json!({ "products": created })))
+}
+
+fn parse_catalogue(body: &[u8]) -> Result<Vec<NewProduct>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(products::seed_catalogue());
+    }
+    let parsed: ResetBody =
+        serde_json::from_slice(body).map_err(|error| ApiError::MalformedBody(error.to_string()))?;
+    for product in &parsed.products {
+        if product.name.trim().is_empty() || product.price_cents < 0 || product.stock < 0 {
+            return Err(ApiError::InvalidRequest(format!(
+                "product {:?}: name must not be empty, price_cents and stock must be >= 0",
+                product.name
+            )));
+        }
+    }
+    if parsed.products.is_empty() {
+        return Err(ApiError::InvalidRequest("products must not be empty".into()));
+    }
+    Ok(parsed.products)
+}

@@ -1,0 +1,63 @@
+//! HTTP routes. Handlers are thin: parse, authorize, call a flow, each defense
+//! one visible step in the order it applies.
+
+mod admin;
+mod health;
+mod orders;
+mod pages;
+mod products;
+mod session;
+
+use actix_web::{HttpResponse, web};
+
+use crate::error::ApiError;
+
+pub fn configure(config: &mut web::ServiceConfig) {
+    config
+        .service(session::login)
+        .service(products::list)
+        .service(products::show)
+        .service(orders::create)
+        .service(orders::list)
+        .service(orders::show)
+        .service(admin::audit)
+        .service(admin::public_defenses)
+        .service(admin::get_defenses)
+        .service(admin::put_defenses)
+        .service(admin::reset)
+        .service(health::healthz)
+        .service(health::readyz)
+        .service(pages::index)
+        .service(pages::problem)
+        .service(actix_files::Files::new("/static", static_dir()))
+        .default_service(web::to(not_found));
+}
+
+/// static/ next to the binary's crate (cargo run, tests) or in the working directory (Docker).
+fn static_dir() -> String {
+    let beside_crate = concat!(env!("CARGO_MANIFEST_DIR"), "/static");
+    if std::path::Path::new(beside_crate).is_dir() {
+        beside_crate.to_string()
+    } else {
+        "static".to_string()
+    }
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound)
+}
+
+pub fn json_config() -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(64 * 1024)
+        .error_handler(|error, _| ApiError::MalformedBody(error.to_string()).into())
+}
+
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into())
+}
+
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default()
+        .error_handler(|error, _| ApiError::InvalidRequest(error.to_string()).into())
+}

@@ -1,0 +1,47 @@
+//! `POST /api/login`: demo login, no password; creates the user on first use.
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::{HttpResponse, post, web};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{AuthUser, SESSION_COOKIE};
+use crate::domain::Username;
+use crate::error::ApiError;
+use crate::startup::AppState;
+use crate::store::users;
+
+#[derive(Debug, Deserialize)]
+struct LoginBody {
+    username: String,
+}
+
+#[derive(Debug, Serialize)]
+struct LoginReply {
+    token: String,
+    user_id: i64,
+    username: String,
+}
+
+#[post("/api/login")]
+async fn login(
+    state: web::Data<AppState>,
+    body: web::Json<LoginBody>,
+) -> Result<HttpResponse, ApiError> {
+    let username = Username::parse(&body.username)?;
+    let user_id = users::find_or_create(&state.db, &username).await?;
+    let user = AuthUser {
+        user_id,
+        username: username.as_str().to_string(),
+    };
+    let token = state.session.issue(&user);
+    let cookie = Cookie::build(SESSION_COOKIE, token.clone())
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .finish();
+    Ok(HttpResponse::Ok().cookie(cookie).json(LoginReply {
+        token,
+        user_id,
+        username: user.username,
+    }))
+}

@@ -1,0 +1,48 @@
+//! The key store: a small trait with the few atomic operations the defenses need.
+//!
+//! Real stack: Redis ([`super::redis_kv::RedisKv`]). Embedded default: an
+//! in-process map with the same semantics ([`super::memory_kv::MemoryKv`]).
+//! Every implementation prefixes the keys it is given with its namespace, so
+//! several test runs or labs can share one Redis server.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KvError {
+    #[error("key store unavailable: {0}")]
+    Unavailable(#[from] redis::RedisError),
+}
+
+#[async_trait]
+pub trait KeyStore: Send + Sync + std::fmt::Debug {
+    /// The value at `key`, if present and not expired.
+    async fn get(&self, key: &str) -> Result<Option<String>, KvError>;
+
+    /// Sets `key` to `value`, replacing any value, expiring after `ttl`.
+    async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), KvError>;
+
+    /// Sets `key` only if it is absent (SET NX PX); true when this call set it.
+    async fn set_if_absent(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, KvError>;
+
+    /// Deletes `key` only if it still holds `expected`; true when it was deleted.
+    async fn compare_and_delete(&self, key: &str, expected: &str) -> Result<bool, KvError>;
+
+    /// Returns and deletes `key` in one step (GETDEL).
+    async fn take(&self, key: &str) -> Result<Option<String>, KvError>;
+
+    /// Decrements the integer at `key` by `by` only if the result stays ≥ 0.
+    /// Returns the new value, or `None` when the key is absent or too small.
+    async fn decrement_if_enough(&self, key: &str, by: i64) -> Result<Option<i64>, KvError>;
+
+    async fn delete(&self, key: &str) -> Result<(), KvError>;
+
+    /// Removes every key of this store's namespace (used by the admin reset).
+    async fn clear_namespace(&self) -> Result<(), KvError>;
+
+    async fn ping(&self) -> Result<(), KvError>;
+
+    /// A short name for logs and the start-up banner.
+    fn describe(&self) -> String;
+}

@@ -1,0 +1,191 @@
+//! [`KeyStore`] in process memory: the embedded default. Same semantics as the
+//! Redis implementation (TTL, set-if-absent, compare-and-delete, take,
+//! decrement-if-enough), each operation atomic under one mutex.
+//!
+//! It is single-process by nature: two instances with their own memory share
+//! nothing, so several instances need the Redis store.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use super::kv::{KeyStore, KvError};
+
+#[derive(Debug)]
+struct Entry {
+    value: String,
+    expires_at: Option<Instant>,
+}
+
+impl Entry {
+    fn is_live(&self, now: Instant) -> bool {
+        self.expires_at.is_none_or(|at| at > now)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct MemoryKv {
+    entries: Mutex<HashMap<String, Entry>>,
+    /// Counts writes so that expired entries are purged now and then.
+    writes: std::sync::atomic::AtomicU64,
+}
+
+const PURGE_EVERY_WRITES: u64 = 10_000;
+
+impl MemoryKv {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs `operation` on the live map, with expired entries of `key` dropped first.
+    fn with_entries<T>(&self, key: &str, operation: impl FnOnce(&mut HashMap<String, Entry>) -> T) -> T {
+        let now = Instant::now();
+        let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if entries.get(key).is_some_and(|entry| !entry.is_live(now)) {
+            entries.remove(key);
+        }
+        operation(&mut entries)
+    }
+
+    fn note_write(&self) {
+        use std::sync::atomic::Ordering;
+        if self.writes.fetch_add(1, Ordering::Relaxed) % PURGE_EVERY_WRITES == PURGE_EVERY_WRITES - 1 {
+            let now = Instant::now();
+            let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            entries.retain(|_, entry| entry.is_live(now));
+        }
+    }
+}
+
+fn entry(value: &str, ttl: Duration) -> Entry {
+    Entry {
+        value: value.to_string(),
+        expires_at: Some(Instant::now() + ttl),
+    }
+}
+
+#[async_trait]
+impl KeyStore for MemoryKv {
+    async fn get(&self, key: &str) -> Result<Option<String>, KvError> {
+        Ok(self.with_entries(key, |entries| entries.get(key).map(|entry| entry.value.clone())))
+    }
+
+    async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), KvError> {
+        self.with_entries(key, |entries| entries.insert(key.to_string(), entry(value, ttl)));
+        self.note_write();
+        Ok(())
+    }
+
+    async fn set_if_absent(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, KvError> {
+        let inserted = self.with_entries(key, |entries| {
+            if entries.contains_key(key) {
+                return false;
+            }
+            entries.insert(key.to_string(), entry(value, ttl));
+            true
+        });
+        self.note_write();
+        Ok(inserted)
+    }
+
+    async fn compare_and_delete(&self, key: &str, expected: &str) -> Result<bool, KvError> {
+        Ok(self.with_entries(key, |entries| {
+            if entries.get(key).is_some_and(|entry| entry.value == expected) {
+                entries.remove(key);
+                return true;
+            }
+            false
+        }))
+    }
+
+    async fn take(&self, key: &str) -> Result<Option<String>, KvError> {
+        Ok(self.with_entries(key, |entries| entries.remove(key).map(|entry| entry.value)))
+    }
+
+    async fn decrement_if_enough(&self, key: &str, by: i64) -> Result<Option<i64>, KvError> {
+        Ok(self.with_entries(key, |entries| {
+            let entry = entries.get_mut(key)?;
+            let current: i64 = entry.value.parse().ok()?;
+            if current < by {
+                return None;
+            }
+            entry.value = (current - by).to_string();
+            Some(current - by)
+        }))
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), KvError> {
+        self.with_entries(key, |entries| entries.remove(key));
+        Ok(())
+    }
+
+    async fn clear_namespace(&self) -> Result<(), KvError> {
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), KvError> {
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        "in-process key store (single instance only)".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LONG: Duration = Duration::from_secs(60);
+
+    #[tokio::test]
+    async fn set_if_absent_sets_only_once() {
+        let kv = MemoryKv::new();
+        assert!(kv.set_if_absent("k", "a", LONG).await.unwrap());
+        assert!(!kv.set_if_absent("k", "b", LONG).await.unwrap());
+        assert_eq!(kv.get("k").await.unwrap().as_deref(), Some("a"));
+    }
+
+    #[tokio::test]
+    async fn expired_entries_are_absent() {
+        let kv = MemoryKv::new();
+        kv.set("k", "a", Duration::from_millis(1)).await.unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(kv.get("k").await.unwrap(), None);
+        assert!(kv.set_if_absent("k", "b", LONG).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn compare_and_delete_keeps_another_owners_value() {
+        let kv = MemoryKv::new();
+        kv.set("lock", "owner-a", LONG).await.unwrap();
+        assert!(!kv.compare_and_delete("lock", "owner-b").await.unwrap());
+        assert!(kv.compare_and_delete("lock", "owner-a").await.unwrap());
+        assert_eq!(kv.get("lock").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn take_returns_the_value_once() {
+        let kv = MemoryKv::new();
+        kv.set("token", "t", LONG).await.unwrap();
+        assert_eq!(kv.take("token").await.unwrap().as_deref(), Some("t"));
+        assert_eq!(kv.take("token").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn decrement_never_goes_below_zero() {
+        let kv = MemoryKv::new();
+        kv.set("stock", "2", LONG).await.unwrap();
+        assert_eq!(kv.decrement_if_enough("stock", 1).await.unwrap(), Some(1));
+        assert_eq!(kv.decrement_if_enough("stock", 2).await.unwrap(), None);
+        assert_eq!(kv.decrement_if_enough("stock", 1).await.unwrap(), Some(0));
+        assert_eq!(kv.decrement_if_enough("stock", 1).await.unwrap(), None);
+        assert_eq!(kv.decrement_if_enough("missing", 1).await.unwrap(), None);
+    }
+}

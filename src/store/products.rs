@@ -1,0 +1,110 @@
+//! The sale catalogue: reads, and the reset that starts a clean sale.
+
+use serde::{Deserialize, Serialize};
+use sqlx::FromRow;
+
+use super::Db;
+
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct Product {
+    pub id: i64,
+    pub name: String,
+    pub price_cents: i64,
+    pub stock: i64,
+    pub initial_stock: i64,
+    /// Unix epoch milliseconds; `None` when the sale is open.
+    pub sale_starts_at: Option<i64>,
+}
+
+/// What one read of the stock row saw: the input of the version check.
+#[derive(Debug, Clone, Copy, FromRow)]
+pub struct StockSnapshot {
+    pub id: i64,
+    pub stock: i64,
+    pub version: i64,
+    pub price_cents: i64,
+}
+
+/// A product to create on reset.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NewProduct {
+    pub name: String,
+    pub price_cents: i64,
+    pub stock: i64,
+}
+
+/// The catalogue a fresh database (and a reset without a body) starts with.
+pub fn seed_catalogue() -> Vec<NewProduct> {
+    let product = |name: &str, price_cents, stock| NewProduct {
+        name: name.to_string(),
+        price_cents,
+        stock,
+    };
+    vec![
+        product("限量秒杀 Flash sale: mechanical keyboard", 19_900, 100),
+        product("咖啡豆 Coffee beans, 1 kg", 6_800, 1_000),
+        product("笔记本 Paper notebook", 1_500, 1_000),
+    ]
+}
+
+const PRODUCT_COLUMNS: &str = "id, name, price_cents, stock, initial_stock, sale_starts_at";
+
+pub async fn list(db: &Db) -> Result<Vec<Product>, sqlx::Error> {
+    sqlx::query_as::<_, Product>(&format!("SELECT {PRODUCT_COLUMNS} FROM products ORDER BY id"))
+        .fetch_all(db.pool())
+        .await
+}
+
+pub async fn find(db: &Db, id: i64) -> Result<Option<Product>, sqlx::Error> {
+    sqlx::query_as::<_, Product>(&format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await
+}
+
+pub async fn stock_snapshot(db: &Db, id: i64) -> Result<Option<StockSnapshot>, sqlx::Error> {
+    sqlx::query_as::<_, StockSnapshot>(
+        "SELECT id, stock, version, price_cents FROM products WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await
+}
+
+pub async fn count(db: &Db) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM products")
+        .fetch_one(db.pool())
+        .await
+}
+
+/// Inserts `products` in one transaction and returns them with their ids.
+pub async fn insert_all(db: &Db, products: &[NewProduct]) -> Result<Vec<Product>, sqlx::Error> {
+    let mut tx = db.pool().begin().await?;
+    let mut created = Vec::with_capacity(products.len());
+    for product in products {
+        let row = sqlx::query_as::<_, Product>(&format!(
+            "INSERT INTO products (name, price_cents, stock, initial_stock, version)
+             VALUES ($1, $2, $3, $3, 0) RETURNING {PRODUCT_COLUMNS}"
+        ))
+        .bind(&product.name)
+        .bind(product.price_cents)
+        .bind(product.stock)
+        .fetch_one(&mut *tx)
+        .await?;
+        created.push(row);
+    }
+    tx.commit().await?;
+    Ok(created)
+}
+
+/// Deletes every order, key and product, then creates `products`: a clean sale.
+pub async fn reset_sale(db: &Db, products: &[NewProduct]) -> Result<Vec<Product>, sqlx::Error> {
+    let mut tx = db.pool().begin().await?;
+    for table in ["idempotency_keys", "orders", "products"] {
+        sqlx::query(&format!("DELETE FROM {table}"))
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    insert_all(db, products).await
+}

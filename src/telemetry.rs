@@ -1,0 +1,105 @@
+//! Logging: one `tracing` subscriber (filter from `RUST_LOG`, default `info`),
+//! a span and a request id for every request (tracing-actix-web), the id echoed
+//! in `X-Request-Id`, and server errors logged once, here, with their cause chain.
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::HttpMessage;
+use tracing_actix_web::RequestId;
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global subscriber; safe to call more than once (tests do).
+pub fn init() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
+}
+
+pub async fn request_id_and_error_log(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let request_id = request.extensions().get::<RequestId>().map(|id| id.to_string());
+    let mut response = next.call(request).await?;
+    if response.status().is_server_error() {
+        if let Some(error) = response.response().error() {
+            tracing::error!(error = ?error, status = %response.status(), "request failed");
+        }
+    }
+    if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static("x-request-id"), id);
+    }
+    Ok(response)
+}
+
+/// Where generated secrets are written, so the operator can find them.
+pub const GENERATED_SECRETS_FILE: &str = "data/generated-secrets.env";
+
+/// Writes secrets that were generated (their variable was unset) to
+/// [`GENERATED_SECRETS_FILE`], readable by the owner only, and logs where they are.
+/// Returns a one-line report for the banner when there were any.
+pub fn report_generated_secrets(
+    settings: &crate::configuration::Settings,
+) -> Result<Option<String>, std::io::Error> {
+    use secrecy::ExposeSecret;
+    let secrets = &settings.secrets;
+    if secrets.generated.is_empty() {
+        return Ok(None);
+    }
+    let value_of = |name: &str| match name {
+        "ADMIN_TOKEN" => secrets.admin_token.expose_secret(),
+        "PSP_SECRET" => secrets.psp_secret.expose_secret(),
+        _ => secrets.session_secret.expose_secret(),
+    };
+    let mut contents = String::from("# generated at start because these variables were unset\n");
+    for name in &secrets.generated {
+        contents.push_str(&format!("{name}={}\n", value_of(name)));
+    }
+    let path = std::path::Path::new(GENERATED_SECRETS_FILE);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    write_private(path, &contents)?;
+    tracing::warn!(
+        generated = ?secrets.generated,
+        file = GENERATED_SECRETS_FILE,
+        "secrets not set in the environment were generated at random; find them in the file"
+    );
+    Ok(Some(format!(
+        "{} not set: generated at random, see {GENERATED_SECRETS_FILE}",
+        secrets.generated.join(", ")
+    )))
+}
+
+#[cfg(unix)]
+fn write_private(path: &std::path::Path, contents: &str) -> Result<(), std::io::Error> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &std::path::Path, contents: &str) -> Result<(), std::io::Error> {
+    std::fs::write(path, contents)
+}
+
+/// The start-up banner on standard output: where to point the browser.
+pub fn announce(url: &str, generated_secrets: Option<&str>) {
+    println!("flashguard is listening on {url}");
+    println!("  sale page: {url}/   audit: {url}/api/audit   readiness: {url}/readyz");
+    if let Some(report) = generated_secrets {
+        println!("  {report}");
+    }
+}
