@@ -82,7 +82,9 @@ impl SessionKeys {
 
 fn bearer_token(request: &HttpRequest) -> Option<String> {
     let header = request.headers().get(AUTHORIZATION)?.to_str().ok()?;
-    let token = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer "))?;
+    let token = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))?;
     Some(token.trim().to_string())
 }
 
@@ -99,7 +101,11 @@ impl FromRequest for AuthUser {
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(app_state(request).and_then(|state| {
             let token = bearer_token(request)
-                .or_else(|| request.cookie(SESSION_COOKIE).map(|c| c.value().to_string()))
+                .or_else(|| {
+                    request
+                        .cookie(SESSION_COOKIE)
+                        .map(|c| c.value().to_string())
+                })
                 .ok_or(ApiError::Unauthorized)?;
             state.session.verify(&token).ok_or(ApiError::Unauthorized)
         }))

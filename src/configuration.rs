@@ -110,7 +110,11 @@ impl Settings {
 }
 
 fn default_pool_size(database_url: &str) -> u32 {
-    if database_url.starts_with("sqlite:") { 8 } else { 16 }
+    if database_url.starts_with("sqlite:") {
+        8
+    } else {
+        16
+    }
 }
 
 /// The secret in `name`, or a fresh random one (and `name` noted as generated).
@@ -125,7 +129,9 @@ fn secret_var(name: &'static str, generated: &mut Vec<&'static str>) -> SecretSt
 }
 
 fn non_empty_var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|value| !value.trim().is_empty())
+    std::env::var(name)
+        .ok()
+        .filter(|value| !value.trim().is_empty())
 }
 
 fn parse_var<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, ConfigError> {

@@ -54,10 +54,11 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let state = web::Data::new(build_state(settings).await?);
-        let listener = TcpListener::bind(&state.settings.bind_addr).map_err(|source| StartupError::Bind {
-            addr: state.settings.bind_addr.clone(),
-            source,
-        })?;
+        let listener =
+            TcpListener::bind(&state.settings.bind_addr).map_err(|source| StartupError::Bind {
+                addr: state.settings.bind_addr.clone(),
+                source,
+            })?;
         let local = listener.local_addr().map_err(|source| StartupError::Bind {
             addr: state.settings.bind_addr.clone(),
             source,
@@ -122,7 +123,11 @@ async fn seed_if_empty(db: &Db) -> Result<(), sqlx::Error> {
 
 /// Removes expired idempotency keys now and then (retention, dead leases).
 fn spawn_key_sweeper(state: web::Data<AppState>) {
-    let every = state.settings.idempotency.sweep_every.max(Duration::from_secs(1));
+    let every = state
+        .settings
+        .idempotency
+        .sweep_every
+        .max(Duration::from_secs(1));
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(every);
         loop {
@@ -139,7 +144,9 @@ fn spawn_key_sweeper(state: web::Data<AppState>) {
 fn run_server(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, std::io::Error> {
     let server = HttpServer::new(move || {
         App::new()
-            .wrap(actix_web::middleware::from_fn(telemetry::request_id_and_error_log))
+            .wrap(actix_web::middleware::from_fn(
+                telemetry::request_id_and_error_log,
+            ))
             .wrap(TracingLogger::default())
             .app_data(state.clone())
             .app_data(routes::json_config())

@@ -2,11 +2,11 @@
 //! a span and a request id for every request (tracing-actix-web), the id echoed
 //! in `X-Request-Id`, and server errors logged once, here, with their cause chain.
 
+use actix_web::HttpMessage;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::HttpMessage;
 use tracing_actix_web::RequestId;
 use tracing_subscriber::EnvFilter;
 
@@ -23,12 +23,15 @@ pub async fn request_id_and_error_log(
     request: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let request_id = request.extensions().get::<RequestId>().map(|id| id.to_string());
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .map(|id| id.to_string());
     let mut response = next.call(request).await?;
-    if response.status().is_server_error() {
-        if let Some(error) = response.response().error() {
-            tracing::error!(error = ?error, status = %response.status(), "request failed");
-        }
+    if let Some(error) = response.response().error()
+        && response.status().is_server_error()
+    {
+        tracing::error!(error = ?error, status = %response.status(), "request failed");
     }
     if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
         response

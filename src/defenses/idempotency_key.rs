@@ -170,7 +170,16 @@ pub async fn admit(state: &AppState, request: &KeyedRequest<'_>) -> Result<Admis
     for _ in 0..ADMIT_ATTEMPTS {
         let now = now_ms();
         let lease_until = now + settings.lease.as_millis() as i64;
-        if insert_in_progress(&state.db, request, &owner, now, lease_until, settings.retention.as_millis() as i64).await? {
+        if insert_in_progress(
+            &state.db,
+            request,
+            &owner,
+            now,
+            lease_until,
+            settings.retention.as_millis() as i64,
+        )
+        .await?
+        {
             return Ok(Admission::Run(held(request, owner)));
         }
         let Some(row) = find_row(&state.db, request).await? else {
@@ -189,15 +198,27 @@ pub async fn admit(state: &AppState, request: &KeyedRequest<'_>) -> Result<Admis
             return Ok(Admission::Replay(stored));
         }
         if row.lease_expires_at > now {
-            return Err(ApiError::RequestInProgress { retry_after_secs: 1 });
+            return Err(ApiError::RequestInProgress {
+                retry_after_secs: 1,
+            });
         }
         // The first request's lease ran out (it died or hangs): take the key over.
-        if take_over(&state.db, request, &owner, row.lease_expires_at, lease_until).await? {
+        if take_over(
+            &state.db,
+            request,
+            &owner,
+            row.lease_expires_at,
+            lease_until,
+        )
+        .await?
+        {
             tracing::warn!("idempotency key lease expired; taken over by a retry");
             return Ok(Admission::Run(held(request, owner)));
         }
     }
-    Err(ApiError::RequestInProgress { retry_after_secs: 1 })
+    Err(ApiError::RequestInProgress {
+        retry_after_secs: 1,
+    })
 }
 
 /// Last step of every keyed request: store a business outcome with the key, or
@@ -250,7 +271,10 @@ pub async fn finish(
 /// Gives the key back so that a retry runs the business (nothing was stored).
 async fn release(state: &AppState, lease: &Lease) {
     let Lease::Held {
-        user_id, key, owner, ..
+        user_id,
+        key,
+        owner,
+        ..
     } = lease
     else {
         return;
@@ -369,12 +393,14 @@ async fn take_over(
 }
 
 async fn delete_expired(db: &Db, request: &KeyedRequest<'_>, now: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2 AND expires_at <= $3")
-        .bind(request.user_id)
-        .bind(request.key.as_str())
-        .bind(now)
-        .execute(db.pool())
-        .await?;
+    sqlx::query(
+        "DELETE FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2 AND expires_at <= $3",
+    )
+    .bind(request.user_id)
+    .bind(request.key.as_str())
+    .bind(now)
+    .execute(db.pool())
+    .await?;
     Ok(())
 }
 
@@ -415,7 +441,11 @@ fn cache_key(user_id: i64, key: &str) -> String {
 
 /// Reads the cache; any failure only means "go to the database".
 async fn cached_response(state: &AppState, request: &KeyedRequest<'_>) -> Option<CachedResponse> {
-    match state.kv.get(&cache_key(request.user_id, request.key.as_str())).await {
+    match state
+        .kv
+        .get(&cache_key(request.user_id, request.key.as_str()))
+        .await
+    {
         Ok(Some(json)) => serde_json::from_str(&json).ok(),
         Ok(None) => None,
         Err(error) => {
@@ -425,7 +455,12 @@ async fn cached_response(state: &AppState, request: &KeyedRequest<'_>) -> Option
     }
 }
 
-async fn cache_response(state: &AppState, cache_key: &str, fingerprint: &str, response: &StoredResponse) {
+async fn cache_response(
+    state: &AppState,
+    cache_key: &str,
+    fingerprint: &str,
+    response: &StoredResponse,
+) {
     let cached = CachedResponse {
         fingerprint: fingerprint.to_string(),
         response: response.clone(),
@@ -445,16 +480,29 @@ mod tests {
 
     #[test]
     fn fingerprint_ignores_field_order_and_whitespace() {
-        let a: serde_json::Value = serde_json::from_str(r#"{"product_id":1,"quantity":2}"#).unwrap();
-        let b: serde_json::Value = serde_json::from_str(r#"{ "quantity": 2, "product_id": 1 }"#).unwrap();
-        assert_eq!(fingerprint("POST", "/api/orders", &a), fingerprint("POST", "/api/orders", &b));
+        let a: serde_json::Value =
+            serde_json::from_str(r#"{"product_id":1,"quantity":2}"#).unwrap();
+        let b: serde_json::Value =
+            serde_json::from_str(r#"{ "quantity": 2, "product_id": 1 }"#).unwrap();
+        assert_eq!(
+            fingerprint("POST", "/api/orders", &a),
+            fingerprint("POST", "/api/orders", &b)
+        );
     }
 
     #[test]
     fn fingerprint_tells_bodies_and_paths_apart() {
-        let a: serde_json::Value = serde_json::from_str(r#"{"product_id":1,"quantity":2}"#).unwrap();
-        let b: serde_json::Value = serde_json::from_str(r#"{"product_id":1,"quantity":3}"#).unwrap();
-        assert_ne!(fingerprint("POST", "/api/orders", &a), fingerprint("POST", "/api/orders", &b));
-        assert_ne!(fingerprint("POST", "/api/orders", &a), fingerprint("POST", "/api/other", &a));
+        let a: serde_json::Value =
+            serde_json::from_str(r#"{"product_id":1,"quantity":2}"#).unwrap();
+        let b: serde_json::Value =
+            serde_json::from_str(r#"{"product_id":1,"quantity":3}"#).unwrap();
+        assert_ne!(
+            fingerprint("POST", "/api/orders", &a),
+            fingerprint("POST", "/api/orders", &b)
+        );
+        assert_ne!(
+            fingerprint("POST", "/api/orders", &a),
+            fingerprint("POST", "/api/other", &a)
+        );
     }
 }

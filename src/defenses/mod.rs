@@ -90,7 +90,7 @@ mod tests {
         }
         board.set(Defense::UniqueIndex, false);
         assert!(!board.is_on(Defense::UniqueIndex));
-        assert_eq!(board.snapshot()["unique_index"], false);
+        assert!(!board.snapshot()["unique_index"]);
         assert_eq!(Defense::from_id("nope"), None);
     }
 }

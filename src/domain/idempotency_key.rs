@@ -50,15 +50,30 @@ mod tests {
     #[test]
     fn refuses_empty_too_long_and_invisible_keys() {
         assert_eq!(IdempotencyKey::parse(""), Err(IdempotencyKeyError::Invalid));
-        assert_eq!(IdempotencyKey::parse(&"k".repeat(256)), Err(IdempotencyKeyError::Invalid));
-        assert_eq!(IdempotencyKey::parse("has space"), Err(IdempotencyKeyError::Invalid));
-        assert_eq!(IdempotencyKey::parse("tab\there"), Err(IdempotencyKeyError::Invalid));
-        assert_eq!(IdempotencyKey::parse("幂等号"), Err(IdempotencyKeyError::Invalid));
+        assert_eq!(
+            IdempotencyKey::parse(&"k".repeat(256)),
+            Err(IdempotencyKeyError::Invalid)
+        );
+        assert_eq!(
+            IdempotencyKey::parse("has space"),
+            Err(IdempotencyKeyError::Invalid)
+        );
+        assert_eq!(
+            IdempotencyKey::parse("tab\there"),
+            Err(IdempotencyKeyError::Invalid)
+        );
+        assert_eq!(
+            IdempotencyKey::parse("幂等号"),
+            Err(IdempotencyKeyError::Invalid)
+        );
     }
 
     #[test]
     fn tells_a_missing_header_from_a_bad_one() {
-        assert_eq!(IdempotencyKey::from_header(None), Err(IdempotencyKeyError::Missing));
+        assert_eq!(
+            IdempotencyKey::from_header(None),
+            Err(IdempotencyKeyError::Missing)
+        );
         assert_eq!(
             IdempotencyKey::from_header(Some(&[0xff, 0xfe])),
             Err(IdempotencyKeyError::Invalid)

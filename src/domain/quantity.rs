@@ -34,7 +34,10 @@ mod tests {
     #[test]
     fn accepts_one_to_max() {
         assert_eq!(Quantity::parse(1).map(Quantity::get), Ok(1));
-        assert_eq!(Quantity::parse(Quantity::MAX).map(Quantity::get), Ok(Quantity::MAX));
+        assert_eq!(
+            Quantity::parse(Quantity::MAX).map(Quantity::get),
+            Ok(Quantity::MAX)
+        );
     }
 
     #[test]

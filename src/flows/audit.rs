@@ -75,7 +75,10 @@ async fn stock_conserved(db: &Db) -> Result<Check, sqlx::Error> {
         name: "stock_conserved",
         ok: broken.is_empty(),
         detail: if broken.is_empty() {
-            format!("{} products: initial = stock + sold, stock >= 0", lines.len())
+            format!(
+                "{} products: initial = stock + sold, stock >= 0",
+                lines.len()
+            )
         } else {
             broken.join("; ")
         },

@@ -8,10 +8,10 @@
 use actix_web::http::StatusCode;
 use serde::Deserialize;
 
+use crate::defenses::Defense;
 use crate::defenses::idempotency_key::Reply;
 use crate::defenses::unique_index::{self, OnUniqueViolation};
 use crate::defenses::version_lock::{self, Take};
-use crate::defenses::Defense;
 use crate::domain::{IdempotencyKey, Quantity};
 use crate::error::ApiError;
 use crate::startup::AppState;
@@ -76,7 +76,9 @@ pub async fn place_order(
         }
     }
     tracing::warn!("version-lock retry budget exhausted");
-    Err(ApiError::BusyRetry { retry_after_secs: 1 })
+    Err(ApiError::BusyRetry {
+        retry_after_secs: 1,
+    })
 }
 
 enum Attempt {

@@ -40,7 +40,11 @@ async fn put_defenses(
     let changes = body
         .into_inner()
         .into_iter()
-        .map(|(id, on)| Defense::from_id(&id).map(|d| (d, on)).ok_or(ApiError::UnknownDefense(id)))
+        .map(|(id, on)| {
+            Defense::from_id(&id)
+                .map(|d| (d, on))
+                .ok_or(ApiError::UnknownDefense(id))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     for (defense, on) in changes {
         state.switches.set(defense, on);
@@ -84,7 +88,9 @@ fn parse_catalogue(body: &[u8]) -> Result<Vec<NewProduct>, ApiError> {
         }
     }
     if parsed.products.is_empty() {
-        return Err(ApiError::InvalidRequest("products must not be empty".into()));
+        return Err(ApiError::InvalidRequest(
+            "products must not be empty".into(),
+        ));
     }
     Ok(parsed.products)
 }

@@ -15,7 +15,9 @@ pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
 
 fn idempotency_key(request: &HttpRequest) -> Result<IdempotencyKey, ApiError> {
     let header = request.headers().get(IDEMPOTENCY_KEY_HEADER);
-    Ok(IdempotencyKey::from_header(header.map(|value| value.as_bytes()))?)
+    Ok(IdempotencyKey::from_header(
+        header.map(|value| value.as_bytes()),
+    )?)
 }
 
 /// `POST /api/orders` with `Idempotency-Key`: one order per intent.

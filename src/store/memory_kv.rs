@@ -40,9 +40,16 @@ impl MemoryKv {
     }
 
     /// Runs `operation` on the live map, with expired entries of `key` dropped first.
-    fn with_entries<T>(&self, key: &str, operation: impl FnOnce(&mut HashMap<String, Entry>) -> T) -> T {
+    fn with_entries<T>(
+        &self,
+        key: &str,
+        operation: impl FnOnce(&mut HashMap<String, Entry>) -> T,
+    ) -> T {
         let now = Instant::now();
-        let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if entries.get(key).is_some_and(|entry| !entry.is_live(now)) {
             entries.remove(key);
         }
@@ -51,9 +58,14 @@ impl MemoryKv {
 
     fn note_write(&self) {
         use std::sync::atomic::Ordering;
-        if self.writes.fetch_add(1, Ordering::Relaxed) % PURGE_EVERY_WRITES == PURGE_EVERY_WRITES - 1 {
+        if self.writes.fetch_add(1, Ordering::Relaxed) % PURGE_EVERY_WRITES
+            == PURGE_EVERY_WRITES - 1
+        {
             let now = Instant::now();
-            let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut entries = self
+                .entries
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             entries.retain(|_, entry| entry.is_live(now));
         }
     }
@@ -69,11 +81,15 @@ fn entry(value: &str, ttl: Duration) -> Entry {
 #[async_trait]
 impl KeyStore for MemoryKv {
     async fn get(&self, key: &str) -> Result<Option<String>, KvError> {
-        Ok(self.with_entries(key, |entries| entries.get(key).map(|entry| entry.value.clone())))
+        Ok(self.with_entries(key, |entries| {
+            entries.get(key).map(|entry| entry.value.clone())
+        }))
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), KvError> {
-        self.with_entries(key, |entries| entries.insert(key.to_string(), entry(value, ttl)));
+        self.with_entries(key, |entries| {
+            entries.insert(key.to_string(), entry(value, ttl))
+        });
         self.note_write();
         Ok(())
     }
@@ -92,7 +108,10 @@ impl KeyStore for MemoryKv {
 
     async fn compare_and_delete(&self, key: &str, expected: &str) -> Result<bool, KvError> {
         Ok(self.with_entries(key, |entries| {
-            if entries.get(key).is_some_and(|entry| entry.value == expected) {
+            if entries
+                .get(key)
+                .is_some_and(|entry| entry.value == expected)
+            {
                 entries.remove(key);
                 return true;
             }

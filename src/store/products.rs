@@ -50,16 +50,20 @@ pub fn seed_catalogue() -> Vec<NewProduct> {
 const PRODUCT_COLUMNS: &str = "id, name, price_cents, stock, initial_stock, sale_starts_at";
 
 pub async fn list(db: &Db) -> Result<Vec<Product>, sqlx::Error> {
-    sqlx::query_as::<_, Product>(&format!("SELECT {PRODUCT_COLUMNS} FROM products ORDER BY id"))
-        .fetch_all(db.pool())
-        .await
+    sqlx::query_as::<_, Product>(&format!(
+        "SELECT {PRODUCT_COLUMNS} FROM products ORDER BY id"
+    ))
+    .fetch_all(db.pool())
+    .await
 }
 
 pub async fn find(db: &Db, id: i64) -> Result<Option<Product>, sqlx::Error> {
-    sqlx::query_as::<_, Product>(&format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(db.pool())
-        .await
+    sqlx::query_as::<_, Product>(&format!(
+        "SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await
 }
 
 pub async fn stock_snapshot(db: &Db, id: i64) -> Result<Option<StockSnapshot>, sqlx::Error> {

@@ -168,6 +168,9 @@ impl KeyStore for RedisKv {
     }
 
     fn describe(&self) -> String {
-        format!("Redis at {} (keys prefixed {:?})", self.url_for_logs, self.prefix)
+        format!(
+            "Redis at {} (keys prefixed {:?})",
+            self.url_for_logs, self.prefix
+        )
     }
 }

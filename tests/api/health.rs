@@ -1,0 +1,65 @@
+use crate::helpers::{Reply, spawn_app};
+use reqwest::StatusCode;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn liveness_and_readiness_answer() {
+    let app = spawn_app().await;
+
+    let live = app.client.get(app.url("/healthz")).send().await.unwrap();
+    let ready = Reply::read(app.client.get(app.url("/readyz")).send().await.unwrap()).await;
+
+    assert_eq!(live.status(), StatusCode::OK);
+    assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(ready.json()["database"], "ok");
+    assert_eq!(ready.json()["key_store"], "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_response_carries_a_request_id_and_unknown_paths_are_problems() {
+    let app = spawn_app().await;
+
+    let response = app
+        .client
+        .get(app.url("/api/nowhere"))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.headers().contains_key("x-request-id"));
+    let reply = Reply::read(response).await;
+
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        reply.content_type.as_deref(),
+        Some("application/problem+json")
+    );
+    assert_eq!(reply.json()["type"], "/learn/problems/not_found");
+    assert_eq!(reply.json()["status"], 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sale_page_and_problem_pages_render() {
+    let app = spawn_app().await;
+
+    let page = app.client.get(app.url("/")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("mechanical keyboard"),
+        "the seed catalogue is listed"
+    );
+
+    let problem = app
+        .client
+        .get(app.url("/learn/problems/sold_out"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem.status(), StatusCode::OK);
+    let unknown = app
+        .client
+        .get(app.url("/learn/problems/nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+}

@@ -1,0 +1,296 @@
+//! `spawn_app()`: a server on a random port with its own freshly migrated
+//! database (a new Postgres database, or a new SQLite file) and its own key-store
+//! namespace (a Redis key prefix, or a new in-process store), plus typed helpers.
+
+use std::time::Duration;
+
+use actix_web::web;
+use flashguard::configuration::{IdempotencySettings, Secrets, Settings, VersionLockSettings};
+use flashguard::startup::{AppState, Application};
+use reqwest::{Response, StatusCode};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub admin_token: String,
+    pub state: web::Data<AppState>,
+    _sqlite_dir: Option<tempfile::TempDir>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub token: String,
+    pub user_id: i64,
+}
+
+/// Which stack this run tests, from the environment.
+pub fn real_stack() -> (Option<String>, Option<String>) {
+    let non_empty = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+    (non_empty("DATABASE_URL"), non_empty("REDIS_URL"))
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Spawns an app after `customize` has adjusted its settings.
+pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
+    if std::env::var("TEST_LOG").is_ok() {
+        flashguard::telemetry::init();
+    }
+    let (database_url, redis_url) = real_stack();
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let (database_url, sqlite_dir) = match database_url {
+        Some(server_url) => (create_postgres_database(&server_url, &run_id).await, None),
+        None => {
+            let dir = tempfile::tempdir().expect("temporary directory");
+            let url = format!("sqlite://{}/flashguard.db?mode=rwc", dir.path().display());
+            (url, Some(dir))
+        }
+    };
+    let admin_token = format!("admin-{run_id}");
+    let mut settings = Settings {
+        database_url,
+        redis_url,
+        bind_addr: "127.0.0.1:0".into(),
+        secrets: Secrets {
+            admin_token: SecretString::from(admin_token.clone()),
+            psp_secret: SecretString::from(format!("psp-{run_id}")),
+            session_secret: SecretString::from(format!("session-{run_id}")),
+            generated: Vec::new(),
+        },
+        kv_prefix: format!("fgtest:{run_id}:"),
+        db_max_connections: 8,
+        idempotency: IdempotencySettings {
+            lease: Duration::from_secs(30),
+            retention: Duration::from_secs(86_400),
+            sweep_every: Duration::from_secs(3600),
+        },
+        version_lock: VersionLockSettings {
+            max_retries: 50,
+            backoff_base: Duration::from_millis(2),
+        },
+        race_window: Duration::ZERO,
+    };
+    customize(&mut settings);
+    let application = Application::build(settings).await.expect("the app builds");
+    let address = application.url();
+    let state = application.state();
+    tokio::spawn(application.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()
+            .expect("HTTP client"),
+        admin_token,
+        state,
+        _sqlite_dir: sqlite_dir,
+    }
+}
+
+/// Creates `fg_test_<run id>` on the server of `server_url` and returns its URL.
+async fn create_postgres_database(server_url: &str, run_id: &str) -> String {
+    sqlx::any::install_default_drivers();
+    let name = format!("fg_test_{run_id}");
+    let mut connection = sqlx::AnyConnection::connect(server_url)
+        .await
+        .expect("the Postgres server of DATABASE_URL answers");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut connection)
+        .await
+        .expect("a test database can be created");
+    let mut url = reqwest::Url::parse(server_url).expect("DATABASE_URL is a URL");
+    url.set_path(&name);
+    url.to_string()
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn login(&self, username: &str) -> TestUser {
+        let response = self
+            .client
+            .post(self.url("/api/login"))
+            .json(&json!({ "username": username }))
+            .send()
+            .await
+            .expect("login request");
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.expect("login JSON");
+        TestUser {
+            token: body["token"].as_str().expect("token").to_string(),
+            user_id: body["user_id"].as_i64().expect("user_id"),
+        }
+    }
+
+    /// `POST /api/orders` with a raw body and an optional key.
+    pub async fn post_order_raw(&self, user: &TestUser, key: Option<&str>, body: &str) -> Response {
+        let mut request = self
+            .client
+            .post(self.url("/api/orders"))
+            .bearer_auth(&user.token)
+            .header("Content-Type", "application/json")
+            .body(body.to_string());
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        request.send().await.expect("order request")
+    }
+
+    pub async fn post_order(
+        &self,
+        user: &TestUser,
+        key: &str,
+        product_id: i64,
+        quantity: i64,
+    ) -> Response {
+        let body = json!({ "product_id": product_id, "quantity": quantity }).to_string();
+        self.post_order_raw(user, Some(key), &body).await
+    }
+
+    /// Like a well-behaved client: retries `503 busy_retry` with the same key.
+    pub async fn post_order_retrying(
+        &self,
+        user: &TestUser,
+        key: &str,
+        product_id: i64,
+        quantity: i64,
+    ) -> Reply {
+        loop {
+            let reply = Reply::read(self.post_order(user, key, product_id, quantity).await).await;
+            if reply.status != StatusCode::SERVICE_UNAVAILABLE {
+                return reply;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn set_defenses(&self, switches: Value) {
+        let response = self
+            .client
+            .put(self.url("/api/admin/defenses"))
+            .bearer_auth(&self.admin_token)
+            .json(&switches)
+            .send()
+            .await
+            .expect("defenses request");
+        assert_eq!(response.status(), StatusCode::OK, "switching {switches}");
+    }
+
+    /// Starts a clean sale with one product of `stock` units; returns its id.
+    pub async fn reset_with_one_product(&self, stock: i64) -> i64 {
+        let body =
+            json!({ "products": [{ "name": "test item", "price_cents": 100, "stock": stock }] });
+        let response = self
+            .client
+            .post(self.url("/api/admin/reset"))
+            .bearer_auth(&self.admin_token)
+            .json(&body)
+            .send()
+            .await
+            .expect("reset request");
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.expect("reset JSON");
+        body["products"][0]["id"].as_i64().expect("product id")
+    }
+
+    pub async fn audit(&self) -> Value {
+        let response = self
+            .client
+            .get(self.url("/api/audit"))
+            .send()
+            .await
+            .expect("audit");
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.expect("audit JSON")
+    }
+
+    pub async fn order_count(&self, product_id: i64) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE product_id = $1")
+            .bind(product_id)
+            .fetch_one(self.state.db.pool())
+            .await
+            .expect("count orders")
+    }
+
+    pub async fn stock(&self, product_id: i64) -> i64 {
+        sqlx::query_scalar("SELECT stock FROM products WHERE id = $1")
+            .bind(product_id)
+            .fetch_one(self.state.db.pool())
+            .await
+            .expect("read stock")
+    }
+}
+
+/// The parts of a response the tests look at, read once.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: String,
+    pub replayed: bool,
+    pub defense: Option<String>,
+    pub retry_after: Option<String>,
+    pub content_type: Option<String>,
+}
+
+impl Reply {
+    pub async fn read(response: Response) -> Self {
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_string)
+        };
+        let replayed = header("Idempotent-Replayed").as_deref() == Some("true");
+        let defense = header("Flashguard-Defense");
+        let retry_after = header("Retry-After");
+        let content_type = header("Content-Type");
+        let status = response.status();
+        let body = response.text().await.expect("response body");
+        Self {
+            status,
+            body,
+            replayed,
+            defense,
+            retry_after,
+            content_type,
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+
+    /// The problem `code`, when the body is a problem.
+    pub fn code(&self) -> Option<String> {
+        self.json()["code"].as_str().map(str::to_string)
+    }
+}
+
+/// Runs `count` copies of `make(i)` as separate tasks, all at once, and collects their replies.
+pub async fn concurrently<F, Fut>(count: usize, make: F) -> Vec<Reply>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Reply> + Send + 'static,
+{
+    let tasks: Vec<_> = (0..count).map(|i| tokio::spawn(make(i))).collect();
+    let mut replies = Vec::with_capacity(count);
+    for task in tasks {
+        replies.push(task.await.expect("request task"));
+    }
+    replies
+}
+
+pub fn check<'a>(audit: &'a Value, name: &str) -> &'a Value {
+    audit["checks"]
+        .as_array()
+        .and_then(|checks| checks.iter().find(|check| check["name"] == name))
+        .unwrap_or_else(|| panic!("audit has no check {name}: {audit}"))
+}
