@@ -39,6 +39,8 @@ pub struct Settings {
     pub db_max_connections: u32,
     pub idempotency: IdempotencySettings,
     pub version_lock: VersionLockSettings,
+    pub payments: PaymentSettings,
+    pub rewards: RewardsSettings,
     /// Teaching aid: a pause between reading and writing shared state, applied
     /// only where the defense that closes that race is switched off, so that the
     /// anomaly appears reliably in the lab. Zero by default.
@@ -72,6 +74,34 @@ pub struct VersionLockSettings {
     pub backoff_base: Duration,
 }
 
+#[derive(Debug, Clone)]
+pub struct PaymentSettings {
+    /// Lifetime of a one-time payment token.
+    pub token_ttl: Duration,
+    /// How long an order lock lives if its holder dies.
+    pub lock_ttl: Duration,
+    /// How long a pay request waits for the order lock before 409 `order_locked`.
+    pub lock_wait: Duration,
+    /// How long an order may stay unpaid before it is closed and its stock returned.
+    pub payment_window: Duration,
+    /// How often unpaid orders past the window are closed.
+    pub close_every: Duration,
+    /// Callbacks signed longer ago than this are refused (`signature_expired`).
+    pub signature_tolerance: Duration,
+    /// The mock provider's retry schedule (Alipay's) is multiplied by this.
+    pub psp_retry_scale: f64,
+    /// Where the mock provider sends callbacks; default: this server's own address.
+    pub psp_callback_url: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RewardsSettings {
+    /// How often the outbox relay and the rewards consumer poll.
+    pub poll_every: Duration,
+    /// A delivered message not acknowledged after this long is delivered again.
+    pub redeliver_after: Duration,
+}
+
 impl Settings {
     /// Reads the variables of DESIGN §4 plus the tuning knobs documented in the README.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -99,6 +129,23 @@ impl Settings {
             version_lock: VersionLockSettings {
                 max_retries: parse_var("VERSION_LOCK_MAX_RETRIES", 20)?,
                 backoff_base: Duration::from_millis(parse_var("VERSION_LOCK_BACKOFF_MS", 2)?),
+            },
+            payments: PaymentSettings {
+                token_ttl: Duration::from_secs(parse_var("PAYMENT_TOKEN_TTL_SECS", 900)?),
+                lock_ttl: Duration::from_millis(parse_var("ORDER_LOCK_TTL_MS", 10_000)?),
+                lock_wait: Duration::from_millis(parse_var("ORDER_LOCK_WAIT_MS", 3_000)?),
+                payment_window: Duration::from_secs(parse_var("PAYMENT_WINDOW_SECS", 900)?),
+                close_every: Duration::from_secs(parse_var("ORDER_CLOSE_EVERY_SECS", 30)?),
+                signature_tolerance: Duration::from_secs(300),
+                psp_retry_scale: parse_var("PSP_RETRY_SCALE", 1.0)?,
+                psp_callback_url: non_empty_var("PSP_CALLBACK_URL"),
+            },
+            rewards: RewardsSettings {
+                poll_every: Duration::from_millis(parse_var("OUTBOX_POLL_MS", 100)?),
+                redeliver_after: Duration::from_millis(parse_var(
+                    "REWARDS_REDELIVER_AFTER_MS",
+                    5_000,
+                )?),
             },
             race_window: Duration::from_millis(parse_var("RACE_WINDOW_MS", 0)?),
         })
@@ -139,7 +186,7 @@ fn parse_var<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, 
         None => Ok(default),
         Some(value) => value.trim().parse().map_err(|_| ConfigError::Invalid {
             name,
-            expected: "a non-negative whole number",
+            expected: "a non-negative number",
             value,
         }),
     }

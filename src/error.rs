@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::defenses::Defense;
 use crate::domain::{IdempotencyKeyError, QuantityError, UsernameError};
+use crate::psp::signature::SignatureError;
 use crate::store::KvError;
 
 pub const DEFENSE_HEADER: &str = "Flashguard-Defense";
@@ -51,6 +52,16 @@ pub enum ApiError {
     Unauthorized,
     #[error("the admin token is missing or wrong")]
     AdminUnauthorized,
+    #[error("the Payment-Token header is missing: open the payment popup to get one")]
+    PaymentTokenMissing,
+    #[error("the payment token is used, expired, or not issued for this order and user")]
+    PaymentTokenInvalid,
+    #[error("another payment request holds this order's lock; retry shortly")]
+    OrderLocked,
+    #[error("the order is closed: its payment window has passed")]
+    OrderClosed,
+    #[error("{0}")]
+    Signature(#[from] crate::psp::signature::SignatureError),
     #[error("unknown defense {0:?}")]
     UnknownDefense(String),
     #[error("the key store is unavailable")]
@@ -91,6 +102,12 @@ impl ApiError {
             Self::BusyRetry { .. } => "busy_retry",
             Self::Unauthorized => "unauthorized",
             Self::AdminUnauthorized => "admin_unauthorized",
+            Self::PaymentTokenMissing => "payment_token_missing",
+            Self::PaymentTokenInvalid => "payment_token_invalid",
+            Self::OrderLocked => "order_locked",
+            Self::OrderClosed => "order_closed",
+            Self::Signature(SignatureError::Invalid) => "signature_invalid",
+            Self::Signature(SignatureError::Expired) => "signature_expired",
             Self::UnknownDefense(_) => "unknown_defense",
             Self::KeyStore(_) => "key_store_unavailable",
             Self::Database(_) | Self::Internal(_) => "internal_error",
@@ -104,6 +121,9 @@ impl ApiError {
                 Some(Defense::IdempotencyKey)
             }
             Self::BusyRetry { .. } => Some(Defense::VersionLock),
+            Self::PaymentTokenMissing | Self::PaymentTokenInvalid => Some(Defense::PaymentToken),
+            Self::OrderLocked => Some(Defense::OrderLock),
+            Self::OrderClosed => Some(Defense::StateCheck),
             _ => None,
         }
     }
@@ -112,7 +132,7 @@ impl ApiError {
     /// key stores and replays. Everything else (validation, 5xx, busy) stores
     /// nothing, so that the client's retry can succeed.
     pub fn is_business_outcome(&self) -> bool {
-        matches!(self, Self::SoldOut)
+        matches!(self, Self::SoldOut | Self::OrderClosed)
     }
 
     fn retry_after_secs(&self) -> Option<u64> {
@@ -120,6 +140,7 @@ impl ApiError {
             Self::RequestInProgress { retry_after_secs } | Self::BusyRetry { retry_after_secs } => {
                 Some(*retry_after_secs)
             }
+            Self::OrderLocked => Some(1),
             Self::KeyStore(_) => Some(1),
             _ => None,
         }
@@ -162,6 +183,12 @@ pub fn problem_title(code: &str) -> &'static str {
         "busy_retry" => "Busy, retry",
         "unauthorized" => "Login required",
         "admin_unauthorized" => "Admin token required",
+        "payment_token_missing" => "Payment token missing",
+        "payment_token_invalid" => "Payment token refused",
+        "order_locked" => "Order locked by another payment request",
+        "order_closed" => "Order closed",
+        "signature_invalid" => "Callback signature invalid",
+        "signature_expired" => "Callback signature expired",
         "unknown_defense" => "Unknown defense",
         "key_store_unavailable" => "Key store unavailable",
         _ => "Internal error",
@@ -176,7 +203,11 @@ impl ResponseError for ApiError {
             | Self::InvalidQuantity(_)
             | Self::InvalidUsername(_)
             | Self::InvalidRequest(_)
-            | Self::UnknownDefense(_) => StatusCode::BAD_REQUEST,
+            | Self::UnknownDefense(_)
+            | Self::PaymentTokenMissing => StatusCode::BAD_REQUEST,
+            Self::PaymentTokenInvalid => StatusCode::FORBIDDEN,
+            Self::OrderLocked | Self::OrderClosed => StatusCode::CONFLICT,
+            Self::Signature(_) => StatusCode::UNAUTHORIZED,
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RequestInProgress { .. } | Self::SoldOut => StatusCode::CONFLICT,
             Self::ProductNotFound(_) | Self::OrderNotFound | Self::NotFound => {

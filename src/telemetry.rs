@@ -1,6 +1,7 @@
 //! Logging: one `tracing` subscriber (filter from `RUST_LOG`, default `info`),
 //! a span and a request id for every request (tracing-actix-web), the id echoed
-//! in `X-Request-Id`, and server errors logged once, here, with their cause chain.
+//! in `X-Request-Id`. Errors are logged once, by tracing-actix-web's logger, with
+//! their debug form (the cause chain); rendering an error has no side effects.
 
 use actix_web::HttpMessage;
 use actix_web::body::MessageBody;
@@ -19,7 +20,7 @@ pub fn init() {
         .try_init();
 }
 
-pub async fn request_id_and_error_log(
+pub async fn echo_request_id(
     request: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
@@ -28,11 +29,6 @@ pub async fn request_id_and_error_log(
         .get::<RequestId>()
         .map(|id| id.to_string());
     let mut response = next.call(request).await?;
-    if let Some(error) = response.response().error()
-        && response.status().is_server_error()
-    {
-        tracing::error!(error = ?error, status = %response.status(), "request failed");
-    }
     if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
         response
             .headers_mut()

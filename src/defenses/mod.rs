@@ -7,8 +7,18 @@
 //! | `idempotency_key` | [`idempotency_key`]   | `idempotency.rs`, `defenses.rs`              |
 //! | `unique_index`    | [`unique_index`]      | `defenses.rs`                                |
 //! | `version_lock`    | [`version_lock`]      | `defenses.rs`, `flash_sale.rs`               |
+//! | `payment_token`   | [`payment_token`]     | `payments.rs`, `payment_defenses.rs`         |
+//! | `order_lock`      | [`order_lock`]        | `payments.rs`, `payment_defenses.rs`         |
+//! | `callback_dedup`  | [`callback_dedup`]    | `callbacks.rs`, `payment_defenses.rs`        |
+//! | `state_check`     | [`state_check`]       | `callbacks.rs`, `payment_defenses.rs`        |
+//! | `message_dedup`   | [`message_dedup`]     | `rewards.rs`                                 |
 
+pub mod callback_dedup;
 pub mod idempotency_key;
+pub mod message_dedup;
+pub mod order_lock;
+pub mod payment_token;
+pub mod state_check;
 pub mod unique_index;
 pub mod version_lock;
 
@@ -21,10 +31,24 @@ pub enum Defense {
     IdempotencyKey,
     UniqueIndex,
     VersionLock,
+    PaymentToken,
+    OrderLock,
+    CallbackDedup,
+    StateCheck,
+    MessageDedup,
 }
 
 impl Defense {
-    pub const ALL: [Defense; 3] = [Self::IdempotencyKey, Self::UniqueIndex, Self::VersionLock];
+    pub const ALL: [Defense; 8] = [
+        Self::IdempotencyKey,
+        Self::UniqueIndex,
+        Self::VersionLock,
+        Self::PaymentToken,
+        Self::OrderLock,
+        Self::CallbackDedup,
+        Self::StateCheck,
+        Self::MessageDedup,
+    ];
 
     /// The id used in the admin API, the `Flashguard-Defense` header and metrics.
     pub fn id(self) -> &'static str {
@@ -32,6 +56,11 @@ impl Defense {
             Self::IdempotencyKey => "idempotency_key",
             Self::UniqueIndex => "unique_index",
             Self::VersionLock => "version_lock",
+            Self::PaymentToken => "payment_token",
+            Self::OrderLock => "order_lock",
+            Self::CallbackDedup => "callback_dedup",
+            Self::StateCheck => "state_check",
+            Self::MessageDedup => "message_dedup",
         }
     }
 

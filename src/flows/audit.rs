@@ -3,6 +3,10 @@
 //! 1. stock conservation per product: initial = stock + units in orders not
 //!    CLOSED, and stock ≥ 0 (version_lock);
 //! 2. at most one order per (user, idempotency key) (idempotency_key, unique_index);
+//! 3. at most one successful charge per order; every PAID order has exactly one,
+//!    and no charged order was moved back (order_lock, payment_token, state_check);
+//! 4. every provider event applied at most once (callback_dedup);
+//! 5. at most one reward per paid order (message_dedup);
 //! 6. no idempotency key left in progress past its lease.
 //!
 //! A defense switched off makes the matching check fail; that is the lab's proof.
@@ -30,6 +34,10 @@ pub async fn run(db: &Db) -> Result<AuditReport, sqlx::Error> {
     let checks = vec![
         stock_conserved(db).await?,
         one_order_per_key(db).await?,
+        one_charge_per_order(db).await?,
+        paid_orders_charged_once(db).await?,
+        events_applied_once(db).await?,
+        one_reward_per_order(db).await?,
         no_stale_key_in_progress(db).await?,
     ];
     Ok(AuditReport {
@@ -111,5 +119,85 @@ async fn no_stale_key_in_progress(db: &Db) -> Result<Check, sqlx::Error> {
         name: "no_stale_key_in_progress",
         ok: stale == 0,
         detail: format!("{stale} idempotency keys in progress past their lease"),
+    })
+}
+
+/// A payment the provider charged: one of its SUCCEEDED events was applied.
+const CHARGED: &str = "EXISTS (SELECT 1 FROM payment_events e
+                               WHERE e.payment_no = p.payment_no AND e.status = 'SUCCEEDED'
+                                 AND e.result = 'applied')";
+
+async fn count(db: &Db, sql: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(sql).fetch_one(db.pool()).await
+}
+
+async fn one_charge_per_order(db: &Db) -> Result<Check, sqlx::Error> {
+    let doubled = count(
+        db,
+        &format!(
+            "SELECT COUNT(*) FROM (SELECT p.order_no FROM payments p WHERE {CHARGED}
+                                   GROUP BY p.order_no HAVING COUNT(*) > 1) AS doubled"
+        ),
+    )
+    .await?;
+    Ok(Check {
+        name: "one_charge_per_order",
+        ok: doubled == 0,
+        detail: format!("{doubled} orders charged more than once"),
+    })
+}
+
+async fn paid_orders_charged_once(db: &Db) -> Result<Check, sqlx::Error> {
+    let paid_wrongly = count(
+        db,
+        &format!(
+            "SELECT COUNT(*) FROM orders o WHERE o.status = 'PAID'
+               AND (SELECT COUNT(*) FROM payments p WHERE p.order_no = o.order_no AND {CHARGED}) <> 1"
+        ),
+    )
+    .await?;
+    let moved_back = count(
+        db,
+        &format!(
+            "SELECT COUNT(*) FROM payments p JOIN orders o ON o.order_no = p.order_no
+              WHERE {CHARGED} AND o.status <> 'PAID' AND p.needs_refund = FALSE"
+        ),
+    )
+    .await?;
+    Ok(Check {
+        name: "paid_orders_charged_once",
+        ok: paid_wrongly == 0 && moved_back == 0,
+        detail: format!(
+            "{paid_wrongly} PAID orders without exactly one charge; \
+             {moved_back} charged orders no longer PAID (moved back)"
+        ),
+    })
+}
+
+async fn events_applied_once(db: &Db) -> Result<Check, sqlx::Error> {
+    let repeated = count(
+        db,
+        "SELECT COUNT(*) FROM (SELECT event_id FROM payment_events WHERE result = 'applied'
+                               GROUP BY event_id HAVING COUNT(*) > 1) AS repeated",
+    )
+    .await?;
+    Ok(Check {
+        name: "events_applied_once",
+        ok: repeated == 0,
+        detail: format!("{repeated} provider events applied more than once"),
+    })
+}
+
+async fn one_reward_per_order(db: &Db) -> Result<Check, sqlx::Error> {
+    let extra = count(
+        db,
+        "SELECT CAST(COALESCE(SUM(n - 1), 0) AS BIGINT) FROM
+           (SELECT COUNT(*) AS n FROM rewards GROUP BY order_no HAVING COUNT(*) > 1) AS doubled",
+    )
+    .await?;
+    Ok(Check {
+        name: "one_reward_per_order",
+        ok: extra == 0,
+        detail: format!("{extra} extra rewards (the same paid order rewarded again)"),
     })
 }

@@ -10,6 +10,8 @@ use crate::auth::Admin;
 use crate::defenses::Defense;
 use crate::error::ApiError;
 use crate::flows::audit as audit_flow;
+use crate::flows::rewards;
+use crate::psp::PspBehaviourPatch;
 use crate::startup::AppState;
 use crate::store::products::{self, NewProduct};
 
@@ -69,6 +71,7 @@ async fn reset(
     let catalogue = parse_catalogue(&body)?;
     let created = products::reset_sale(&state.db, &catalogue).await?;
     state.kv.clear_namespace().await?;
+    state.bus.clear(rewards::ORDER_PAID_TOPIC).await?;
     tracing::warn!(products = created.len(), "sale reset");
     Ok(HttpResponse::Ok().json(json!({ "products": created })))
 }
@@ -93,4 +96,54 @@ fn parse_catalogue(body: &[u8]) -> Result<Vec<NewProduct>, ApiError> {
         ));
     }
     Ok(parsed.products)
+}
+
+/// How the mock payment provider behaves.
+#[get("/api/admin/psp")]
+async fn get_psp(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
+    HttpResponse::Ok().json(state.psp.behaviour())
+}
+
+/// `{"callbacks":3,"delay_ms":200,"concurrent":true,"failed_after_success":false}`,
+/// whole or in part.
+#[put("/api/admin/psp")]
+async fn put_psp(
+    state: web::Data<AppState>,
+    _admin: Admin,
+    patch: web::Json<PspBehaviourPatch>,
+) -> Result<HttpResponse, ApiError> {
+    let behaviour = state
+        .psp
+        .behaviour()
+        .patched(patch.into_inner())
+        .map_err(ApiError::InvalidRequest)?;
+    state.psp.set_behaviour(behaviour.clone());
+    Ok(HttpResponse::Ok().json(behaviour))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaultsBody {
+    /// The next N reward deliveries crash after their effect, before the ack.
+    rewards_crash_after_effect: u64,
+}
+
+/// Fault injection for the lab: forces redelivery of "order paid" messages.
+#[get("/api/admin/faults")]
+async fn get_faults(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
+    HttpResponse::Ok()
+        .json(json!({ "rewards_crash_after_effect": state.faults.crash_after_effect() }))
+}
+
+#[put("/api/admin/faults")]
+async fn put_faults(
+    state: web::Data<AppState>,
+    _admin: Admin,
+    body: web::Json<FaultsBody>,
+) -> HttpResponse {
+    state
+        .faults
+        .set_crash_after_effect(body.rewards_crash_after_effect);
+    HttpResponse::Ok()
+        .json(json!({ "rewards_crash_after_effect": body.rewards_crash_after_effect }))
 }

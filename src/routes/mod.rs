@@ -5,6 +5,7 @@ mod admin;
 mod health;
 mod orders;
 mod pages;
+mod payments;
 mod products;
 mod session;
 
@@ -20,11 +21,18 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(orders::create)
         .service(orders::list)
         .service(orders::show)
+        .service(payments::issue_token)
+        .service(payments::pay)
+        .service(payments::callback)
         .service(admin::audit)
         .service(admin::public_defenses)
         .service(admin::get_defenses)
         .service(admin::put_defenses)
         .service(admin::reset)
+        .service(admin::get_psp)
+        .service(admin::put_psp)
+        .service(admin::get_faults)
+        .service(admin::put_faults)
         .service(health::healthz)
         .service(health::readyz)
         .service(pages::index)

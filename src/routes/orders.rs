@@ -13,7 +13,7 @@ use crate::store::orders;
 
 pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
 
-fn idempotency_key(request: &HttpRequest) -> Result<IdempotencyKey, ApiError> {
+pub(super) fn idempotency_key_of(request: &HttpRequest) -> Result<IdempotencyKey, ApiError> {
     let header = request.headers().get(IDEMPOTENCY_KEY_HEADER);
     Ok(IdempotencyKey::from_header(
         header.map(|value| value.as_bytes()),
@@ -28,7 +28,7 @@ async fn create(
     request: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let key = idempotency_key(&request)?;
+    let key = idempotency_key_of(&request)?;
     let (order, canonical_body) = OrderRequest::parse(&body)?;
     let keyed = KeyedRequest {
         user_id: user.user_id,

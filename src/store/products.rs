@@ -101,10 +101,21 @@ pub async fn insert_all(db: &Db, products: &[NewProduct]) -> Result<Vec<Product>
     Ok(created)
 }
 
-/// Deletes every order, key and product, then creates `products`: a clean sale.
+/// Deletes every order, payment, event, message, reward, key and product, then
+/// creates `products`: a clean sale.
 pub async fn reset_sale(db: &Db, products: &[NewProduct]) -> Result<Vec<Product>, sqlx::Error> {
     let mut tx = db.pool().begin().await?;
-    for table in ["idempotency_keys", "orders", "products"] {
+    let tables = [
+        "payment_events",
+        "payments",
+        "rewards",
+        "processed_messages",
+        "outbox",
+        "idempotency_keys",
+        "orders",
+        "products",
+    ];
+    for table in tables {
         sqlx::query(&format!("DELETE FROM {table}"))
             .execute(&mut *tx)
             .await?;

@@ -59,6 +59,11 @@ impl RedisKv {
         })
     }
 
+    /// A message bus on the same connection manager.
+    pub fn bus(&self) -> super::redis_bus::RedisBus {
+        super::redis_bus::RedisBus::new(self.connection.clone(), &self.prefix)
+    }
+
     fn key(&self, key: &str) -> String {
         format!("{}{}", self.prefix, key)
     }

@@ -59,10 +59,11 @@ async fn defenses_are_read_and_switched() {
             .unwrap();
         response.json::<serde_json::Value>().await.unwrap()
     };
-    assert_eq!(
-        get().await,
-        json!({ "idempotency_key": true, "unique_index": true, "version_lock": true })
-    );
+    let all_on = json!({
+        "callback_dedup": true, "idempotency_key": true, "message_dedup": true, "order_lock": true,
+        "payment_token": true, "state_check": true, "unique_index": true, "version_lock": true,
+    });
+    assert_eq!(get().await, all_on);
 
     app.set_defenses(json!({ "version_lock": false })).await;
     assert_eq!(get().await["version_lock"], false);

@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use actix_web::web;
-use flashguard::configuration::{IdempotencySettings, Secrets, Settings, VersionLockSettings};
+use flashguard::configuration::{
+    IdempotencySettings, PaymentSettings, RewardsSettings, Secrets, Settings, VersionLockSettings,
+};
 use flashguard::startup::{AppState, Application};
 use reqwest::{Response, StatusCode};
 use secrecy::SecretString;
@@ -16,6 +18,7 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub admin_token: String,
+    pub psp_secret: SecretString,
     pub state: web::Data<AppState>,
     _sqlite_dir: Option<tempfile::TempDir>,
 }
@@ -73,9 +76,25 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
             max_retries: 50,
             backoff_base: Duration::from_millis(2),
         },
+        payments: PaymentSettings {
+            token_ttl: Duration::from_secs(900),
+            lock_ttl: Duration::from_secs(10),
+            lock_wait: Duration::from_secs(10),
+            payment_window: Duration::from_secs(900),
+            close_every: Duration::from_secs(3600),
+            signature_tolerance: Duration::from_secs(300),
+            // Alipay's schedule (4 min first) becomes 24 ms.
+            psp_retry_scale: 0.0001,
+            psp_callback_url: None,
+        },
+        rewards: RewardsSettings {
+            poll_every: Duration::from_millis(20),
+            redeliver_after: Duration::from_millis(200),
+        },
         race_window: Duration::ZERO,
     };
     customize(&mut settings);
+    let psp_secret = settings.secrets.psp_secret.clone();
     let application = Application::build(settings).await.expect("the app builds");
     let address = application.url();
     let state = application.state();
@@ -87,6 +106,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
             .build()
             .expect("HTTP client"),
         admin_token,
+        psp_secret,
         state,
         _sqlite_dir: sqlite_dir,
     }
@@ -198,6 +218,136 @@ impl TestApp {
         assert_eq!(response.status(), StatusCode::OK);
         let body: Value = response.json().await.expect("reset JSON");
         body["products"][0]["id"].as_i64().expect("product id")
+    }
+
+    async fn admin_put(&self, path: &str, body: Value) {
+        let response = self
+            .client
+            .put(self.url(path))
+            .bearer_auth(&self.admin_token)
+            .json(&body)
+            .send()
+            .await
+            .expect("admin request");
+        assert_eq!(response.status(), StatusCode::OK, "PUT {path} {body}");
+    }
+
+    /// Sets how the mock payment provider behaves.
+    pub async fn set_psp(&self, behaviour: Value) {
+        self.admin_put("/api/admin/psp", behaviour).await;
+    }
+
+    pub async fn set_faults(&self, faults: Value) {
+        self.admin_put("/api/admin/faults", faults).await;
+    }
+
+    /// Places an order (which must succeed) and returns its number.
+    pub async fn place_order(&self, user: &TestUser, product_id: i64) -> String {
+        let key = uuid::Uuid::new_v4().to_string();
+        let reply = self.post_order_retrying(user, &key, product_id, 1).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        reply.json()["order_no"]
+            .as_str()
+            .expect("order_no")
+            .to_string()
+    }
+
+    pub async fn payment_token(&self, user: &TestUser, order_no: &str) -> String {
+        let response = self
+            .client
+            .post(self.url(&format!("/api/orders/{order_no}/payment-token")))
+            .bearer_auth(&user.token)
+            .send()
+            .await
+            .expect("token request");
+        let reply = Reply::read(response).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        reply.json()["token"].as_str().expect("token").to_string()
+    }
+
+    pub async fn pay(
+        &self,
+        user: &TestUser,
+        order_no: &str,
+        key: &str,
+        token: Option<&str>,
+    ) -> Reply {
+        let mut request = self
+            .client
+            .post(self.url(&format!("/api/orders/{order_no}/pay")))
+            .bearer_auth(&user.token)
+            .header("Idempotency-Key", key);
+        if let Some(token) = token {
+            request = request.header("Payment-Token", token);
+        }
+        Reply::read(request.send().await.expect("pay request")).await
+    }
+
+    /// Opens the pay popup (fetches a token) and pays with a fresh key.
+    pub async fn pay_fresh(&self, user: &TestUser, order_no: &str) -> Reply {
+        let token = self.payment_token(user, order_no).await;
+        self.pay(
+            user,
+            order_no,
+            &uuid::Uuid::new_v4().to_string(),
+            Some(&token),
+        )
+        .await
+    }
+
+    /// Posts a callback signed with the provider's secret at `timestamp`.
+    pub async fn send_callback_at(&self, body: &str, timestamp: i64) -> Reply {
+        let signature = flashguard::psp::signature::sign(&self.psp_secret, timestamp, body);
+        self.send_callback_signed(body, Some(&signature)).await
+    }
+
+    pub async fn send_callback(&self, event: &Value) -> Reply {
+        let now = flashguard::psp::signature::now_unix();
+        self.send_callback_at(&event.to_string(), now).await
+    }
+
+    pub async fn send_callback_signed(&self, body: &str, signature: Option<&str>) -> Reply {
+        let mut request = self
+            .client
+            .post(self.url("/api/payments/callback"))
+            .header("Content-Type", "application/json")
+            .body(body.to_string());
+        if let Some(signature) = signature {
+            request = request.header("PSP-Signature", signature);
+        }
+        Reply::read(request.send().await.expect("callback request")).await
+    }
+
+    pub async fn order_status(&self, order_no: &str) -> String {
+        sqlx::query_scalar("SELECT status FROM orders WHERE order_no = $1")
+            .bind(order_no)
+            .fetch_one(self.state.db.pool())
+            .await
+            .expect("order status")
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(self.state.db.pool())
+            .await
+            .unwrap_or_else(|error| panic!("{sql}: {error}"))
+    }
+
+    /// Waits until `condition` holds (background work: callbacks, the relay, the
+    /// consumer). Not a timing assertion: the deadline only stops a hung test.
+    pub async fn wait_until<F, Fut>(&self, what: &str, condition: F)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while !condition().await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "gave up waiting for: {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     pub async fn audit(&self) -> Value {

@@ -4,6 +4,7 @@
 //! default (neither variable set).
 
 mod admin;
+mod callbacks;
 mod defenses;
 mod flash_sale;
 mod health;
@@ -11,3 +12,6 @@ mod helpers;
 mod idempotency;
 mod login;
 mod orders;
+mod payment_defenses;
+mod payments;
+mod rewards;

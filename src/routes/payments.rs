@@ -1,0 +1,105 @@
+//! Payments: the one-time token, pay, and the provider's callback.
+
+use actix_web::{HttpRequest, HttpResponse, post, web};
+use serde_json::json;
+
+use crate::auth::AuthUser;
+use crate::defenses::Defense;
+use crate::defenses::idempotency_key::{self, Admission, KeyedRequest};
+use crate::defenses::payment_token::{self, PAYMENT_TOKEN_HEADER};
+use crate::domain::OrderNo;
+use crate::error::{ApiError, DEFENSE_HEADER};
+use crate::flows::payments::{self as payment_flow, CallbackResult};
+use crate::psp::ProviderEvent;
+use crate::psp::signature::{self, SIGNATURE_HEADER};
+use crate::routes::orders::idempotency_key_of;
+use crate::startup::AppState;
+use crate::store::orders;
+
+fn header<'a>(request: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    request
+        .headers()
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+}
+
+/// `POST /api/orders/{order_no}/payment-token`: called when the pay popup opens.
+#[post("/api/orders/{order_no}/payment-token")]
+async fn issue_token(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    order_no: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let order_no = OrderNo::parse(&order_no).ok_or(ApiError::OrderNotFound)?;
+    orders::find_for_user(&state.db, user.user_id, &order_no)
+        .await?
+        .ok_or(ApiError::OrderNotFound)?;
+    let (token, ttl) = payment_token::issue(&state, user.user_id, order_no.as_str()).await?;
+    Ok(HttpResponse::Ok().json(json!({ "token": token, "expires_in": ttl.as_secs() })))
+}
+
+/// `POST /api/orders/{order_no}/pay` with `Idempotency-Key` and `Payment-Token`.
+#[post("/api/orders/{order_no}/pay")]
+async fn pay(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    request: HttpRequest,
+    order_no: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let order_no = OrderNo::parse(&order_no).ok_or(ApiError::OrderNotFound)?;
+    let key = idempotency_key_of(&request)?;
+    let path = format!("/api/orders/{order_no}/pay");
+    let keyed = KeyedRequest {
+        user_id: user.user_id,
+        key: &key,
+        fingerprint: idempotency_key::fingerprint("POST", &path, &optional_json(&body)?),
+    };
+    // 1. idempotency_key: a retry of a pay that was answered gets that answer.
+    let lease = match idempotency_key::admit(&state, &keyed).await? {
+        Admission::Replay(stored) => return Ok(stored.replay()),
+        Admission::Run(lease) => lease,
+    };
+    // 2. payment_token: consumed once, atomically.
+    let presented = header(&request, PAYMENT_TOKEN_HEADER);
+    let outcome =
+        match payment_token::consume(&state, presented, user.user_id, order_no.as_str()).await {
+            // 3–5. order_lock, state_check, unique_index inside the flow.
+            Ok(()) => payment_flow::pay(&state, user.user_id, &order_no).await,
+            Err(refused) => Err(refused),
+        };
+    // 6. the answer is stored with the key (or the key released).
+    idempotency_key::finish(&state, lease, outcome).await
+}
+
+/// The pay body is optional; when present it must be JSON (it is fingerprinted).
+fn optional_json(body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(body).map_err(|error| ApiError::MalformedBody(error.to_string()))
+}
+
+/// `POST /api/payments/callback`: the signature is checked before anything is parsed.
+#[post("/api/payments/callback")]
+async fn callback(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    signature::verify(
+        &state.settings.secrets.psp_secret,
+        header(&request, SIGNATURE_HEADER),
+        &body,
+        signature::now_unix(),
+        state.settings.payments.signature_tolerance,
+    )?;
+    let event: ProviderEvent = serde_json::from_slice(&body)
+        .map_err(|error| ApiError::MalformedBody(error.to_string()))?;
+    let result = payment_flow::apply_callback(&state, &event).await?;
+    let mut response = HttpResponse::Ok();
+    if result == CallbackResult::Duplicate {
+        response.insert_header((DEFENSE_HEADER, Defense::CallbackDedup.id()));
+    }
+    Ok(response.json(json!({ "result": result.as_str() })))
+}
