@@ -44,6 +44,8 @@ pub enum ApiError {
     OrderNotFound,
     #[error("no such resource")]
     NotFound,
+    #[error("the sale of this product has not started yet")]
+    SaleNotStarted,
     #[error("sold out: not enough stock left for this order")]
     SoldOut,
     #[error("the stock row is contended; retry with the same Idempotency-Key")]
@@ -99,6 +101,7 @@ impl ApiError {
             Self::OrderNotFound => "order_not_found",
             Self::NotFound => "not_found",
             Self::SoldOut => "sold_out",
+            Self::SaleNotStarted => "sale_not_started",
             Self::BusyRetry { .. } => "busy_retry",
             Self::Unauthorized => "unauthorized",
             Self::AdminUnauthorized => "admin_unauthorized",
@@ -180,6 +183,7 @@ pub fn problem_title(code: &str) -> &'static str {
         "order_not_found" => "Order not found",
         "not_found" => "Not found",
         "sold_out" => "Sold out",
+        "sale_not_started" => "Sale not started",
         "busy_retry" => "Busy, retry",
         "unauthorized" => "Login required",
         "admin_unauthorized" => "Admin token required",
@@ -209,7 +213,9 @@ impl ResponseError for ApiError {
             Self::OrderLocked | Self::OrderClosed => StatusCode::CONFLICT,
             Self::Signature(_) => StatusCode::UNAUTHORIZED,
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::RequestInProgress { .. } | Self::SoldOut => StatusCode::CONFLICT,
+            Self::RequestInProgress { .. } | Self::SoldOut | Self::SaleNotStarted => {
+                StatusCode::CONFLICT
+            }
             Self::ProductNotFound(_) | Self::OrderNotFound | Self::NotFound => {
                 StatusCode::NOT_FOUND
             }

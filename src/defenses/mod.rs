@@ -12,6 +12,11 @@
 //! | `callback_dedup`  | [`callback_dedup`]    | `callbacks.rs`, `payment_defenses.rs`        |
 //! | `state_check`     | [`state_check`]       | `callbacks.rs`, `payment_defenses.rs`        |
 //! | `message_dedup`   | [`message_dedup`]     | `rewards.rs`                                 |
+//! | `button_disable`  | `static/app.js`       | `browser.rs`                                 |
+//! | `popup_key`       | `static/app.js`       | `browser.rs`                                 |
+//!
+//! The two browser defenses live in the page's JavaScript; the server only keeps
+//! their switches, which the page reads from `GET /api/defenses`.
 
 pub mod callback_dedup;
 pub mod idempotency_key;
@@ -36,10 +41,14 @@ pub enum Defense {
     CallbackDedup,
     StateCheck,
     MessageDedup,
+    ButtonDisable,
+    PopupKey,
 }
 
 impl Defense {
-    pub const ALL: [Defense; 8] = [
+    pub const ALL: [Defense; 10] = [
+        Self::ButtonDisable,
+        Self::PopupKey,
         Self::IdempotencyKey,
         Self::UniqueIndex,
         Self::VersionLock,
@@ -61,11 +70,21 @@ impl Defense {
             Self::CallbackDedup => "callback_dedup",
             Self::StateCheck => "state_check",
             Self::MessageDedup => "message_dedup",
+            Self::ButtonDisable => "button_disable",
+            Self::PopupKey => "popup_key",
         }
     }
 
     pub fn from_id(id: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|defense| defense.id() == id)
+    }
+
+    /// Where the defense acts: `browser` or `server`.
+    pub fn layer(self) -> &'static str {
+        match self {
+            Self::ButtonDisable | Self::PopupKey => "browser",
+            _ => "server",
+        }
     }
 
     fn index(self) -> usize {

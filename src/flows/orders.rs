@@ -15,6 +15,7 @@ use crate::defenses::version_lock::{self, Take};
 use crate::domain::{IdempotencyKey, Quantity};
 use crate::error::ApiError;
 use crate::startup::AppState;
+use crate::store::now_ms;
 use crate::store::orders::{self, NewOrder, Order};
 use crate::store::products::{self, StockSnapshot};
 
@@ -65,6 +66,12 @@ pub async fn place_order(
         let snapshot = products::stock_snapshot(&state.db, request.product_id)
             .await?
             .ok_or(ApiError::ProductNotFound(request.product_id))?;
+        if snapshot
+            .sale_starts_at
+            .is_some_and(|starts| starts > now_ms())
+        {
+            return Err(ApiError::SaleNotStarted);
+        }
         if snapshot.stock < quantity {
             return Err(ApiError::SoldOut);
         }

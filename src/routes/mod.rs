@@ -36,6 +36,11 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(health::healthz)
         .service(health::readyz)
         .service(pages::index)
+        .service(pages::orders_page)
+        .service(pages::order_page)
+        .service(pages::lab)
+        .service(session::me)
+        .service(session::logout)
         .service(pages::problem)
         .service(actix_files::Files::new("/static", static_dir()))
         .default_service(web::to(not_found));

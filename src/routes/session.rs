@@ -1,7 +1,7 @@
 //! `POST /api/login`: demo login, no password; creates the user on first use.
 
 use actix_web::cookie::{Cookie, SameSite};
-use actix_web::{HttpResponse, post, web};
+use actix_web::{HttpResponse, get, post, web};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{AuthUser, SESSION_COOKIE};
@@ -44,4 +44,21 @@ async fn login(
         user_id,
         username: user.username,
     }))
+}
+
+/// Who the caller is (from the bearer token or the session cookie).
+#[get("/api/me")]
+async fn me(user: AuthUser) -> HttpResponse {
+    HttpResponse::Ok()
+        .json(serde_json::json!({ "user_id": user.user_id, "username": user.username }))
+}
+
+/// Forgets the session cookie.
+#[post("/api/logout")]
+async fn logout() -> HttpResponse {
+    let mut cookie = Cookie::build(SESSION_COOKIE, "").path("/").finish();
+    cookie.make_removal();
+    HttpResponse::Ok()
+        .cookie(cookie)
+        .json(serde_json::json!({ "ok": true }))
 }

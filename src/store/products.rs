@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 
-use super::Db;
+use super::{Db, now_ms};
 
 #[derive(Debug, Clone, Serialize, FromRow)]
 pub struct Product {
@@ -23,14 +23,19 @@ pub struct StockSnapshot {
     pub stock: i64,
     pub version: i64,
     pub price_cents: i64,
+    pub sale_starts_at: Option<i64>,
 }
 
 /// A product to create on reset.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewProduct {
     pub name: String,
     pub price_cents: i64,
     pub stock: i64,
+    /// The sale opens this many seconds after the reset (absent: open now).
+    #[serde(default)]
+    pub starts_in_secs: Option<i64>,
 }
 
 /// The catalogue a fresh database (and a reset without a body) starts with.
@@ -39,6 +44,7 @@ pub fn seed_catalogue() -> Vec<NewProduct> {
         name: name.to_string(),
         price_cents,
         stock,
+        starts_in_secs: None,
     };
     vec![
         product("限量秒杀 Flash sale: mechanical keyboard", 19_900, 100),
@@ -68,7 +74,7 @@ pub async fn find(db: &Db, id: i64) -> Result<Option<Product>, sqlx::Error> {
 
 pub async fn stock_snapshot(db: &Db, id: i64) -> Result<Option<StockSnapshot>, sqlx::Error> {
     sqlx::query_as::<_, StockSnapshot>(
-        "SELECT id, stock, version, price_cents FROM products WHERE id = $1",
+        "SELECT id, stock, version, price_cents, sale_starts_at FROM products WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(db.pool())
@@ -87,18 +93,24 @@ pub async fn insert_all(db: &Db, products: &[NewProduct]) -> Result<Vec<Product>
     let mut created = Vec::with_capacity(products.len());
     for product in products {
         let row = sqlx::query_as::<_, Product>(&format!(
-            "INSERT INTO products (name, price_cents, stock, initial_stock, version)
-             VALUES ($1, $2, $3, $3, 0) RETURNING {PRODUCT_COLUMNS}"
+            "INSERT INTO products (name, price_cents, stock, initial_stock, version, sale_starts_at)
+             VALUES ($1, $2, $3, $3, 0, $4) RETURNING {PRODUCT_COLUMNS}"
         ))
         .bind(&product.name)
         .bind(product.price_cents)
         .bind(product.stock)
+        .bind(sale_start(product))
         .fetch_one(&mut *tx)
         .await?;
         created.push(row);
     }
     tx.commit().await?;
     Ok(created)
+}
+
+/// When the sale of `product` opens, in epoch milliseconds (now when not delayed).
+fn sale_start(product: &NewProduct) -> i64 {
+    now_ms() + product.starts_in_secs.unwrap_or(0).max(0) * 1000
 }
 
 /// Deletes every order, payment, event, message, reward, key and product, then
