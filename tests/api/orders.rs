@@ -121,3 +121,33 @@ async fn a_rejected_request_stores_nothing_so_the_key_can_be_used_again() {
     );
     assert!(!valid.replayed);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordering_before_the_sale_starts_is_409_and_stores_nothing() {
+    let app = spawn_app().await;
+    let body = serde_json::json!({
+        "products": [{ "name": "later", "price_cents": 100, "stock": 5, "starts_in_secs": 3600 }]
+    });
+    let reset = app
+        .client
+        .post(app.url("/api/admin/reset"))
+        .bearer_auth(&app.admin_token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let product: serde_json::Value = reset.json().await.unwrap();
+    let product = product["products"][0]["id"].as_i64().unwrap();
+    let alice = app.login("alice").await;
+
+    let reply = Reply::read(app.post_order(&alice, "early", product, 1).await).await;
+
+    assert_eq!(reply.status, StatusCode::CONFLICT);
+    assert_eq!(reply.code().as_deref(), Some("sale_not_started"));
+    assert_eq!(app.order_count(product).await, 0);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM idempotency_keys").await,
+        0,
+        "nothing stored"
+    );
+}
