@@ -44,6 +44,10 @@ pub enum ApiError {
     OrderNotFound,
     #[error("no such resource")]
     NotFound,
+    #[error("sold out: the stock gate has no units left")]
+    SoldOutAtGate,
+    #[error("this purchase already took its unit at the stock gate and is still being processed")]
+    RepeatAtGate,
     #[error("the sale of this product has not started yet")]
     SaleNotStarted,
     #[error("sold out: not enough stock left for this order")]
@@ -100,7 +104,8 @@ impl ApiError {
             Self::ProductNotFound(_) => "product_not_found",
             Self::OrderNotFound => "order_not_found",
             Self::NotFound => "not_found",
-            Self::SoldOut => "sold_out",
+            Self::SoldOut | Self::SoldOutAtGate => "sold_out",
+            Self::RepeatAtGate => "request_in_progress",
             Self::SaleNotStarted => "sale_not_started",
             Self::BusyRetry { .. } => "busy_retry",
             Self::Unauthorized => "unauthorized",
@@ -127,6 +132,7 @@ impl ApiError {
             Self::PaymentTokenMissing | Self::PaymentTokenInvalid => Some(Defense::PaymentToken),
             Self::OrderLocked => Some(Defense::OrderLock),
             Self::OrderClosed => Some(Defense::StateCheck),
+            Self::SoldOutAtGate | Self::RepeatAtGate => Some(Defense::StockGate),
             _ => None,
         }
     }
@@ -135,7 +141,10 @@ impl ApiError {
     /// key stores and replays. Everything else (validation, 5xx, busy) stores
     /// nothing, so that the client's retry can succeed.
     pub fn is_business_outcome(&self) -> bool {
-        matches!(self, Self::SoldOut | Self::OrderClosed)
+        matches!(
+            self,
+            Self::SoldOut | Self::SoldOutAtGate | Self::OrderClosed
+        )
     }
 
     fn retry_after_secs(&self) -> Option<u64> {
@@ -143,7 +152,7 @@ impl ApiError {
             Self::RequestInProgress { retry_after_secs } | Self::BusyRetry { retry_after_secs } => {
                 Some(*retry_after_secs)
             }
-            Self::OrderLocked => Some(1),
+            Self::OrderLocked | Self::RepeatAtGate => Some(1),
             Self::KeyStore(_) => Some(1),
             _ => None,
         }
@@ -213,9 +222,11 @@ impl ResponseError for ApiError {
             Self::OrderLocked | Self::OrderClosed => StatusCode::CONFLICT,
             Self::Signature(_) => StatusCode::UNAUTHORIZED,
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::RequestInProgress { .. } | Self::SoldOut | Self::SaleNotStarted => {
-                StatusCode::CONFLICT
-            }
+            Self::RequestInProgress { .. }
+            | Self::SoldOut
+            | Self::SoldOutAtGate
+            | Self::RepeatAtGate
+            | Self::SaleNotStarted => StatusCode::CONFLICT,
             Self::ProductNotFound(_) | Self::OrderNotFound | Self::NotFound => {
                 StatusCode::NOT_FOUND
             }

@@ -11,7 +11,7 @@ use tracing_actix_web::TracingLogger;
 
 use crate::auth::SessionKeys;
 use crate::configuration::Settings;
-use crate::defenses::{SwitchBoard, idempotency_key};
+use crate::defenses::{SwitchBoard, idempotency_key, stock_gate};
 use crate::flows::rewards::Faults;
 use crate::flows::{closing, rewards};
 use crate::psp::MockProvider;
@@ -46,6 +46,8 @@ pub enum StartupError {
     Seed(#[source] sqlx::Error),
     #[error("cannot connect to Redis: {0}")]
     KeyStore(#[from] KvError),
+    #[error("cannot load the stock gate: {0}")]
+    Gate(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -63,6 +65,9 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let state = web::Data::new(build_state(settings).await?);
+        stock_gate::load_missing(&state)
+            .await
+            .map_err(|error| StartupError::Gate(error.to_string()))?;
         let listener =
             TcpListener::bind(&state.settings.bind_addr).map_err(|source| StartupError::Bind {
                 addr: state.settings.bind_addr.clone(),

@@ -12,6 +12,7 @@
 //! | `callback_dedup`  | [`callback_dedup`]    | `callbacks.rs`, `payment_defenses.rs`        |
 //! | `state_check`     | [`state_check`]       | `callbacks.rs`, `payment_defenses.rs`        |
 //! | `message_dedup`   | [`message_dedup`]     | `rewards.rs`                                 |
+//! | `stock_gate`      | [`stock_gate`]        | `stock_gate.rs`                              |
 //! | `button_disable`  | `static/app.js`       | `browser.rs`                                 |
 //! | `popup_key`       | `static/app.js`       | `browser.rs`                                 |
 //!
@@ -24,6 +25,7 @@ pub mod message_dedup;
 pub mod order_lock;
 pub mod payment_token;
 pub mod state_check;
+pub mod stock_gate;
 pub mod unique_index;
 pub mod version_lock;
 
@@ -43,10 +45,11 @@ pub enum Defense {
     MessageDedup,
     ButtonDisable,
     PopupKey,
+    StockGate,
 }
 
 impl Defense {
-    pub const ALL: [Defense; 10] = [
+    pub const ALL: [Defense; 11] = [
         Self::ButtonDisable,
         Self::PopupKey,
         Self::IdempotencyKey,
@@ -57,6 +60,7 @@ impl Defense {
         Self::CallbackDedup,
         Self::StateCheck,
         Self::MessageDedup,
+        Self::StockGate,
     ];
 
     /// The id used in the admin API, the `Flashguard-Defense` header and metrics.
@@ -72,6 +76,7 @@ impl Defense {
             Self::MessageDedup => "message_dedup",
             Self::ButtonDisable => "button_disable",
             Self::PopupKey => "popup_key",
+            Self::StockGate => "stock_gate",
         }
     }
 

@@ -7,14 +7,21 @@
 //!    and no charged order was moved back (order_lock, payment_token, state_check);
 //! 4. every provider event applied at most once (callback_dedup);
 //! 5. at most one reward per paid order (message_dedup);
-//! 6. no idempotency key left in progress past its lease.
+//! 6. no idempotency key left in progress past its lease;
+//!
+//! and that the stock gate's cached counters equal the database's stock (checked
+//! while the gate is on; meaningful once the load has stopped).
 //!
 //! A defense switched off makes the matching check fail; that is the lab's proof.
 
 use serde::Serialize;
 use sqlx::FromRow;
 
+use crate::defenses::{Defense, stock_gate};
 use crate::domain::order_status;
+use crate::error::ApiError;
+use crate::startup::AppState;
+use crate::store::products;
 use crate::store::{Db, now_ms};
 
 #[derive(Debug, Serialize)]
@@ -30,8 +37,10 @@ pub struct Check {
     pub detail: String,
 }
 
-pub async fn run(db: &Db) -> Result<AuditReport, sqlx::Error> {
+pub async fn run(state: &AppState) -> Result<AuditReport, ApiError> {
+    let db = &state.db;
     let checks = vec![
+        stock_gate_matches_database(state).await?,
         stock_conserved(db).await?,
         one_order_per_key(db).await?,
         one_charge_per_order(db).await?,
@@ -199,5 +208,36 @@ async fn one_reward_per_order(db: &Db) -> Result<Check, sqlx::Error> {
         name: "one_reward_per_order",
         ok: extra == 0,
         detail: format!("{extra} extra rewards (the same paid order rewarded again)"),
+    })
+}
+
+async fn stock_gate_matches_database(state: &AppState) -> Result<Check, ApiError> {
+    if !state.switches.is_on(Defense::StockGate) {
+        return Ok(Check {
+            name: "stock_gate_matches_database",
+            ok: true,
+            detail: "stock_gate is off: not compared (it is reloaded when switched on)".into(),
+        });
+    }
+    let mut differences = Vec::new();
+    for product in products::list(&state.db).await? {
+        let cached = state.kv.get(&stock_gate::stock_key(product.id)).await?;
+        if let Some(cached) = cached
+            && cached.parse::<i64>().ok() != Some(product.stock)
+        {
+            differences.push(format!(
+                "product {}: gate {cached}, database {}",
+                product.id, product.stock
+            ));
+        }
+    }
+    Ok(Check {
+        name: "stock_gate_matches_database",
+        ok: differences.is_empty(),
+        detail: if differences.is_empty() {
+            "every loaded gate counter equals the database's stock".into()
+        } else {
+            differences.join("; ")
+        },
     })
 }

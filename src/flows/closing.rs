@@ -2,11 +2,14 @@
 //! becomes CLOSED and its units return to stock. Each close is one conditional
 //! update (`state_check`) in one transaction with the stock return, so several
 //! instances may run this at once and each order is closed, and restocked, once.
+//! The returned units go back to the stock gate too.
 
 use sqlx::FromRow;
 
 use crate::defenses::state_check::{self, Row};
+use crate::defenses::stock_gate;
 use crate::domain::order_status;
+use crate::error::ApiError;
 use crate::startup::AppState;
 use crate::store::now_ms;
 
@@ -18,7 +21,7 @@ struct Unpaid {
 }
 
 /// Closes the orders whose payment window has passed; returns how many it closed.
-pub async fn close_expired_orders(state: &AppState) -> Result<u64, sqlx::Error> {
+pub async fn close_expired_orders(state: &AppState) -> Result<u64, ApiError> {
     let cutoff = now_ms() - state.settings.payments.payment_window.as_millis() as i64;
     let unpaid = sqlx::query_as::<_, Unpaid>(
         "SELECT order_no, product_id, quantity FROM orders
@@ -50,6 +53,9 @@ pub async fn close_expired_orders(state: &AppState) -> Result<u64, sqlx::Error> 
             closed += 1;
         }
         tx.commit().await?;
+        if moved {
+            stock_gate::returned(state, order.product_id, order.quantity).await?;
+        }
     }
     Ok(closed)
 }

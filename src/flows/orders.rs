@@ -1,6 +1,7 @@
 //! Placing an order in the flash sale.
 //!
-//! Reads the stock row, then in one transaction inserts the order (the
+//! The stock gate answers repeats and losers from Redis; winners read the stock
+//! row, then in one transaction insert the order (the
 //! `unique_index` defense catches a duplicate here, before the hot row is
 //! touched) and takes the stock (`version_lock`). A version conflict rolls back
 //! and retries with jitter; a sold-out product is a business outcome.
@@ -10,6 +11,7 @@ use serde::Deserialize;
 
 use crate::defenses::Defense;
 use crate::defenses::idempotency_key::Reply;
+use crate::defenses::stock_gate::{self, Decision};
 use crate::defenses::unique_index::{self, OnUniqueViolation};
 use crate::defenses::version_lock::{self, Take};
 use crate::domain::{IdempotencyKey, Quantity};
@@ -58,6 +60,53 @@ pub async fn place_order(
     request: OrderRequest,
 ) -> Result<Reply, ApiError> {
     let quantity = request.quantity.get();
+    // stock_gate: repeats and losers are answered from Redis; winners go on.
+    let pass = match stock_gate::admit(state, request.product_id, user_id, key, quantity).await? {
+        Decision::Pass(pass) => pass,
+        Decision::Repeat => return repeat_at_gate(state, user_id, key).await,
+    };
+    let outcome = place_in_database(state, user_id, key, request).await;
+    if let Some(pass) = pass
+        && !matches!(
+            outcome,
+            Ok(Placed {
+                new_order: true,
+                ..
+            })
+        )
+    {
+        stock_gate::give_back(state, pass).await;
+    }
+    outcome.map(|placed| placed.reply)
+}
+
+/// The database's answer, and whether it created an order (else the gate's
+/// unit goes back).
+struct Placed {
+    reply: Reply,
+    new_order: bool,
+}
+
+/// The gate saw this (user, key) before: its order, or "still in progress".
+async fn repeat_at_gate(
+    state: &AppState,
+    user_id: i64,
+    key: &IdempotencyKey,
+) -> Result<Reply, ApiError> {
+    match orders::find_by_key(&state.db, user_id, key.as_str()).await? {
+        Some(order) => Ok(created(&order, Some(Defense::StockGate))),
+        None => Err(ApiError::RepeatAtGate),
+    }
+}
+
+/// Reads the stock row and places the order under the version lock, with retries.
+async fn place_in_database(
+    state: &AppState,
+    user_id: i64,
+    key: &IdempotencyKey,
+    request: OrderRequest,
+) -> Result<Placed, ApiError> {
+    let quantity = request.quantity.get();
     let settings = &state.settings.version_lock;
     for attempt in 0..=settings.max_retries {
         if attempt > 0 {
@@ -77,8 +126,18 @@ pub async fn place_order(
         }
         version_lock::race_window(&state.switches, &state.settings).await;
         match try_place(state, user_id, key, &snapshot, quantity).await? {
-            Attempt::Placed(order) => return Ok(created(&order, None)),
-            Attempt::Duplicate => return existing_order(state, user_id, key).await,
+            Attempt::Placed(order) => {
+                return Ok(Placed {
+                    reply: created(&order, None),
+                    new_order: true,
+                });
+            }
+            Attempt::Duplicate => {
+                return Ok(Placed {
+                    reply: existing_order(state, user_id, key).await?,
+                    new_order: false,
+                });
+            }
             Attempt::Conflict => continue,
         }
     }

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::auth::Admin;
-use crate::defenses::Defense;
+use crate::defenses::{Defense, stock_gate};
 use crate::error::ApiError;
 use crate::flows::audit as audit_flow;
 use crate::flows::rewards;
@@ -17,7 +17,7 @@ use crate::store::products::{self, NewProduct};
 
 #[get("/api/audit")]
 async fn audit(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(audit_flow::run(&state.db).await?))
+    Ok(HttpResponse::Ok().json(audit_flow::run(&state).await?))
 }
 
 /// Read-only view of the switches, for the pages.
@@ -49,7 +49,12 @@ async fn put_defenses(
         })
         .collect::<Result<Vec<_>, _>>()?;
     for (defense, on) in changes {
+        let switched_on = on && !state.switches.is_on(defense);
         state.switches.set(defense, on);
+        if defense == Defense::StockGate && switched_on {
+            // The gate was bypassed while off: start again from the database's stock.
+            stock_gate::load_all(&state).await?;
+        }
     }
     Ok(HttpResponse::Ok().json(state.switches.snapshot()))
 }
@@ -72,6 +77,7 @@ async fn reset(
     let created = products::reset_sale(&state.db, &catalogue).await?;
     state.kv.clear_namespace().await?;
     state.bus.clear(rewards::ORDER_PAID_TOPIC).await?;
+    stock_gate::load_all(&state).await?;
     tracing::warn!(products = created.len(), "sale reset");
     Ok(HttpResponse::Ok().json(json!({ "products": created })))
 }

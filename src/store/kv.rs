@@ -15,6 +15,15 @@ pub enum KvError {
     Unavailable(#[from] redis::RedisError),
 }
 
+/// What [`KeyStore::claim_and_decrement`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    Taken { left: i64 },
+    Repeat,
+    Short,
+    NotLoaded,
+}
+
 #[async_trait]
 pub trait KeyStore: Send + Sync + std::fmt::Debug {
     /// The value at `key`, if present and not expired.
@@ -35,6 +44,34 @@ pub trait KeyStore: Send + Sync + std::fmt::Debug {
     /// Decrements the integer at `key` by `by` only if the result stays ≥ 0.
     /// Returns the new value, or `None` when the key is absent or too small.
     async fn decrement_if_enough(&self, key: &str, by: i64) -> Result<Option<i64>, KvError>;
+
+    /// The stock gate's one atomic step: if `claim_key` exists → [`Claim::Repeat`]
+    /// (nothing else happens); if `counter_key` is absent → [`Claim::NotLoaded`];
+    /// if it holds less than `by` → [`Claim::Short`]; otherwise decrement it by
+    /// `by`, set `claim_key` (expiring after `claim_ttl`) and return
+    /// [`Claim::Taken`] with what is left.
+    async fn claim_and_decrement(
+        &self,
+        counter_key: &str,
+        claim_key: &str,
+        by: i64,
+        claim_ttl: Duration,
+    ) -> Result<Claim, KvError>;
+
+    /// Undoes a claim: deletes `claim_key` and, only if it existed, adds `by`
+    /// back to `counter_key`. True when something was given back.
+    async fn release_claim(
+        &self,
+        counter_key: &str,
+        claim_key: &str,
+        by: i64,
+    ) -> Result<bool, KvError>;
+
+    /// Adds `by` to the integer at `key` if the key exists (returned stock).
+    async fn add_if_present(&self, key: &str, by: i64) -> Result<(), KvError>;
+
+    /// Sets `key` to `value` with no expiry (the gate's stock counters).
+    async fn set_forever(&self, key: &str, value: &str) -> Result<(), KvError>;
 
     async fn delete(&self, key: &str) -> Result<(), KvError>;
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::kv::{KeyStore, KvError};
+use super::kv::{Claim, KeyStore, KvError};
 
 #[derive(Debug)]
 struct Entry {
@@ -45,13 +45,24 @@ impl MemoryKv {
         key: &str,
         operation: impl FnOnce(&mut HashMap<String, Entry>) -> T,
     ) -> T {
+        self.with_live(&[key], operation)
+    }
+
+    /// Like `with_entries`, for an operation on several keys at once.
+    fn with_live<T>(
+        &self,
+        keys: &[&str],
+        operation: impl FnOnce(&mut HashMap<String, Entry>) -> T,
+    ) -> T {
         let now = Instant::now();
         let mut entries = self
             .entries
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if entries.get(key).is_some_and(|entry| !entry.is_live(now)) {
-            entries.remove(key);
+        for key in keys {
+            if entries.get(*key).is_some_and(|entry| !entry.is_live(now)) {
+                entries.remove(*key);
+            }
         }
         operation(&mut entries)
     }
@@ -68,6 +79,15 @@ impl MemoryKv {
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             entries.retain(|_, entry| entry.is_live(now));
         }
+    }
+}
+
+/// Adds `by` to an integer entry, if there is one.
+fn add_to(entries: &mut HashMap<String, Entry>, key: &str, by: i64) {
+    if let Some(counter) = entries.get_mut(key)
+        && let Ok(value) = counter.value.parse::<i64>()
+    {
+        counter.value = (value + by).to_string();
     }
 }
 
@@ -135,6 +155,67 @@ impl KeyStore for MemoryKv {
         }))
     }
 
+    async fn claim_and_decrement(
+        &self,
+        counter_key: &str,
+        claim_key: &str,
+        by: i64,
+        claim_ttl: Duration,
+    ) -> Result<Claim, KvError> {
+        let claim = self.with_live(&[counter_key, claim_key], |entries| {
+            if entries.contains_key(claim_key) {
+                return Claim::Repeat;
+            }
+            let Some(counter) = entries.get_mut(counter_key) else {
+                return Claim::NotLoaded;
+            };
+            let Ok(stock) = counter.value.parse::<i64>() else {
+                return Claim::NotLoaded;
+            };
+            if stock < by {
+                return Claim::Short;
+            }
+            counter.value = (stock - by).to_string();
+            entries.insert(claim_key.to_string(), entry(&by.to_string(), claim_ttl));
+            Claim::Taken { left: stock - by }
+        });
+        self.note_write();
+        Ok(claim)
+    }
+
+    async fn release_claim(
+        &self,
+        counter_key: &str,
+        claim_key: &str,
+        by: i64,
+    ) -> Result<bool, KvError> {
+        Ok(self.with_live(&[counter_key, claim_key], |entries| {
+            if entries.remove(claim_key).is_none() {
+                return false;
+            }
+            add_to(entries, counter_key, by);
+            true
+        }))
+    }
+
+    async fn add_if_present(&self, key: &str, by: i64) -> Result<(), KvError> {
+        self.with_entries(key, |entries| add_to(entries, key, by));
+        Ok(())
+    }
+
+    async fn set_forever(&self, key: &str, value: &str) -> Result<(), KvError> {
+        self.with_entries(key, |entries| {
+            entries.insert(
+                key.to_string(),
+                Entry {
+                    value: value.to_string(),
+                    expires_at: None,
+                },
+            )
+        });
+        Ok(())
+    }
+
     async fn delete(&self, key: &str) -> Result<(), KvError> {
         self.with_entries(key, |entries| entries.remove(key));
         Ok(())
@@ -195,6 +276,60 @@ mod tests {
         kv.set("token", "t", LONG).await.unwrap();
         assert_eq!(kv.take("token").await.unwrap().as_deref(), Some("t"));
         assert_eq!(kv.take("token").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_claim_refuses_the_repeat_before_touching_stock() {
+        let kv = MemoryKv::new();
+        kv.set_forever("stock", "2").await.unwrap();
+        assert_eq!(
+            kv.claim_and_decrement("stock", "a", 1, LONG).await.unwrap(),
+            Claim::Taken { left: 1 }
+        );
+        assert_eq!(
+            kv.claim_and_decrement("stock", "a", 1, LONG).await.unwrap(),
+            Claim::Repeat
+        );
+        assert_eq!(
+            kv.get("stock").await.unwrap().as_deref(),
+            Some("1"),
+            "the repeat took nothing"
+        );
+        assert_eq!(
+            kv.claim_and_decrement("stock", "b", 2, LONG).await.unwrap(),
+            Claim::Short
+        );
+        assert_eq!(
+            kv.claim_and_decrement("stock", "c", 1, LONG).await.unwrap(),
+            Claim::Taken { left: 0 }
+        );
+        assert_eq!(
+            kv.claim_and_decrement("stock", "d", 1, LONG).await.unwrap(),
+            Claim::Short
+        );
+        assert_eq!(
+            kv.claim_and_decrement("missing", "e", 1, LONG)
+                .await
+                .unwrap(),
+            Claim::NotLoaded
+        );
+    }
+
+    #[tokio::test]
+    async fn a_released_claim_gives_its_stock_back_once() {
+        let kv = MemoryKv::new();
+        kv.set_forever("stock", "1").await.unwrap();
+        kv.claim_and_decrement("stock", "a", 1, LONG).await.unwrap();
+        assert!(kv.release_claim("stock", "a", 1).await.unwrap());
+        assert!(
+            !kv.release_claim("stock", "a", 1).await.unwrap(),
+            "only once"
+        );
+        assert_eq!(kv.get("stock").await.unwrap().as_deref(), Some("1"));
+        kv.add_if_present("stock", 2).await.unwrap();
+        kv.add_if_present("absent", 2).await.unwrap();
+        assert_eq!(kv.get("stock").await.unwrap().as_deref(), Some("3"));
+        assert_eq!(kv.get("absent").await.unwrap(), None);
     }
 
     #[tokio::test]

@@ -16,4 +16,4 @@ pub mod users;
 
 pub use bus::MessageBus;
 pub use db::{Db, now_ms};
-pub use kv::{KeyStore, KvError};
+pub use kv::{Claim, KeyStore, KvError};

@@ -107,6 +107,22 @@ pub async fn find_guarded_by_key(
     .await
 }
 
+/// The first order for (user, key), guarded or not.
+pub async fn find_by_key(
+    db: &Db,
+    user_id: i64,
+    idempotency_key: &str,
+) -> Result<Option<Order>, sqlx::Error> {
+    sqlx::query_as::<_, Order>(&format!(
+        "SELECT {ORDER_COLUMNS} FROM orders
+          WHERE user_id = $1 AND idempotency_key = $2 ORDER BY id LIMIT 1"
+    ))
+    .bind(user_id)
+    .bind(idempotency_key)
+    .fetch_optional(db.pool())
+    .await
+}
+
 /// An order of `user_id`; another user's order is simply not found.
 pub async fn find_for_user(
     db: &Db,

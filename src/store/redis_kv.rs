@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 
-use super::kv::{KeyStore, KvError};
+use super::kv::{Claim, KeyStore, KvError};
 
 /// Deletes the key only when it still holds the caller's value.
 const COMPARE_AND_DELETE: &str = r#"
@@ -28,6 +28,40 @@ end
 return redis.call('DECRBY', KEYS[1], by)
 "#;
 
+/// The stock gate: repeat check before stock, decrement only if enough.
+/// Returns left stock, or -1 short, -2 repeat, -3 not loaded.
+const CLAIM_AND_DECREMENT: &str = r#"
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return -2
+end
+local stock = tonumber(redis.call('GET', KEYS[1]))
+if stock == nil then
+  return -3
+end
+local by = tonumber(ARGV[1])
+if stock < by then
+  return -1
+end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return redis.call('DECRBY', KEYS[1], by)
+"#;
+
+/// Gives a claim back: the stock returns only if the claim was still there.
+const RELEASE_CLAIM: &str = r#"
+if redis.call('DEL', KEYS[2]) == 1 then
+  redis.call('INCRBY', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+"#;
+
+const ADD_IF_PRESENT: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return redis.call('INCRBY', KEYS[1], ARGV[1])
+end
+return 0
+"#;
+
 #[derive(Clone)]
 pub struct RedisKv {
     connection: ConnectionManager,
@@ -35,6 +69,9 @@ pub struct RedisKv {
     url_for_logs: String,
     compare_and_delete: Script,
     decrement_if_enough: Script,
+    claim_and_decrement: Script,
+    release_claim: Script,
+    add_if_present: Script,
 }
 
 impl std::fmt::Debug for RedisKv {
@@ -56,6 +93,9 @@ impl RedisKv {
             url_for_logs: strip_password(url),
             compare_and_delete: Script::new(COMPARE_AND_DELETE),
             decrement_if_enough: Script::new(DECREMENT_IF_ENOUGH),
+            claim_and_decrement: Script::new(CLAIM_AND_DECREMENT),
+            release_claim: Script::new(RELEASE_CLAIM),
+            add_if_present: Script::new(ADD_IF_PRESENT),
         })
     }
 
@@ -135,6 +175,64 @@ impl KeyStore for RedisKv {
             .invoke_async(&mut connection)
             .await?;
         Ok((left >= 0).then_some(left))
+    }
+
+    async fn claim_and_decrement(
+        &self,
+        counter_key: &str,
+        claim_key: &str,
+        by: i64,
+        claim_ttl: Duration,
+    ) -> Result<Claim, KvError> {
+        let mut connection = self.connection.clone();
+        let answer: i64 = self
+            .claim_and_decrement
+            .key(self.key(counter_key))
+            .key(self.key(claim_key))
+            .arg(by)
+            .arg(ttl_ms(claim_ttl))
+            .invoke_async(&mut connection)
+            .await?;
+        Ok(match answer {
+            -1 => Claim::Short,
+            -2 => Claim::Repeat,
+            -3 => Claim::NotLoaded,
+            left => Claim::Taken { left },
+        })
+    }
+
+    async fn release_claim(
+        &self,
+        counter_key: &str,
+        claim_key: &str,
+        by: i64,
+    ) -> Result<bool, KvError> {
+        let mut connection = self.connection.clone();
+        let released: i64 = self
+            .release_claim
+            .key(self.key(counter_key))
+            .key(self.key(claim_key))
+            .arg(by)
+            .invoke_async(&mut connection)
+            .await?;
+        Ok(released == 1)
+    }
+
+    async fn add_if_present(&self, key: &str, by: i64) -> Result<(), KvError> {
+        let mut connection = self.connection.clone();
+        let _: i64 = self
+            .add_if_present
+            .key(self.key(key))
+            .arg(by)
+            .invoke_async(&mut connection)
+            .await?;
+        Ok(())
+    }
+
+    async fn set_forever(&self, key: &str, value: &str) -> Result<(), KvError> {
+        let mut connection = self.connection.clone();
+        let () = connection.set(self.key(key), value).await?;
+        Ok(())
     }
 
     async fn delete(&self, key: &str) -> Result<(), KvError> {

@@ -61,7 +61,8 @@ async fn defenses_are_read_and_switched() {
     };
     let all_on = json!({
         "button_disable": true, "popup_key": true, "callback_dedup": true, "idempotency_key": true, "message_dedup": true, "order_lock": true,
-        "payment_token": true, "state_check": true, "unique_index": true, "version_lock": true,
+        "payment_token": true, "state_check": true, "stock_gate": true, "unique_index": true,
+        "version_lock": true,
     });
     assert_eq!(get().await, all_on);
 

@@ -1,5 +1,7 @@
 //! Each defense switched off shows its anomaly; switched on, the same attack
 //! leaves none. The race window (a teaching aid) only acts on a defense that is off.
+//! The stock gate, which stands in front of these defenses, is switched off so
+//! that each test isolates the defense it is about.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,8 +27,10 @@ async fn double_submit(app: &Arc<TestApp>, product: i64, count: usize) -> Vec<Re
 async fn without_idempotency_key_and_unique_index_duplicates_appear() {
     let app = Arc::new(spawn_app().await);
     let product = app.reset_with_one_product(100).await;
-    app.set_defenses(json!({ "idempotency_key": false, "unique_index": false }))
-        .await;
+    app.set_defenses(
+        json!({ "idempotency_key": false, "unique_index": false, "stock_gate": false }),
+    )
+    .await;
 
     double_submit(&app, product, 20).await;
 
@@ -44,7 +48,8 @@ async fn without_idempotency_key_and_unique_index_duplicates_appear() {
 async fn the_unique_index_alone_stops_concurrent_duplicates() {
     let app = Arc::new(spawn_app().await);
     let product = app.reset_with_one_product(100).await;
-    app.set_defenses(json!({ "idempotency_key": false })).await;
+    app.set_defenses(json!({ "idempotency_key": false, "stock_gate": false }))
+        .await;
 
     let replies = double_submit(&app, product, 20).await;
 
@@ -70,7 +75,8 @@ async fn the_unique_index_alone_stops_concurrent_duplicates() {
 async fn the_idempotency_key_alone_stops_concurrent_duplicates() {
     let app = Arc::new(spawn_app().await);
     let product = app.reset_with_one_product(100).await;
-    app.set_defenses(json!({ "unique_index": false })).await;
+    app.set_defenses(json!({ "unique_index": false, "stock_gate": false }))
+        .await;
 
     double_submit(&app, product, 20).await;
 
@@ -104,7 +110,8 @@ fn with_race_window(settings: &mut flashguard::configuration::Settings) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_version_lock_updates_are_lost_and_stock_is_oversold() {
     let app = Arc::new(spawn_app_with(with_race_window).await);
-    app.set_defenses(json!({ "version_lock": false })).await;
+    app.set_defenses(json!({ "version_lock": false, "stock_gate": false }))
+        .await;
 
     let product = race_for_ten_units(&app).await;
 
@@ -117,6 +124,7 @@ async fn without_version_lock_updates_are_lost_and_stock_is_oversold() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_version_lock_the_same_race_sells_exactly_the_stock() {
     let app = Arc::new(spawn_app_with(with_race_window).await);
+    app.set_defenses(json!({ "stock_gate": false })).await;
 
     let product = race_for_ten_units(&app).await;
 

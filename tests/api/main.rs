@@ -16,3 +16,4 @@ mod orders;
 mod payment_defenses;
 mod payments;
 mod rewards;
+mod stock_gate;

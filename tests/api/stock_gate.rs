@@ -1,0 +1,242 @@
+//! The stock gate: losers and repeats answered from the key store, winners on to
+//! the database; consistent with the database afterwards.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::helpers::{Reply, TestApp, check, concurrently, spawn_app};
+use flashguard::defenses::stock_gate::stock_key;
+use flashguard::store::Claim;
+use reqwest::StatusCode;
+use serde_json::json;
+
+async fn gate_stock(app: &TestApp, product: i64) -> Option<i64> {
+    let value = app
+        .state
+        .kv
+        .get(&stock_key(product))
+        .await
+        .expect("key store");
+    value.and_then(|v| v.parse().ok())
+}
+
+/// 200 buyers on 20 units; returns the product and the replies.
+async fn flash_sale(app: &Arc<TestApp>) -> (i64, Vec<Reply>) {
+    let product = app.reset_with_one_product(20).await;
+    let mut users = Vec::new();
+    for i in 0..200 {
+        users.push(app.login(&format!("gate{i}")).await);
+    }
+    let users = Arc::new(users);
+    let replies = concurrently(200, |i| {
+        let (app, users) = (app.clone(), users.clone());
+        async move {
+            app.post_order_retrying(&users[i], &format!("g-{i}"), product, 1)
+                .await
+        }
+    })
+    .await;
+    (product, replies)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losers_are_answered_at_the_gate_and_winners_buy_exactly_the_stock() {
+    let app = Arc::new(spawn_app().await);
+
+    let (product, replies) = flash_sale(&app).await;
+
+    let created = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::CREATED)
+        .count();
+    let at_gate = replies
+        .iter()
+        .filter(|r| {
+            r.code().as_deref() == Some("sold_out") && r.defense.as_deref() == Some("stock_gate")
+        })
+        .count();
+    assert_eq!(created, 20);
+    assert_eq!(
+        at_gate, 180,
+        "every loser was answered by the gate, without the database"
+    );
+    assert_eq!(app.order_count(product).await, 20);
+    assert_eq!(gate_stock(&app, product).await, Some(0));
+    let audit = app.audit().await;
+    assert_eq!(audit["ok"], true, "{audit}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_gate_off_the_flash_sale_is_still_correct() {
+    let app = Arc::new(spawn_app().await);
+    app.set_defenses(json!({ "stock_gate": false })).await;
+
+    let (product, replies) = flash_sale(&app).await;
+
+    assert_eq!(
+        replies
+            .iter()
+            .filter(|r| r.status == StatusCode::CREATED)
+            .count(),
+        20
+    );
+    assert!(
+        replies
+            .iter()
+            .all(|r| r.defense.as_deref() != Some("stock_gate"))
+    );
+    assert_eq!(app.order_count(product).await, 20);
+    assert_eq!(app.stock(product).await, 0);
+    let audit = app.audit().await;
+    assert_eq!(audit["ok"], true, "{audit}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeat_click_does_not_drain_the_gate() {
+    let app = Arc::new(spawn_app().await);
+    let product = app.reset_with_one_product(50).await;
+    // Only the gate and the unique index stand: the key table is off.
+    app.set_defenses(json!({ "idempotency_key": false })).await;
+    let alice = app.login("alice").await;
+
+    let replies = concurrently(20, |_| {
+        let (app, alice) = (app.clone(), alice.clone());
+        async move {
+            app.post_order_retrying(&alice, "one-click", product, 1)
+                .await
+        }
+    })
+    .await;
+
+    assert_eq!(app.order_count(product).await, 1);
+    assert_eq!(
+        gate_stock(&app, product).await,
+        Some(49),
+        "one unit taken, not twenty"
+    );
+    let repeats = replies
+        .iter()
+        .filter(|r| r.defense.as_deref() == Some("stock_gate"))
+        .count();
+    assert_eq!(repeats, 19, "every repeat was stopped at the gate");
+    assert_eq!(app.audit().await["ok"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_database_step_gives_the_unit_back() {
+    let app = spawn_app().await;
+    let reset = app
+        .client
+        .post(app.url("/api/admin/reset"))
+        .bearer_auth(&app.admin_token)
+        .json(&json!({ "products": [{ "name": "later", "price_cents": 100, "stock": 3, "starts_in_secs": 3600 }] }))
+        .send()
+        .await
+        .unwrap();
+    let product = reset.json::<serde_json::Value>().await.unwrap()["products"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let alice = app.login("alice").await;
+
+    let reply = Reply::read(app.post_order(&alice, "early", product, 2).await).await;
+
+    assert_eq!(reply.code().as_deref(), Some("sale_not_started"));
+    assert_eq!(
+        gate_stock(&app, product).await,
+        Some(3),
+        "the gate got its units back"
+    );
+    let retry = Reply::read(app.post_order(&alice, "early", product, 2).await).await;
+    assert_eq!(
+        retry.code().as_deref(),
+        Some("sale_not_started"),
+        "and the claim is gone too"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_orders_return_their_units_to_the_gate() {
+    let app = crate::helpers::spawn_app_with(|settings| {
+        settings.payments.payment_window = Duration::ZERO
+    })
+    .await;
+    let alice = app.login("alice").await;
+    app.place_order(&alice, 1).await;
+    assert_eq!(gate_stock(&app, 1).await, Some(99));
+
+    flashguard::flows::closing::close_expired_orders(&app.state)
+        .await
+        .unwrap();
+
+    assert_eq!(gate_stock(&app, 1).await, Some(100));
+    assert_eq!(
+        check(&app.audit().await, "stock_gate_matches_database")["ok"],
+        true
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_the_gate_back_on_reloads_it_from_the_database() {
+    let app = spawn_app().await;
+    app.set_defenses(json!({ "stock_gate": false })).await;
+    let alice = app.login("alice").await;
+    app.place_order(&alice, 1).await;
+    assert_eq!(gate_stock(&app, 1).await, Some(100), "bypassed while off");
+
+    app.set_defenses(json!({ "stock_gate": true })).await;
+
+    assert_eq!(gate_stock(&app, 1).await, Some(99));
+    assert_eq!(app.audit().await["ok"], true);
+}
+
+/// The gate's atomic step itself (the Lua script on Redis, the mutex in process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gate_script_refuses_repeats_never_goes_below_zero_and_gives_back_once() {
+    let app = spawn_app().await;
+    let kv = &app.state.kv;
+    let ttl = Duration::from_secs(60);
+    kv.set_forever("t:stock", "2").await.unwrap();
+
+    assert_eq!(
+        kv.claim_and_decrement("t:stock", "t:a", 1, ttl)
+            .await
+            .unwrap(),
+        Claim::Taken { left: 1 }
+    );
+    assert_eq!(
+        kv.claim_and_decrement("t:stock", "t:a", 1, ttl)
+            .await
+            .unwrap(),
+        Claim::Repeat
+    );
+    assert_eq!(
+        kv.claim_and_decrement("t:stock", "t:b", 2, ttl)
+            .await
+            .unwrap(),
+        Claim::Short
+    );
+    assert_eq!(
+        kv.claim_and_decrement("t:stock", "t:c", 1, ttl)
+            .await
+            .unwrap(),
+        Claim::Taken { left: 0 }
+    );
+    assert_eq!(
+        kv.claim_and_decrement("t:stock", "t:d", 1, ttl)
+            .await
+            .unwrap(),
+        Claim::Short
+    );
+    assert_eq!(
+        kv.claim_and_decrement("t:none", "t:e", 1, ttl)
+            .await
+            .unwrap(),
+        Claim::NotLoaded
+    );
+    assert!(kv.release_claim("t:stock", "t:c", 1).await.unwrap());
+    assert!(
+        !kv.release_claim("t:stock", "t:c", 1).await.unwrap(),
+        "given back once"
+    );
+    assert_eq!(kv.get("t:stock").await.unwrap().as_deref(), Some("1"));
+}
