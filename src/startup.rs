@@ -15,13 +15,13 @@ use crate::defenses::{SwitchBoard, idempotency_key, stock_gate};
 use crate::flows::rewards::Faults;
 use crate::flows::{closing, rewards};
 use crate::psp::MockProvider;
-use crate::routes;
 use crate::store::bus::MemoryBus;
 use crate::store::db::DbSetupError;
 use crate::store::memory_kv::MemoryKv;
 use crate::store::redis_kv::RedisKv;
 use crate::store::{Db, KeyStore, KvError, MessageBus, products};
 use crate::telemetry;
+use crate::{metrics, routes};
 
 /// Everything a request handler may use. Cheap to share: it lives in `web::Data`.
 #[derive(Debug)]
@@ -36,6 +36,7 @@ pub struct AppState {
     pub switches: Arc<SwitchBoard>,
     pub settings: Arc<Settings>,
     pub session: SessionKeys,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +125,7 @@ async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
     };
     tracing::info!(database = ?db.backend(), key_store = %kv.describe(), "stores ready");
     Ok(AppState {
+        metrics: metrics::handle(),
         db,
         kv,
         bus,
@@ -237,6 +239,7 @@ fn every(state: web::Data<AppState>, period: Duration, name: &'static str, job: 
 fn run_server(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, std::io::Error> {
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(metrics::observe))
             .wrap(actix_web::middleware::from_fn(telemetry::echo_request_id))
             .wrap(TracingLogger::default())
             .app_data(state.clone())

@@ -31,6 +31,7 @@ use sha2::{Digest, Sha256};
 use super::Defense;
 use crate::domain::IdempotencyKey;
 use crate::error::{ApiError, DEFENSE_HEADER_LOWER, PROBLEM_CONTENT_TYPE, problem_body};
+use crate::metrics;
 use crate::startup::AppState;
 use crate::store::{Db, now_ms};
 
@@ -163,7 +164,11 @@ pub async fn admit(state: &AppState, request: &KeyedRequest<'_>) -> Result<Admis
         return Ok(Admission::Run(Lease::Unguarded));
     }
     if let Some(cached) = cached_response(state, request).await {
-        return cached.into_admission(request);
+        let admission = cached.into_admission(request);
+        if matches!(admission, Ok(Admission::Replay(_))) {
+            metrics::count(metrics::REPLAYS);
+        }
+        return admission;
     }
     let settings = &state.settings.idempotency;
     let owner = uuid::Uuid::new_v4().to_string();
@@ -195,9 +200,11 @@ pub async fn admit(state: &AppState, request: &KeyedRequest<'_>) -> Result<Admis
         if let Some(stored) = row.completed_response() {
             let key = cache_key(request.user_id, request.key.as_str());
             cache_response(state, &key, &request.fingerprint, &stored).await;
+            metrics::count(metrics::REPLAYS);
             return Ok(Admission::Replay(stored));
         }
         if row.lease_expires_at > now {
+            metrics::count(metrics::IN_FLIGHT_CONFLICTS);
             return Err(ApiError::RequestInProgress {
                 retry_after_secs: 1,
             });

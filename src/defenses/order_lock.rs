@@ -22,6 +22,7 @@ use std::time::Duration;
 use super::{Defense, SwitchBoard};
 use crate::configuration::Settings;
 use crate::error::ApiError;
+use crate::metrics;
 use crate::startup::AppState;
 
 /// A held lock (or none when the defense is off); give it back with [`OrderLock::release`].
@@ -51,6 +52,7 @@ pub async fn acquire(state: &AppState, order_no: &str) -> Result<OrderLock, ApiE
                 owner: Some(owner),
             });
         }
+        metrics::count(metrics::LOCK_WAITS);
         if tokio::time::Instant::now() >= deadline {
             return Err(ApiError::OrderLocked);
         }

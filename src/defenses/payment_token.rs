@@ -20,6 +20,7 @@ use std::time::Duration;
 use super::Defense;
 use crate::configuration::random_hex;
 use crate::error::ApiError;
+use crate::metrics;
 use crate::startup::AppState;
 
 pub const PAYMENT_TOKEN_HEADER: &str = "Payment-Token";
@@ -71,6 +72,7 @@ pub async fn consume(
     if consumed {
         Ok(())
     } else {
+        metrics::count(metrics::TOKEN_REFUSALS);
         Err(ApiError::PaymentTokenInvalid)
     }
 }

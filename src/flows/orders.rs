@@ -16,6 +16,7 @@ use crate::defenses::unique_index::{self, OnUniqueViolation};
 use crate::defenses::version_lock::{self, Take};
 use crate::domain::{IdempotencyKey, Quantity};
 use crate::error::ApiError;
+use crate::metrics;
 use crate::startup::AppState;
 use crate::store::now_ms;
 use crate::store::orders::{self, NewOrder, Order};
@@ -138,10 +139,14 @@ async fn place_in_database(
                     new_order: false,
                 });
             }
-            Attempt::Conflict => continue,
+            Attempt::Conflict => {
+                metrics::count(metrics::VERSION_CONFLICTS);
+                continue;
+            }
         }
     }
     tracing::warn!("version-lock retry budget exhausted");
+    metrics::count(metrics::RETRIES_EXHAUSTED);
     Err(ApiError::BusyRetry {
         retry_after_secs: 1,
     })

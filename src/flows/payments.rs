@@ -21,6 +21,7 @@ use crate::defenses::{Defense, callback_dedup, order_lock};
 use crate::domain::{OrderNo, order_status};
 use crate::error::ApiError;
 use crate::flows::rewards;
+use crate::metrics;
 use crate::psp::{ChargeRequest, EventStatus, ProviderEvent};
 use crate::startup::AppState;
 use crate::store::orders::{self, Order};
@@ -197,6 +198,7 @@ pub async fn apply_callback(
     };
     if !callback_dedup::record_once(&mut tx, &state.switches, &record).await? {
         tx.rollback().await?;
+        metrics::count(metrics::CALLBACK_DUPLICATES);
         return Ok(CallbackResult::Duplicate);
     }
     tx.commit().await?;

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{Any, FromRow, Transaction};
 
 use crate::defenses::message_dedup;
+use crate::metrics;
 use crate::startup::AppState;
 use crate::store::bus::Delivery;
 use crate::store::now_ms;
@@ -136,6 +137,9 @@ pub async fn consume_once(state: &AppState) -> Result<usize, RelayError> {
         )
         .await?;
     for delivery in &deliveries {
+        if delivery.redelivered {
+            metrics::count(metrics::REDELIVERIES);
+        }
         award_points(state, delivery).await?;
         if state.faults.take_crash() {
             tracing::warn!(message_id = %delivery.message_id, "fault injection: crashed after the effect, before the ack");

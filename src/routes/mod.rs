@@ -35,6 +35,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(admin::put_faults)
         .service(health::healthz)
         .service(health::readyz)
+        .service(health::metrics)
         .service(pages::index)
         .service(pages::orders_page)
         .service(pages::order_page)

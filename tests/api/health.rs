@@ -63,3 +63,23 @@ async fn the_sale_page_and_problem_pages_render() {
         .unwrap();
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_the_duplicates_each_defense_stopped() {
+    let app = spawn_app().await;
+    let alice = app.login("alice").await;
+    app.post_order(&alice, "m", 1, 1).await;
+    let replay = Reply::read(app.post_order(&alice, "m", 1, 1).await).await;
+    assert!(replay.replayed);
+
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), StatusCode::OK);
+    let text = metrics.text().await.unwrap();
+
+    assert!(
+        text.contains(r#"flashguard_duplicates_stopped_total{defense="idempotency_key"}"#),
+        "{text}"
+    );
+    assert!(text.contains("flashguard_idempotent_replays_total"));
+    assert!(text.contains(r#"flashguard_http_request_duration_seconds_bucket{method="POST",route="/api/orders",status="201""#));
+}
