@@ -23,6 +23,7 @@ pub mod defenses;
 pub mod domain;
 pub mod error;
 pub mod flows;
+pub mod loadtest;
 pub mod metrics;
 pub mod psp;
 pub mod routes;

@@ -11,6 +11,7 @@ mod flash_sale;
 mod health;
 mod helpers;
 mod idempotency;
+mod loadtest;
 mod login;
 mod orders;
 mod payment_defenses;
