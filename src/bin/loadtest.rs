@@ -50,6 +50,9 @@ struct Args {
     /// Client timeout of the retry-storm scenario, in milliseconds.
     #[arg(long, default_value_t = 20)]
     client_timeout_ms: u64,
+    /// Do not fetch /api/audit (for a target that is not flashguard).
+    #[arg(long)]
+    no_audit: bool,
     /// Machine-readable report on standard output.
     #[arg(long)]
     json: bool,
@@ -76,6 +79,7 @@ async fn main() -> ExitCode {
         path: args.path,
         client_timeout: Duration::from_millis(args.client_timeout_ms.max(1)),
         show_progress: !args.json,
+        skip_audit: args.no_audit,
     };
     match loadtest::run(config).await {
         Ok(report) => {

@@ -157,18 +157,41 @@ pub enum Lease {
     Unguarded,
 }
 
-/// Step one of every keyed request: decide whether the business may run.
-#[tracing::instrument(skip_all, fields(user_id = request.user_id, key = request.key.as_str()))]
+/// Step one of every keyed request: decide whether the business may run
+/// (the cache first, then the key table).
 pub async fn admit(state: &AppState, request: &KeyedRequest<'_>) -> Result<Admission, ApiError> {
+    match cached_answer(state, request).await? {
+        Some(stored) => Ok(Admission::Replay(stored)),
+        None => admit_in_database(state, request).await,
+    }
+}
+
+/// The fast path: the answer of a completed key, from the key store (Redis).
+pub async fn cached_answer(
+    state: &AppState,
+    request: &KeyedRequest<'_>,
+) -> Result<Option<StoredResponse>, ApiError> {
+    if !state.switches.is_on(Defense::IdempotencyKey) {
+        return Ok(None);
+    }
+    let Some(cached) = cached_response(state, request).await else {
+        return Ok(None);
+    };
+    let Admission::Replay(stored) = cached.into_admission(request)? else {
+        return Ok(None);
+    };
+    metrics::count(metrics::REPLAYS);
+    Ok(Some(stored))
+}
+
+/// The source of truth: the key row decides which request runs.
+#[tracing::instrument(skip_all, fields(user_id = request.user_id, key = request.key.as_str()))]
+pub async fn admit_in_database(
+    state: &AppState,
+    request: &KeyedRequest<'_>,
+) -> Result<Admission, ApiError> {
     if !state.switches.is_on(Defense::IdempotencyKey) {
         return Ok(Admission::Run(Lease::Unguarded));
-    }
-    if let Some(cached) = cached_response(state, request).await {
-        let admission = cached.into_admission(request);
-        if matches!(admission, Ok(Admission::Replay(_))) {
-            metrics::count(metrics::REPLAYS);
-        }
-        return admission;
     }
     let settings = &state.settings.idempotency;
     let owner = uuid::Uuid::new_v4().to_string();
@@ -273,6 +296,17 @@ pub async fn finish(
         }
     }
     Ok(reply.into_response())
+}
+
+/// Answers with an outcome decided before the key table was touched (the stock
+/// gate's sold out): it is kept in the key store only, and replayed from there.
+/// Losing it costs nothing: no order was made, and a retry is simply asked again.
+pub async fn remember(state: &AppState, request: &KeyedRequest<'_>, reply: Reply) -> HttpResponse {
+    if state.switches.is_on(Defense::IdempotencyKey) {
+        let key = cache_key(request.user_id, request.key.as_str());
+        cache_response(state, &key, &request.fingerprint, &reply.stored).await;
+    }
+    reply.into_response()
 }
 
 /// Gives the key back so that a retry runs the business (nothing was stored).

@@ -6,7 +6,9 @@
 //! has a classic bug: a repeat click decrements the cached stock again, so units
 //! are "sold" in the cache that nobody ever buys.
 //!
-//! **How it prevents that**: one Lua script (or the in-process equivalent), atomic:
+//! **How it prevents that**: a sold-out product is answered from the cached stock
+//! before any database work (not even the idempotency key's row). Otherwise, after
+//! the key row is taken, one Lua script (or the in-process equivalent), atomic:
 //! first it refuses a repeat of the same (user, idempotency key) *before touching
 //! stock*; then it decrements the cached stock only if enough is left and records
 //! the claim. Sold out is answered from Redis (409 `sold_out`,
@@ -69,7 +71,9 @@ pub async fn admit(
         return Ok(Decision::Pass(None));
     }
     let claim_key = claim_key(product_id, user_id, key);
-    let claim_ttl = state.settings.idempotency.retention;
+    // A claim lives as long as a key's lease: the request holding it finishes (or
+    // gives it back) within that time, or is dead and its retry may claim again.
+    let claim_ttl = state.settings.idempotency.lease;
     for _ in 0..2 {
         let claim = state
             .kv
@@ -105,6 +109,22 @@ pub async fn give_back(state: &AppState, pass: GatePass) {
     if let Err(error) = result {
         tracing::error!(%error, "stock gate give-back failed: the gate now holds less than the database");
     }
+}
+
+/// The fast path for losers: true when the cached stock is known to be short.
+/// A read, not a claim: it can only ever answer "sold out" a moment late.
+pub async fn is_sold_out(
+    state: &AppState,
+    product_id: i64,
+    quantity: i64,
+) -> Result<bool, ApiError> {
+    if !state.switches.is_on(Defense::StockGate) {
+        return Ok(false);
+    }
+    let cached = state.kv.get(&stock_key(product_id)).await?;
+    Ok(cached
+        .and_then(|value| value.parse::<i64>().ok())
+        .is_some_and(|left| left < quantity))
 }
 
 /// Units that returned to the database's stock (a closed order) return to the gate.

@@ -61,7 +61,8 @@ pub async fn place_order(
     request: OrderRequest,
 ) -> Result<Reply, ApiError> {
     let quantity = request.quantity.get();
-    // stock_gate: repeats and losers are answered from Redis; winners go on.
+    // stock_gate: a repeat of this (user, key) or a loser stops here; a winner
+    // takes its unit and goes on.
     let pass = match stock_gate::admit(state, request.product_id, user_id, key, quantity).await? {
         Decision::Pass(pass) => pass,
         Decision::Repeat => return repeat_at_gate(state, user_id, key).await,

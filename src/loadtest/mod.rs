@@ -50,6 +50,8 @@ pub struct Config {
     pub path: String,
     pub client_timeout: Duration,
     pub show_progress: bool,
+    /// Skip the audit (a target that is not flashguard, e.g. the HTTP baseline).
+    pub skip_audit: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +74,10 @@ pub async fn run(config: Config) -> Result<Report, LoadTestError> {
     let client = client::LoadClient::new(&config)?;
     let outcome = scenarios::run(&client, &config).await?;
     let snapshot = client.recorder.finish();
-    let audit = client.audit().await;
+    let audit = if config.skip_audit {
+        serde_json::json!({ "ok": true, "checks": [], "skipped": true })
+    } else {
+        client.audit().await
+    };
     Ok(Report::build(&config, outcome, audit, snapshot))
 }

@@ -4,7 +4,8 @@ use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde_json::json;
 
 use crate::auth::AuthUser;
-use crate::defenses::idempotency_key::{self, Admission, KeyedRequest};
+use crate::defenses::idempotency_key::{self, Admission, KeyedRequest, Reply};
+use crate::defenses::stock_gate;
 use crate::domain::{IdempotencyKey, OrderNo};
 use crate::error::ApiError;
 use crate::flows::orders::{self as order_flow, OrderRequest};
@@ -35,14 +36,24 @@ async fn create(
         key: &key,
         fingerprint: idempotency_key::fingerprint("POST", "/api/orders", &canonical_body),
     };
-    // 1. idempotency_key: a repeat is answered from the key table.
-    let lease = match idempotency_key::admit(&state, &keyed).await? {
+    // 1. idempotency_key, fast path: a completed key's answer from the cache.
+    if let Some(stored) = idempotency_key::cached_answer(&state, &keyed).await? {
+        return Ok(stored.replay());
+    }
+    // 2. stock_gate, fast path: a sold-out product is answered from the key
+    //    store, before any database work.
+    if stock_gate::is_sold_out(&state, order.product_id, order.quantity.get()).await? {
+        let sold_out = Reply::problem(&ApiError::SoldOutAtGate);
+        return Ok(idempotency_key::remember(&state, &keyed, sold_out).await);
+    }
+    // 3. idempotency_key: the key row decides which request runs.
+    let lease = match idempotency_key::admit_in_database(&state, &keyed).await? {
         Admission::Replay(stored) => return Ok(stored.replay()),
         Admission::Run(lease) => lease,
     };
-    // 2. unique_index and version_lock act inside the flow.
+    // 4. stock_gate (the unit), unique_index and version_lock act inside the flow.
     let outcome = order_flow::place_order(&state, user.user_id, &key, order).await;
-    // 3. the outcome is stored with the key (or the key released).
+    // 5. the outcome is stored with the key (or the key released).
     idempotency_key::finish(&state, lease, outcome).await
 }
 

@@ -41,7 +41,8 @@ async fn fifty_concurrent_identical_requests_make_one_order() {
     assert_eq!(later.body, created[0].body, "byte for byte");
     assert!(later.replayed);
     assert_eq!(later.defense.as_deref(), Some("idempotency_key"));
-    assert_eq!(app.audit().await["ok"], true);
+    let audit = app.audit().await;
+    assert_eq!(audit["ok"], true, "{audit}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
