@@ -47,6 +47,9 @@ echo "== flashguard: orders on spread products"
 "${LT[@]}" $FG --scenario spread --reset --users 500 --requests $((REQUESTS / 4)) --concurrency "$CONCURRENCY" >"$OUT/spread.json"
 echo "== flashguard: flash sale ($USERS users, $STOCK units), all defenses on"
 "${LT[@]}" $FG --scenario flash-sale --reset --users "$USERS" --stock "$STOCK" --concurrency "$CONCURRENCY" >"$OUT/flash.json"
+echo "== flashguard: sold-out answers once the sale is over (the same product, new buyers)"
+SOLD=$(python3 -c "import json;print(json.load(open('$OUT/flash.json'))['outcome']['product_id'])")
+"${LT[@]}" $FG --scenario flash-sale --product "$SOLD" --users "$USERS" --concurrency "$CONCURRENCY" >"$OUT/soldout.json"
 echo "== flashguard: the same flash sale with stock_gate off (version lock alone)"
 curl -sf -X PUT "http://127.0.0.1:$FG_PORT/api/admin/defenses" -H "Authorization: Bearer $ADMIN" \
   -H 'Content-Type: application/json' -d '{"stock_gate":false}' >/dev/null

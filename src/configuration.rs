@@ -72,6 +72,9 @@ pub struct VersionLockSettings {
     pub max_retries: u32,
     /// Base of the jittered back-off between attempts.
     pub backoff_base: Duration,
+    /// Database transactions on one product's stock row in flight at once, per
+    /// instance: a hot row is fastest with few writers (the rest wait in process).
+    pub per_product_writers: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -129,6 +132,7 @@ impl Settings {
             version_lock: VersionLockSettings {
                 max_retries: parse_var("VERSION_LOCK_MAX_RETRIES", 20)?,
                 backoff_base: Duration::from_millis(parse_var("VERSION_LOCK_BACKOFF_MS", 2)?),
+                per_product_writers: parse_var("PER_PRODUCT_WRITERS", 4)?,
             },
             payments: PaymentSettings {
                 token_ttl: Duration::from_secs(parse_var("PAYMENT_TOKEN_TTL_SECS", 900)?),

@@ -37,6 +37,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub session: SessionKeys,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Per-product admission to the stock row (version_lock).
+    pub row_admission: crate::defenses::version_lock::RowAdmission,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +128,7 @@ async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
     tracing::info!(database = ?db.backend(), key_store = %kv.describe(), "stores ready");
     Ok(AppState {
         metrics: metrics::handle(),
+        row_admission: Default::default(),
         db,
         kv,
         bus,

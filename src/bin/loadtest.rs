@@ -44,6 +44,9 @@ struct Args {
     /// Start a clean sale first (POST /api/admin/reset).
     #[arg(long)]
     reset: bool,
+    /// The product to buy without --reset.
+    #[arg(long, default_value_t = 1)]
+    product: i64,
     /// Path for the ping scenario.
     #[arg(long, default_value = "/healthz")]
     path: String,
@@ -77,6 +80,7 @@ async fn main() -> ExitCode {
         admin_token: args.admin_token.filter(|t| !t.is_empty()),
         reset: args.reset,
         path: args.path,
+        product: args.product,
         client_timeout: Duration::from_millis(args.client_timeout_ms.max(1)),
         show_progress: !args.json,
         skip_audit: args.no_audit,

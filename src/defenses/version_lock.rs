@@ -80,6 +80,38 @@ pub async fn race_window(switches: &SwitchBoard, settings: &Settings) {
     }
 }
 
+/// Per-product admission: at most `per_product_writers` transactions of this
+/// instance work on one stock row at a time; the others wait here, in process,
+/// instead of in the database where they would only collide on the version.
+#[derive(Debug, Default)]
+pub struct RowAdmission {
+    semaphores:
+        std::sync::Mutex<std::collections::HashMap<i64, std::sync::Arc<tokio::sync::Semaphore>>>,
+}
+
+impl RowAdmission {
+    pub async fn enter(
+        &self,
+        product_id: i64,
+        writers: usize,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        if writers == 0 {
+            return None;
+        }
+        let semaphore = {
+            let mut semaphores = self
+                .semaphores
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            semaphores
+                .entry(product_id)
+                .or_insert_with(|| std::sync::Arc::new(tokio::sync::Semaphore::new(writers)))
+                .clone()
+        };
+        semaphore.acquire_owned().await.ok()
+    }
+}
+
 /// Jittered exponential back-off before retry `attempt` (0-based), capped at 64×base.
 pub async fn back_off(settings: &VersionLockSettings, attempt: u32) {
     let base = settings.backoff_base.as_micros() as u64;

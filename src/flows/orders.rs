@@ -114,6 +114,11 @@ async fn place_in_database(
         if attempt > 0 {
             version_lock::back_off(settings, attempt - 1).await;
         }
+        // Few writers per stock row at once: read and write inside the permit.
+        let _writer = state
+            .row_admission
+            .enter(request.product_id, settings.per_product_writers)
+            .await;
         let snapshot = products::stock_snapshot(&state.db, request.product_id)
             .await?
             .ok_or(ApiError::ProductNotFound(request.product_id))?;

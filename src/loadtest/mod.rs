@@ -48,6 +48,8 @@ pub struct Config {
     pub admin_token: Option<String>,
     pub reset: bool,
     pub path: String,
+    /// The product to buy when not resetting.
+    pub product: i64,
     pub client_timeout: Duration,
     pub show_progress: bool,
     /// Skip the audit (a target that is not flashguard, e.g. the HTTP baseline).

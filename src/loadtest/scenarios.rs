@@ -18,6 +18,8 @@ pub struct Outcome {
     pub orders_created: u64,
     /// For the flash sale: when the last unit sold, in seconds after the start.
     pub sold_out_after_secs: Option<f64>,
+    /// The product bought (flash sale), to aim a later run at it with --product.
+    pub product_id: Option<i64>,
     /// Notes of the scenario (e.g. what it expected and saw).
     pub notes: Vec<String>,
 }
@@ -100,7 +102,7 @@ async fn one_product(
     scenario: &'static str,
 ) -> Result<i64, LoadTestError> {
     if !config.reset {
-        return Ok(1);
+        return Ok(config.product);
     }
     let ids = client
         .reset(
@@ -144,6 +146,7 @@ async fn flash_sale(client: &LoadClient, config: &Config) -> Result<Outcome, Loa
     Ok(Outcome {
         orders_created: orders,
         sold_out_after_secs: Some(client.recorder.finish_peek_last_created()),
+        product_id: Some(product),
         notes: vec![format!(
             "{} users raced for {} units; {orders} orders",
             config.users, config.stock

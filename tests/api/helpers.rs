@@ -75,6 +75,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
         version_lock: VersionLockSettings {
             max_retries: 50,
             backoff_base: Duration::from_millis(2),
+            per_product_writers: 4,
         },
         payments: PaymentSettings {
             token_ttl: Duration::from_secs(900),
