@@ -241,7 +241,7 @@ fn problem_explanation(code: &str) -> Option<&'static str> {
         "invalid_quantity" => {
             "Quantity must be a whole number from 1 to 10 per order in this flash sale."
         }
-        "invalid_username" => "A demo username is 1 to 32 letters, digits, '_', '-' or '.'.",
+        "invalid_username" => "A demo username is 1 to 64 visible characters, without spaces.",
         "invalid_request" => "A field of the request is out of range; the detail says which.",
         "product_not_found" => "There is no product with this id. Nothing was stored with the key.",
         "order_not_found" => {
