@@ -62,8 +62,10 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
 }
 
 pub fn json_config() -> web::JsonConfig {
+    // JSON bodies are read whatever their Content-Type says (curl users forget it).
     web::JsonConfig::default()
         .limit(64 * 1024)
+        .content_type_required(false)
         .error_handler(|error, _| ApiError::MalformedBody(error.to_string()).into())
 }
 

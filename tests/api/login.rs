@@ -92,3 +92,18 @@ async fn another_users_order_is_not_found() {
     assert_eq!(foreign.status, StatusCode::NOT_FOUND);
     assert_eq!(foreign.code().as_deref(), Some("order_not_found"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_login_without_content_type_is_accepted() {
+    let app = spawn_app().await;
+
+    let response = app
+        .client
+        .post(app.url("/api/login"))
+        .body(r#"{"username":"carol"}"#)
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), StatusCode::OK);
+}
