@@ -35,6 +35,7 @@ async fn without_idempotency_key_and_unique_index_duplicates_appear() {
     double_submit(&app, product, 20).await;
 
     let orders = app.order_count(product).await;
+    eprintln!("anomaly (idempotency_key + unique_index off): {orders} orders for one intent");
     assert!(
         orders > 1,
         "duplicates appear: {orders} orders for one intent"
@@ -116,6 +117,10 @@ async fn without_version_lock_updates_are_lost_and_stock_is_oversold() {
     let product = race_for_ten_units(&app).await;
 
     let orders = app.order_count(product).await;
+    eprintln!(
+        "anomaly (version_lock off): {orders} orders for 10 units, stock left {}",
+        app.stock(product).await
+    );
     assert!(orders > 10, "oversold: {orders} orders for 10 units");
     let audit = app.audit().await;
     assert_eq!(check(&audit, "stock_conserved")["ok"], false, "{audit}");

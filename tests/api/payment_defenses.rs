@@ -49,6 +49,7 @@ async fn without_order_lock_concurrent_pays_charge_twice() {
             "SELECT COUNT(*) FROM payments WHERE order_no = '{order_no}'"
         ))
         .await;
+    eprintln!("anomaly (order_lock + unique_index off): {payments} payments for one order");
     assert!(payments > 1, "double charge: {payments} payments");
     app.wait_until("every charge is reported", || async {
         app.count("SELECT COUNT(*) FROM payments WHERE status = 'SUCCEEDED'")
@@ -105,6 +106,7 @@ async fn without_payment_token_a_replayed_pay_charges_again() {
 
     let payments = replay_one_token(&app).await;
 
+    eprintln!("anomaly (payment_token off): {payments} payments after one replay");
     assert_eq!(payments, 2, "the replay started a second charge");
     app.wait_until("both charges are reported", || async {
         app.count("SELECT COUNT(*) FROM payment_events WHERE status = 'SUCCEEDED'")
@@ -155,6 +157,9 @@ async fn without_callback_dedup_an_event_is_applied_again() {
 
     let results = redeliver_five_times(&app).await;
 
+    eprintln!(
+        "anomaly (callback_dedup + state_check off): one event delivered 5 times: {results:?}"
+    );
     assert_eq!(results, vec!["applied"; 5]);
     let audit = app.audit().await;
     assert_eq!(check(&audit, "events_applied_once")["ok"], false, "{audit}");
@@ -207,11 +212,9 @@ async fn without_state_check_a_late_failed_moves_a_paid_order_back() {
 
     let order_no = late_failure(&app).await;
 
-    assert_eq!(
-        app.order_status(&order_no).await,
-        "PENDING_PAYMENT",
-        "moved back"
-    );
+    let status = app.order_status(&order_no).await;
+    eprintln!("anomaly (state_check off): a late FAILED moved the PAID order to {status}");
+    assert_eq!(status, "PENDING_PAYMENT", "moved back");
     let audit = app.audit().await;
     assert_eq!(
         check(&audit, "paid_orders_charged_once")["ok"],

@@ -55,11 +55,9 @@ async fn without_message_dedup_a_redelivery_rewards_twice() {
 
     pay_with_crashing_consumer(&app, 3).await;
 
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM rewards").await,
-        6,
-        "each order rewarded twice"
-    );
+    let rewards = app.count("SELECT COUNT(*) FROM rewards").await;
+    eprintln!("anomaly (message_dedup off): {rewards} rewards for 3 paid orders");
+    assert_eq!(rewards, 6, "each order rewarded twice");
     let audit = app.audit().await;
     assert_eq!(
         check(&audit, "one_reward_per_order")["ok"],
