@@ -68,7 +68,7 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let state = web::Data::new(build_state(settings).await?);
-        stock_gate::load_missing(&state)
+        stock_gate::load(&state, stock_gate::Load::OnlyMissing)
             .await
             .map_err(|error| StartupError::Gate(error.to_string()))?;
         let listener =

@@ -151,28 +151,25 @@ async fn load_one(state: &AppState, product_id: i64) -> Result<bool, ApiError> {
     Ok(true)
 }
 
-/// Sets every counter to the database's stock (reset, switching the gate on).
-pub async fn load_all(state: &AppState) -> Result<(), ApiError> {
-    for product in products::list(&state.db).await? {
-        state
-            .kv
-            .set_forever(&stock_key(product.id), &product.stock.to_string())
-            .await?;
-    }
-    Ok(())
+/// How [`load`] treats a counter that already exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Load {
+    /// Reset, or the gate switched back on: the database's stock wins.
+    Overwrite,
+    /// Start-up: leave live counters alone (other instances may be selling).
+    OnlyMissing,
 }
 
-/// At start: loads counters that are absent, leaving live ones alone.
-pub async fn load_missing(state: &AppState) -> Result<(), ApiError> {
+/// Loads the counters of every product from the database's stock.
+pub async fn load(state: &AppState, mode: Load) -> Result<(), ApiError> {
     for product in products::list(&state.db).await? {
-        state
-            .kv
-            .set_if_absent(
-                &stock_key(product.id),
-                &product.stock.to_string(),
-                COUNTER_TTL,
-            )
-            .await?;
+        let (key, stock) = (stock_key(product.id), product.stock.to_string());
+        match mode {
+            Load::Overwrite => state.kv.set_forever(&key, &stock).await?,
+            Load::OnlyMissing => {
+                state.kv.set_if_absent(&key, &stock, COUNTER_TTL).await?;
+            }
+        }
     }
     Ok(())
 }

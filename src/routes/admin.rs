@@ -53,7 +53,7 @@ async fn put_defenses(
         state.switches.set(defense, on);
         if defense == Defense::StockGate && switched_on {
             // The gate was bypassed while off: start again from the database's stock.
-            stock_gate::load_all(&state).await?;
+            stock_gate::load(&state, stock_gate::Load::Overwrite).await?;
         }
     }
     Ok(HttpResponse::Ok().json(state.switches.snapshot()))
@@ -77,7 +77,7 @@ async fn reset(
     let created = products::reset_sale(&state.db, &catalogue).await?;
     state.kv.clear_namespace().await?;
     state.bus.clear(rewards::ORDER_PAID_TOPIC).await?;
-    stock_gate::load_all(&state).await?;
+    stock_gate::load(&state, stock_gate::Load::Overwrite).await?;
     tracing::warn!(products = created.len(), "sale reset");
     Ok(HttpResponse::Ok().json(json!({ "products": created })))
 }
