@@ -133,23 +133,35 @@ fn purchased(answer: &Option<Answer>) -> bool {
     answer.as_ref().is_some_and(|a| a.status == 201)
 }
 
+/// Every user makes one purchase (retried until final), `concurrency` at a time;
+/// returns how many ended with an order.
+async fn each_buys_once(
+    client: &LoadClient,
+    config: &Config,
+    users: &[User],
+    product: i64,
+    timeout: Option<Duration>,
+) -> u64 {
+    let purchases = AtomicUsize::new(0);
+    for_each(users.len(), config.concurrency, |i| {
+        let purchases = &purchases;
+        async move {
+            if purchased(&buy(client, &users[i], product, timeout).await) {
+                purchases.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    })
+    .await;
+    purchases.load(Ordering::Relaxed) as u64
+}
+
 async fn flash_sale(client: &LoadClient, config: &Config) -> Result<Outcome, LoadTestError> {
     let product = one_product(client, config, "flash-sale").await?;
     let users = client
         .login_users("flash", config.users, config.concurrency)
         .await?;
     start(client).await;
-    let created_count = AtomicUsize::new(0);
-    for_each(users.len(), config.concurrency, |i| {
-        let (users, created_count) = (&users, &created_count);
-        async move {
-            if purchased(&buy(client, &users[i], product, None).await) {
-                created_count.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    })
-    .await;
-    let orders = created_count.load(Ordering::Relaxed) as u64;
+    let orders = each_buys_once(client, config, &users, product, None).await;
     Ok(Outcome {
         orders_created: orders,
         sold_out_after_secs: Some(client.recorder.finish_peek_last_created()),
@@ -205,19 +217,11 @@ async fn retry_storm(client: &LoadClient, config: &Config) -> Result<Outcome, Lo
         .login_users("retry", config.users, config.concurrency)
         .await?;
     start(client).await;
-    let created_count = AtomicUsize::new(0);
-    for_each(users.len(), config.concurrency, |i| {
-        let (users, created_count) = (&users, &created_count);
-        async move {
-            // A client that gives up early and retries the same key.
-            if purchased(&buy(client, &users[i], product, Some(config.client_timeout)).await) {
-                created_count.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    })
-    .await;
+    // Clients that give up early and retry the same key.
+    let timeout = Some(config.client_timeout);
+    let orders = each_buys_once(client, config, &users, product, timeout).await;
     Ok(Outcome {
-        orders_created: created_count.load(Ordering::Relaxed) as u64,
+        orders_created: orders,
         notes: vec![format!(
             "client timeout {} ms, retried with the same key",
             config.client_timeout.as_millis()
