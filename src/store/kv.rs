@@ -38,13 +38,6 @@ pub trait KeyStore: Send + Sync + std::fmt::Debug {
     /// Deletes `key` only if it still holds `expected`; true when it was deleted.
     async fn compare_and_delete(&self, key: &str, expected: &str) -> Result<bool, KvError>;
 
-    /// Returns and deletes `key` in one step (GETDEL).
-    async fn take(&self, key: &str) -> Result<Option<String>, KvError>;
-
-    /// Decrements the integer at `key` by `by` only if the result stays ≥ 0.
-    /// Returns the new value, or `None` when the key is absent or too small.
-    async fn decrement_if_enough(&self, key: &str, by: i64) -> Result<Option<i64>, KvError>;
-
     /// The stock gate's one atomic step: if `claim_key` exists → [`Claim::Repeat`]
     /// (nothing else happens); if `counter_key` is absent → [`Claim::NotLoaded`];
     /// if it holds less than `by` → [`Claim::Short`]; otherwise decrement it by

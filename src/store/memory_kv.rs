@@ -1,6 +1,6 @@
 //! [`KeyStore`] in process memory: the embedded default. Same semantics as the
-//! Redis implementation (TTL, set-if-absent, compare-and-delete, take,
-//! decrement-if-enough), each operation atomic under one mutex.
+//! Redis implementation (TTL, set-if-absent, compare-and-delete,
+//! claim-and-decrement), each operation atomic under one mutex.
 //!
 //! It is single-process by nature: two instances with their own memory share
 //! nothing, so several instances need the Redis store.
@@ -139,22 +139,6 @@ impl KeyStore for MemoryKv {
         }))
     }
 
-    async fn take(&self, key: &str) -> Result<Option<String>, KvError> {
-        Ok(self.with_entries(key, |entries| entries.remove(key).map(|entry| entry.value)))
-    }
-
-    async fn decrement_if_enough(&self, key: &str, by: i64) -> Result<Option<i64>, KvError> {
-        Ok(self.with_entries(key, |entries| {
-            let entry = entries.get_mut(key)?;
-            let current: i64 = entry.value.parse().ok()?;
-            if current < by {
-                return None;
-            }
-            entry.value = (current - by).to_string();
-            Some(current - by)
-        }))
-    }
-
     async fn claim_and_decrement(
         &self,
         counter_key: &str,
@@ -271,14 +255,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn take_returns_the_value_once() {
-        let kv = MemoryKv::new();
-        kv.set("token", "t", LONG).await.unwrap();
-        assert_eq!(kv.take("token").await.unwrap().as_deref(), Some("t"));
-        assert_eq!(kv.take("token").await.unwrap(), None);
-    }
-
-    #[tokio::test]
     async fn a_claim_refuses_the_repeat_before_touching_stock() {
         let kv = MemoryKv::new();
         kv.set_forever("stock", "2").await.unwrap();
@@ -330,16 +306,5 @@ mod tests {
         kv.add_if_present("absent", 2).await.unwrap();
         assert_eq!(kv.get("stock").await.unwrap().as_deref(), Some("3"));
         assert_eq!(kv.get("absent").await.unwrap(), None);
-    }
-
-    #[tokio::test]
-    async fn decrement_never_goes_below_zero() {
-        let kv = MemoryKv::new();
-        kv.set("stock", "2", LONG).await.unwrap();
-        assert_eq!(kv.decrement_if_enough("stock", 1).await.unwrap(), Some(1));
-        assert_eq!(kv.decrement_if_enough("stock", 2).await.unwrap(), None);
-        assert_eq!(kv.decrement_if_enough("stock", 1).await.unwrap(), Some(0));
-        assert_eq!(kv.decrement_if_enough("stock", 1).await.unwrap(), None);
-        assert_eq!(kv.decrement_if_enough("missing", 1).await.unwrap(), None);
     }
 }

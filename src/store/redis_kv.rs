@@ -18,16 +18,6 @@ end
 return 0
 "#;
 
-/// Decrements only when the result stays non-negative; -1 means "refused".
-const DECREMENT_IF_ENOUGH: &str = r#"
-local current = tonumber(redis.call('GET', KEYS[1]))
-local by = tonumber(ARGV[1])
-if current == nil or current < by then
-  return -1
-end
-return redis.call('DECRBY', KEYS[1], by)
-"#;
-
 /// The stock gate: repeat check before stock, decrement only if enough.
 /// Returns left stock, or -1 short, -2 repeat, -3 not loaded.
 const CLAIM_AND_DECREMENT: &str = r#"
@@ -68,7 +58,6 @@ pub struct RedisKv {
     prefix: String,
     url_for_logs: String,
     compare_and_delete: Script,
-    decrement_if_enough: Script,
     claim_and_decrement: Script,
     release_claim: Script,
     add_if_present: Script,
@@ -92,7 +81,6 @@ impl RedisKv {
             prefix: prefix.to_string(),
             url_for_logs: strip_password(url),
             compare_and_delete: Script::new(COMPARE_AND_DELETE),
-            decrement_if_enough: Script::new(DECREMENT_IF_ENOUGH),
             claim_and_decrement: Script::new(CLAIM_AND_DECREMENT),
             release_claim: Script::new(RELEASE_CLAIM),
             add_if_present: Script::new(ADD_IF_PRESENT),
@@ -159,22 +147,6 @@ impl KeyStore for RedisKv {
             .invoke_async(&mut connection)
             .await?;
         Ok(deleted == 1)
-    }
-
-    async fn take(&self, key: &str) -> Result<Option<String>, KvError> {
-        let mut connection = self.connection.clone();
-        Ok(connection.get_del(self.key(key)).await?)
-    }
-
-    async fn decrement_if_enough(&self, key: &str, by: i64) -> Result<Option<i64>, KvError> {
-        let mut connection = self.connection.clone();
-        let left: i64 = self
-            .decrement_if_enough
-            .key(self.key(key))
-            .arg(by)
-            .invoke_async(&mut connection)
-            .await?;
-        Ok((left >= 0).then_some(left))
     }
 
     async fn claim_and_decrement(
