@@ -158,6 +158,17 @@ impl Settings {
     pub fn is_embedded_database(&self) -> bool {
         self.database_url.starts_with("sqlite:")
     }
+
+    /// The absolute directory of the embedded default's SQLite file, when the
+    /// database is the default one (`./data/` under the working directory).
+    pub fn embedded_data_dir(&self) -> Option<std::path::PathBuf> {
+        let default_url = format!("sqlite://{DEFAULT_SQLITE_PATH}?mode=rwc");
+        if self.database_url != default_url {
+            return None;
+        }
+        let relative = std::path::Path::new(DEFAULT_SQLITE_PATH).parent()?;
+        Some(std::env::current_dir().ok()?.join(relative))
+    }
 }
 
 fn default_pool_size(database_url: &str) -> u32 {

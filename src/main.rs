@@ -1,16 +1,46 @@
-//! Start-up only: telemetry, settings, the application.
+//! Start-up only: telemetry, settings, the application. A failure to start is
+//! printed as one readable line per cause and exits with status 1.
+
+use std::process::ExitCode;
 
 use flashguard::configuration::Settings;
 use flashguard::startup::Application;
 use flashguard::telemetry;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> ExitCode {
     telemetry::init();
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let message = error.to_string();
+            eprintln!("flashguard could not start: {message}");
+            let mut cause = error.source();
+            while let Some(inner) = cause {
+                let text = inner.to_string();
+                if !message.contains(&text) {
+                    eprintln!("  caused by: {text}");
+                }
+                cause = inner.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let settings = Settings::from_env()?;
-    let generated = telemetry::report_generated_secrets(&settings)?;
+    let data_dir = settings.embedded_data_dir();
+    let secrets = settings.secrets.clone();
     let application = Application::build(settings).await?;
-    telemetry::announce(&application.url(), generated.as_deref());
+    // Written only once the server holds its port: an instance that fails to
+    // start must not overwrite the secrets of the one that runs.
+    let generated = telemetry::report_generated_secrets(&secrets)?;
+    telemetry::announce(
+        &application.url(),
+        data_dir.as_deref(),
+        generated.as_deref(),
+    );
     application.run_until_stopped().await?;
     Ok(())
 }

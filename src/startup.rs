@@ -51,7 +51,9 @@ pub enum StartupError {
     KeyStore(#[from] KvError),
     #[error("cannot load the stock gate: {0}")]
     Gate(String),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error(
+        "cannot listen on {addr}: {source} (another flashguard running? choose a port with BIND_ADDR=127.0.0.1:8081)"
+    )]
     Bind {
         addr: String,
         source: std::io::Error,

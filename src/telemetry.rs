@@ -16,6 +16,7 @@ pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_target(false)
         .try_init();
 }
@@ -44,10 +45,9 @@ pub const GENERATED_SECRETS_FILE: &str = "data/generated-secrets.env";
 /// [`GENERATED_SECRETS_FILE`], readable by the owner only, and logs where they are.
 /// Returns a one-line report for the banner when there were any.
 pub fn report_generated_secrets(
-    settings: &crate::configuration::Settings,
+    secrets: &crate::configuration::Secrets,
 ) -> Result<Option<String>, std::io::Error> {
     use secrecy::ExposeSecret;
-    let secrets = &settings.secrets;
     if secrets.generated.is_empty() {
         return Ok(None);
     }
@@ -94,10 +94,19 @@ fn write_private(path: &std::path::Path, contents: &str) -> Result<(), std::io::
     std::fs::write(path, contents)
 }
 
-/// The start-up banner on standard output: where to point the browser.
-pub fn announce(url: &str, generated_secrets: Option<&str>) {
+/// The start-up banner on standard output: where to point the browser, and
+/// where the embedded default keeps its data.
+pub fn announce(url: &str, data_dir: Option<&std::path::Path>, generated_secrets: Option<&str>) {
     println!("flashguard is listening on {url}");
-    println!("  sale page: {url}/   audit: {url}/api/audit   readiness: {url}/readyz");
+    println!(
+        "  sale page: {url}/   lab: {url}/lab   audit: {url}/api/audit   readiness: {url}/readyz"
+    );
+    if let Some(dir) = data_dir {
+        println!(
+            "  data: {} (SQLite file and generated secrets; stop the server and delete it to start over)",
+            dir.display()
+        );
+    }
     if let Some(report) = generated_secrets {
         println!("  {report}");
     }

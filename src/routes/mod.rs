@@ -8,6 +8,7 @@ mod pages;
 mod payments;
 mod products;
 mod session;
+mod static_files;
 
 use actix_web::{HttpResponse, web};
 
@@ -43,18 +44,8 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(session::me)
         .service(session::logout)
         .service(pages::problem)
-        .service(actix_files::Files::new("/static", static_dir()))
+        .service(static_files::asset)
         .default_service(web::to(not_found));
-}
-
-/// static/ next to the binary's crate (cargo run, tests) or in the working directory (Docker).
-fn static_dir() -> String {
-    let beside_crate = concat!(env!("CARGO_MANIFEST_DIR"), "/static");
-    if std::path::Path::new(beside_crate).is_dir() {
-        beside_crate.to_string()
-    } else {
-        "static".to_string()
-    }
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {

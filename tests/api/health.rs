@@ -83,3 +83,60 @@ async fn metrics_count_the_duplicates_each_defense_stopped() {
     assert!(text.contains("flashguard_idempotent_replays_total"));
     assert!(text.contains(r#"flashguard_http_request_duration_seconds_bucket{method="POST",route="/api/orders",status="201""#));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_files_are_served_from_the_binary_with_types_and_etags() {
+    let app = spawn_app().await;
+
+    let script = Reply::read(
+        app.client
+            .get(app.url("/static/app.js"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(script.status, StatusCode::OK);
+    assert!(
+        script
+            .content_type
+            .as_deref()
+            .unwrap_or_default()
+            .contains("javascript"),
+        "{:?}",
+        script.content_type
+    );
+    let style = app
+        .client
+        .get(app.url("/static/app.css"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        style.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
+    let etag = style.headers()["etag"].to_str().unwrap().to_string();
+
+    let revalidated = app
+        .client
+        .get(app.url("/static/app.css"))
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revalidated.status(), StatusCode::NOT_MODIFIED);
+
+    let missing = Reply::read(
+        app.client
+            .get(app.url("/static/nope.js"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.code().as_deref(), Some("not_found"));
+}
