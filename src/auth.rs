@@ -1,7 +1,9 @@
 //! Demo authentication: `POST /api/login` hands out a token signed by the server
 //! (HMAC-SHA256 with `SESSION_SECRET`), so it cannot be forged or altered. The API
 //! reads it from `Authorization: Bearer …`, the pages from the `flashguard_session`
-//! cookie. The admin API compares `ADMIN_TOKEN` in constant time.
+//! cookie. The admin API compares `ADMIN_TOKEN` in constant time. Both keys are
+//! registered as their own `web::Data` ([`SessionKeys`], [`AdminToken`]), so the
+//! extractors need nothing else.
 
 use std::future::{Ready, ready};
 
@@ -16,7 +18,6 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
-use crate::startup::AppState;
 
 pub const SESSION_COOKIE: &str = "flashguard_session";
 const TOKEN_VERSION: &str = "v1";
@@ -88,10 +89,35 @@ fn bearer_token(request: &HttpRequest) -> Option<String> {
     Some(token.trim().to_string())
 }
 
-fn app_state(request: &HttpRequest) -> Result<&web::Data<AppState>, ApiError> {
+/// The `ADMIN_TOKEN`, registered as its own `web::Data`.
+#[derive(Clone)]
+pub struct AdminToken(SecretString);
+
+impl AdminToken {
+    pub fn new(token: SecretString) -> Self {
+        Self(token)
+    }
+
+    fn matches(&self, presented: &str) -> bool {
+        bool::from(
+            presented
+                .as_bytes()
+                .ct_eq(self.0.expose_secret().as_bytes()),
+        )
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(***)")
+    }
+}
+
+/// A `web::Data<T>` registered at start-up.
+fn registered<T: 'static>(request: &HttpRequest) -> Result<&web::Data<T>, ApiError> {
     request
-        .app_data::<web::Data<AppState>>()
-        .ok_or_else(|| ApiError::Internal("application state missing".into()))
+        .app_data::<web::Data<T>>()
+        .ok_or_else(|| ApiError::Internal(format!("{} not registered", std::any::type_name::<T>())))
 }
 
 impl FromRequest for AuthUser {
@@ -99,7 +125,7 @@ impl FromRequest for AuthUser {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(app_state(request).and_then(|state| {
+        ready(registered::<SessionKeys>(request).and_then(|keys| {
             let token = bearer_token(request)
                 .or_else(|| {
                     request
@@ -107,7 +133,7 @@ impl FromRequest for AuthUser {
                         .map(|c| c.value().to_string())
                 })
                 .ok_or(ApiError::Unauthorized)?;
-            state.session.verify(&token).ok_or(ApiError::Unauthorized)
+            keys.verify(&token).ok_or(ApiError::Unauthorized)
         }))
     }
 }
@@ -121,10 +147,9 @@ impl FromRequest for Admin {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(app_state(request).and_then(|state| {
+        ready(registered::<AdminToken>(request).and_then(|admin_token| {
             let presented = bearer_token(request).ok_or(ApiError::AdminUnauthorized)?;
-            let expected = state.settings.secrets.admin_token.expose_secret();
-            if bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
+            if admin_token.matches(&presented) {
                 Ok(Admin)
             } else {
                 Err(ApiError::AdminUnauthorized)

@@ -1,4 +1,5 @@
-//! Settings from the environment (DESIGN §4), with the embedded defaults.
+//! Settings (docs/design.md §4): one `clap` struct, every setting a flag and an
+//! environment variable with its default, so `flashguard --help` lists them all.
 //!
 //! Every variable is optional. With neither `DATABASE_URL` nor `REDIS_URL` set the
 //! service runs on a SQLite file under `./data/` and an in-process key store.
@@ -7,163 +8,200 @@
 
 use std::time::Duration;
 
+use clap::{Args, Parser};
 use rand::RngCore;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 /// Where the embedded SQLite database lives when `DATABASE_URL` is unset.
 pub const DEFAULT_SQLITE_PATH: &str = "data/flashguard.db";
+const DEFAULT_DATABASE_URL: &str = "sqlite://data/flashguard.db?mode=rwc";
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{name} must be {expected}, got {value:?}")]
-    Invalid {
-        name: &'static str,
-        expected: &'static str,
-        value: String,
-    },
-}
-
-/// Every tunable of the service. Tests build one with [`Settings::for_tests`]-like
-/// helpers of their own; `main` uses [`Settings::from_env`].
-#[derive(Debug, Clone)]
+/// Every tunable of the service.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "flashguard",
+    version,
+    about = "A flash-sale order and payment backend that shows every idempotency defense (幂等性) at work."
+)]
 pub struct Settings {
-    /// `postgres://…` or `sqlite://…`.
+    /// `postgres://…` for the real stack, `sqlite://…` for a chosen file.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     pub database_url: String,
-    /// `redis://…`; `None` selects the in-process key store.
+    /// `redis://…`; unset selects the in-process key store (one instance only).
+    #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
+    /// Listen address.
+    #[arg(long, env = "BIND_ADDR", default_value = "127.0.0.1:8080")]
     pub bind_addr: String,
+    #[command(flatten)]
     pub secrets: Secrets,
-    /// Prefix of every key this instance writes to the key store (tests use one
-    /// per test so that they can share a Redis server).
+    /// Prefix of every key this instance writes to the key store.
+    #[arg(long, env = "KV_PREFIX", default_value = "flashguard:")]
     pub kv_prefix: String,
-    pub db_max_connections: u32,
+    /// Database pool size [default: 16 on Postgres, 8 on SQLite].
+    #[arg(long, env = "DB_MAX_CONNECTIONS")]
+    pub db_max_connections: Option<u32>,
+    #[command(flatten)]
     pub idempotency: IdempotencySettings,
+    #[command(flatten)]
     pub version_lock: VersionLockSettings,
+    #[command(flatten)]
     pub payments: PaymentSettings,
+    #[command(flatten)]
     pub rewards: RewardsSettings,
     /// Teaching aid: a pause between reading and writing shared state, applied
-    /// only where the defense that closes that race is switched off, so that the
-    /// anomaly appears reliably in the lab. Zero by default.
+    /// only where the defense that closes that race is off (the lab can change it).
+    #[arg(long = "race-window-ms", env = "RACE_WINDOW_MS", default_value = "0", value_parser = millis)]
     pub race_window: Duration,
 }
 
-#[derive(Debug, Clone)]
+/// The three secrets; each one left unset is generated at random at start.
+#[derive(Debug, Clone, Args)]
 pub struct Secrets {
+    /// Bearer token of the admin API [default: random, written to data/generated-secrets.env].
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true, default_value = "", hide_default_value = true, value_parser = secret)]
     pub admin_token: SecretString,
+    /// HMAC secret shared with the payment provider [default: random].
+    #[arg(long, env = "PSP_SECRET", hide_env_values = true, default_value = "", hide_default_value = true, value_parser = secret)]
     pub psp_secret: SecretString,
+    /// Key that signs login tokens [default: random].
+    #[arg(long, env = "SESSION_SECRET", hide_env_values = true, default_value = "", hide_default_value = true, value_parser = secret)]
     pub session_secret: SecretString,
     /// Names of the secrets that were generated because their variable was unset.
+    #[arg(skip)]
     pub generated: Vec<&'static str>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Args)]
 pub struct IdempotencySettings {
-    /// How long a first request holds its key before another may take it over.
+    /// How long a first request holds its key before a retry may take it over (s).
+    #[arg(long = "idempotency-lease-secs", env = "IDEMPOTENCY_LEASE_SECS", default_value = "30", value_parser = secs)]
     pub lease: Duration,
-    /// How long a completed response is kept and replayed.
+    /// How long a completed answer is kept and replayed (s).
+    #[arg(long = "idempotency-retention-secs", env = "IDEMPOTENCY_RETENTION_SECS", default_value = "86400", value_parser = secs)]
     pub retention: Duration,
-    /// How often expired keys are removed.
+    /// How often expired keys are removed (s).
+    #[arg(long = "idempotency-sweep-secs", env = "IDEMPOTENCY_SWEEP_SECS", default_value = "60", value_parser = secs)]
     pub sweep_every: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Args)]
 pub struct VersionLockSettings {
-    /// Attempts after the first one before answering 503 `busy_retry`.
+    /// Optimistic-lock retries before 503 busy_retry.
+    #[arg(
+        long = "version-lock-max-retries",
+        env = "VERSION_LOCK_MAX_RETRIES",
+        default_value = "20"
+    )]
     pub max_retries: u32,
-    /// Base of the jittered back-off between attempts.
+    /// Base of the jittered back-off between attempts (ms).
+    #[arg(long = "version-lock-backoff-ms", env = "VERSION_LOCK_BACKOFF_MS", default_value = "2", value_parser = millis)]
     pub backoff_base: Duration,
-    /// Database transactions on one product's stock row in flight at once, per
-    /// instance: a hot row is fastest with few writers (the rest wait in process).
+    /// Database transactions on one stock row at once, per instance.
+    #[arg(
+        long = "per-product-writers",
+        env = "PER_PRODUCT_WRITERS",
+        default_value = "4"
+    )]
     pub per_product_writers: usize,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Args)]
 pub struct PaymentSettings {
-    /// Lifetime of a one-time payment token.
+    /// Lifetime of a one-time payment token (s).
+    #[arg(long = "payment-token-ttl-secs", env = "PAYMENT_TOKEN_TTL_SECS", default_value = "900", value_parser = secs)]
     pub token_ttl: Duration,
-    /// How long an order lock lives if its holder dies.
+    /// How long an order lock lives if its holder dies (ms).
+    #[arg(long = "order-lock-ttl-ms", env = "ORDER_LOCK_TTL_MS", default_value = "10000", value_parser = millis)]
     pub lock_ttl: Duration,
-    /// How long a pay request waits for the order lock before 409 `order_locked`.
+    /// How long a pay request waits for the order lock before 409 order_locked (ms).
+    #[arg(long = "order-lock-wait-ms", env = "ORDER_LOCK_WAIT_MS", default_value = "3000", value_parser = millis)]
     pub lock_wait: Duration,
-    /// How long an order may stay unpaid before it is closed and its stock returned.
+    /// How long an order may stay unpaid before it is closed and its stock returned (s).
+    #[arg(long = "payment-window-secs", env = "PAYMENT_WINDOW_SECS", default_value = "900", value_parser = secs)]
     pub payment_window: Duration,
-    /// How often unpaid orders past the window are closed.
+    /// How often unpaid orders past the window are closed (s).
+    #[arg(long = "order-close-every-secs", env = "ORDER_CLOSE_EVERY_SECS", default_value = "30", value_parser = secs)]
     pub close_every: Duration,
-    /// Callbacks signed longer ago than this are refused (`signature_expired`).
+    /// Callbacks signed longer ago than this are refused (signature_expired).
+    #[arg(skip = Duration::from_secs(300))]
     pub signature_tolerance: Duration,
-    /// The mock provider's retry schedule (Alipay's) is multiplied by this.
+    /// Factor on the mock provider's retry schedule (Alipay's: 4 m, 10 m, 10 m, 1 h, …).
+    #[arg(
+        long = "psp-retry-scale",
+        env = "PSP_RETRY_SCALE",
+        default_value = "1.0"
+    )]
     pub psp_retry_scale: f64,
-    /// Where the mock provider sends callbacks; default: this server's own address.
+    /// Where the mock provider posts callbacks [default: this server's /api/payments/callback].
+    #[arg(long = "psp-callback-url", env = "PSP_CALLBACK_URL")]
     pub psp_callback_url: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Args)]
 pub struct RewardsSettings {
-    /// How often the outbox relay and the rewards consumer poll.
+    /// How often the outbox relay and the rewards consumer poll (ms).
+    #[arg(long = "outbox-poll-ms", env = "OUTBOX_POLL_MS", default_value = "100", value_parser = millis)]
     pub poll_every: Duration,
-    /// A delivered message not acknowledged after this long is delivered again.
+    /// A delivered message not acknowledged after this long is delivered again (ms).
+    #[arg(long = "rewards-redeliver-after-ms", env = "REWARDS_REDELIVER_AFTER_MS", default_value = "5000", value_parser = millis)]
     pub redeliver_after: Duration,
 }
 
+fn secs(value: &str) -> Result<Duration, String> {
+    value
+        .trim()
+        .parse()
+        .map(Duration::from_secs)
+        .map_err(|_| format!("{value:?} is not a whole number of seconds"))
+}
+
+fn millis(value: &str) -> Result<Duration, String> {
+    value
+        .trim()
+        .parse()
+        .map(Duration::from_millis)
+        .map_err(|_| format!("{value:?} is not a whole number of milliseconds"))
+}
+
+fn secret(value: &str) -> Result<SecretString, String> {
+    Ok(SecretString::from(value.trim().to_string()))
+}
+
 impl Settings {
-    /// Reads the variables of DESIGN §4 plus the tuning knobs documented in the README.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let mut generated = Vec::new();
-        let secrets = Secrets {
-            admin_token: secret_var("ADMIN_TOKEN", &mut generated),
-            psp_secret: secret_var("PSP_SECRET", &mut generated),
-            session_secret: secret_var("SESSION_SECRET", &mut generated),
-            generated,
-        };
-        let database_url = non_empty_var("DATABASE_URL")
-            .unwrap_or_else(|| format!("sqlite://{DEFAULT_SQLITE_PATH}?mode=rwc"));
-        Ok(Self {
-            db_max_connections: parse_var("DB_MAX_CONNECTIONS", default_pool_size(&database_url))?,
-            database_url,
-            redis_url: non_empty_var("REDIS_URL"),
-            bind_addr: non_empty_var("BIND_ADDR").unwrap_or_else(|| "127.0.0.1:8080".into()),
-            secrets,
-            kv_prefix: non_empty_var("KV_PREFIX").unwrap_or_else(|| "flashguard:".into()),
-            idempotency: IdempotencySettings {
-                lease: Duration::from_secs(parse_var("IDEMPOTENCY_LEASE_SECS", 30)?),
-                retention: Duration::from_secs(parse_var("IDEMPOTENCY_RETENTION_SECS", 86_400)?),
-                sweep_every: Duration::from_secs(parse_var("IDEMPOTENCY_SWEEP_SECS", 60)?),
-            },
-            version_lock: VersionLockSettings {
-                max_retries: parse_var("VERSION_LOCK_MAX_RETRIES", 20)?,
-                backoff_base: Duration::from_millis(parse_var("VERSION_LOCK_BACKOFF_MS", 2)?),
-                per_product_writers: parse_var("PER_PRODUCT_WRITERS", 4)?,
-            },
-            payments: PaymentSettings {
-                token_ttl: Duration::from_secs(parse_var("PAYMENT_TOKEN_TTL_SECS", 900)?),
-                lock_ttl: Duration::from_millis(parse_var("ORDER_LOCK_TTL_MS", 10_000)?),
-                lock_wait: Duration::from_millis(parse_var("ORDER_LOCK_WAIT_MS", 3_000)?),
-                payment_window: Duration::from_secs(parse_var("PAYMENT_WINDOW_SECS", 900)?),
-                close_every: Duration::from_secs(parse_var("ORDER_CLOSE_EVERY_SECS", 30)?),
-                signature_tolerance: Duration::from_secs(300),
-                psp_retry_scale: parse_var("PSP_RETRY_SCALE", 1.0)?,
-                psp_callback_url: non_empty_var("PSP_CALLBACK_URL"),
-            },
-            rewards: RewardsSettings {
-                poll_every: Duration::from_millis(parse_var("OUTBOX_POLL_MS", 100)?),
-                redeliver_after: Duration::from_millis(parse_var(
-                    "REWARDS_REDELIVER_AFTER_MS",
-                    5_000,
-                )?),
-            },
-            race_window: Duration::from_millis(parse_var("RACE_WINDOW_MS", 0)?),
-        })
+    /// Reads the command line and the environment; generates missing secrets.
+    /// Exits with clap's message on `--help`, `--version` or a bad value.
+    pub fn from_env() -> Self {
+        let mut settings = Self::parse();
+        settings.treat_empty_as_unset();
+        settings.secrets.generate_missing();
+        settings
+    }
+
+    /// `REDIS_URL=` (empty, as docker compose passes an unset `${VAR:-}`) means unset.
+    fn treat_empty_as_unset(&mut self) {
+        let non_empty = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
+        self.redis_url = non_empty(self.redis_url.take());
+        self.payments.psp_callback_url = non_empty(self.payments.psp_callback_url.take());
+        if self.database_url.trim().is_empty() {
+            self.database_url = DEFAULT_DATABASE_URL.to_string();
+        }
     }
 
     pub fn is_embedded_database(&self) -> bool {
         self.database_url.starts_with("sqlite:")
     }
 
+    /// The pool size: as set, or 8 on SQLite (one writer anyway), 16 on Postgres.
+    pub fn pool_size(&self) -> u32 {
+        self.db_max_connections
+            .unwrap_or(if self.is_embedded_database() { 8 } else { 16 })
+    }
+
     /// The absolute directory of the embedded default's SQLite file, when the
     /// database is the default one (`./data/` under the working directory).
     pub fn embedded_data_dir(&self) -> Option<std::path::PathBuf> {
-        let default_url = format!("sqlite://{DEFAULT_SQLITE_PATH}?mode=rwc");
-        if self.database_url != default_url {
+        if self.database_url != DEFAULT_DATABASE_URL {
             return None;
         }
         let relative = std::path::Path::new(DEFAULT_SQLITE_PATH).parent()?;
@@ -171,39 +209,20 @@ impl Settings {
     }
 }
 
-fn default_pool_size(database_url: &str) -> u32 {
-    if database_url.starts_with("sqlite:") {
-        8
-    } else {
-        16
-    }
-}
-
-/// The secret in `name`, or a fresh random one (and `name` noted as generated).
-fn secret_var(name: &'static str, generated: &mut Vec<&'static str>) -> SecretString {
-    match non_empty_var(name) {
-        Some(value) => SecretString::from(value),
-        None => {
-            generated.push(name);
-            SecretString::from(random_hex(32))
+impl Secrets {
+    /// Replaces every empty secret with a fresh random one, noting its name.
+    fn generate_missing(&mut self) {
+        let generated = &mut self.generated;
+        for (name, secret) in [
+            ("ADMIN_TOKEN", &mut self.admin_token),
+            ("PSP_SECRET", &mut self.psp_secret),
+            ("SESSION_SECRET", &mut self.session_secret),
+        ] {
+            if secret.expose_secret().is_empty() {
+                *secret = SecretString::from(random_hex(32));
+                generated.push(name);
+            }
         }
-    }
-}
-
-fn non_empty_var(name: &str) -> Option<String> {
-    std::env::var(name)
-        .ok()
-        .filter(|value| !value.trim().is_empty())
-}
-
-fn parse_var<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, ConfigError> {
-    match non_empty_var(name) {
-        None => Ok(default),
-        Some(value) => value.trim().parse().map_err(|_| ConfigError::Invalid {
-            name,
-            expected: "a non-negative number",
-            value,
-        }),
     }
 }
 
@@ -213,4 +232,38 @@ pub fn random_hex(bytes: usize) -> String {
     // ThreadRng is a CSPRNG seeded from the operating system.
     rand::rng().fill_bytes(&mut buffer);
     hex::encode(buffer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_embedded_stack_with_random_secrets() {
+        let mut settings = Settings::try_parse_from(["flashguard"]).expect("defaults parse");
+        settings.database_url = DEFAULT_DATABASE_URL.into();
+        settings.secrets.admin_token = SecretString::from(String::new());
+        settings.secrets.generated.clear();
+        settings.secrets.generate_missing();
+        assert!(settings.secrets.generated.contains(&"ADMIN_TOKEN"));
+        assert_eq!(settings.secrets.admin_token.expose_secret().len(), 64);
+        assert_eq!(settings.pool_size(), 8);
+    }
+
+    #[test]
+    fn flags_parse_into_durations_and_bad_numbers_are_refused() {
+        let settings = Settings::try_parse_from([
+            "flashguard",
+            "--idempotency-lease-secs",
+            "7",
+            "--race-window-ms",
+            "150",
+        ])
+        .expect("flags parse");
+        assert_eq!(settings.idempotency.lease, Duration::from_secs(7));
+        assert_eq!(settings.race_window, Duration::from_millis(150));
+        assert!(
+            Settings::try_parse_from(["flashguard", "--idempotency-lease-secs", "soon"]).is_err()
+        );
+    }
 }

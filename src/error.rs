@@ -1,24 +1,26 @@
 //! One error type for the whole API, rendered as RFC 9457 problem details.
 //!
-//! Each variant has a stable snake_case `code`; its `type` links to the page at
-//! `/learn/problems/<code>` that explains it and the defense behind it. When a
-//! defense produced the answer, the response also carries `Flashguard-Defense`.
-//! Rendering has no side effects; the cause chain of server errors is logged once.
+//! Each variant maps to one [`ProblemCode`] (the only match on variants that
+//! matters); status, title, `Retry-After`, the defense behind it and whether the
+//! idempotency key stores it all come from the problem table in `problems.rs`.
+//! Defenses return their own error types, converted here. Rendering has no side
+//! effects; the cause chain of server errors is logged once, by the request
+//! logger (tracing-actix-web).
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use actix_web::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::defenses::Defense;
+use crate::defenses::idempotency_key::{KeyError, Reply, StoredResponse};
+use crate::defenses::order_lock::LockError;
+use crate::defenses::payment_token::TokenError;
+use crate::defenses::stock_gate::GateError;
 use crate::domain::{IdempotencyKeyError, QuantityError, UsernameError};
+use crate::problems::{PROBLEM_CONTENT_TYPE, ProblemCode};
 use crate::psp::signature::SignatureError;
-use crate::store::KvError;
-
-pub const DEFENSE_HEADER: &str = "Flashguard-Defense";
-/// The same header name in the lower case that `HeaderName::from_static` wants.
-pub const DEFENSE_HEADER_LOWER: &str = "flashguard-defense";
-pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+use crate::store::{KvError, StoreError};
+use crate::switches::{DEFENSE_HEADER, Defense};
 
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 
@@ -29,7 +31,7 @@ pub enum ApiError {
     #[error("this Idempotency-Key was already used with a different request")]
     IdempotencyKeyReused,
     #[error("a request with this Idempotency-Key is still being processed; retry shortly")]
-    RequestInProgress { retry_after_secs: u64 },
+    RequestInProgress,
     #[error("the request body is not valid JSON of the expected shape: {0}")]
     MalformedBody(String),
     #[error("{0}")]
@@ -53,7 +55,7 @@ pub enum ApiError {
     #[error("sold out: not enough stock left for this order")]
     SoldOut,
     #[error("the stock row is contended; retry with the same Idempotency-Key")]
-    BusyRetry { retry_after_secs: u64 },
+    BusyRetry,
     #[error("a valid bearer token (from POST /api/login) is required")]
     Unauthorized,
     #[error("the admin token is missing or wrong")]
@@ -67,13 +69,17 @@ pub enum ApiError {
     #[error("the order is closed: its payment window has passed")]
     OrderClosed,
     #[error("{0}")]
-    Signature(#[from] crate::psp::signature::SignatureError),
+    Signature(#[from] SignatureError),
     #[error("unknown defense {0:?}")]
     UnknownDefense(String),
-    #[error("the key store is unavailable")]
+    #[error("the key store is unavailable: {0}")]
     KeyStore(#[from] KvError),
-    #[error("database error")]
-    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Database(#[from] StoreError),
+    #[error("cannot serialise an answer: {0}")]
+    Serialize(#[from] serde_json::Error),
+    #[error("cannot render a page: {0}")]
+    Template(#[from] askama::Error),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -90,160 +96,104 @@ pub struct Problem {
 }
 
 impl ApiError {
-    /// The stable, documented problem code.
-    pub fn code(&self) -> &'static str {
+    /// The stable, documented problem code of this error.
+    pub fn code(&self) -> ProblemCode {
+        use ProblemCode as P;
         match self {
-            Self::IdempotencyKey(IdempotencyKeyError::Missing) => "idempotency_key_missing",
-            Self::IdempotencyKey(IdempotencyKeyError::Invalid) => "idempotency_key_invalid",
-            Self::IdempotencyKeyReused => "idempotency_key_reused",
-            Self::RequestInProgress { .. } => "request_in_progress",
-            Self::MalformedBody(_) => "malformed_body",
-            Self::InvalidQuantity(_) => "invalid_quantity",
-            Self::InvalidUsername(_) => "invalid_username",
-            Self::InvalidRequest(_) => "invalid_request",
-            Self::ProductNotFound(_) => "product_not_found",
-            Self::OrderNotFound => "order_not_found",
-            Self::NotFound => "not_found",
-            Self::SoldOut | Self::SoldOutAtGate => "sold_out",
-            Self::RepeatAtGate => "request_in_progress",
-            Self::SaleNotStarted => "sale_not_started",
-            Self::BusyRetry { .. } => "busy_retry",
-            Self::Unauthorized => "unauthorized",
-            Self::AdminUnauthorized => "admin_unauthorized",
-            Self::PaymentTokenMissing => "payment_token_missing",
-            Self::PaymentTokenInvalid => "payment_token_invalid",
-            Self::OrderLocked => "order_locked",
-            Self::OrderClosed => "order_closed",
-            Self::Signature(SignatureError::Invalid) => "signature_invalid",
-            Self::Signature(SignatureError::Expired) => "signature_expired",
-            Self::UnknownDefense(_) => "unknown_defense",
-            Self::KeyStore(_) => "key_store_unavailable",
-            Self::Database(_) | Self::Internal(_) => "internal_error",
+            Self::IdempotencyKey(IdempotencyKeyError::Missing) => P::IdempotencyKeyMissing,
+            Self::IdempotencyKey(IdempotencyKeyError::Invalid) => P::IdempotencyKeyInvalid,
+            Self::IdempotencyKeyReused => P::IdempotencyKeyReused,
+            Self::RequestInProgress | Self::RepeatAtGate => P::RequestInProgress,
+            Self::MalformedBody(_) => P::MalformedBody,
+            Self::InvalidQuantity(_) => P::InvalidQuantity,
+            Self::InvalidUsername(_) => P::InvalidUsername,
+            Self::InvalidRequest(_) => P::InvalidRequest,
+            Self::ProductNotFound(_) => P::ProductNotFound,
+            Self::OrderNotFound => P::OrderNotFound,
+            Self::NotFound => P::NotFound,
+            Self::SoldOut | Self::SoldOutAtGate => P::SoldOut,
+            Self::SaleNotStarted => P::SaleNotStarted,
+            Self::BusyRetry => P::BusyRetry,
+            Self::Unauthorized => P::Unauthorized,
+            Self::AdminUnauthorized => P::AdminUnauthorized,
+            Self::PaymentTokenMissing => P::PaymentTokenMissing,
+            Self::PaymentTokenInvalid => P::PaymentTokenInvalid,
+            Self::OrderLocked => P::OrderLocked,
+            Self::OrderClosed => P::OrderClosed,
+            Self::Signature(SignatureError::Invalid) => P::SignatureInvalid,
+            Self::Signature(SignatureError::Expired) => P::SignatureExpired,
+            Self::UnknownDefense(_) => P::UnknownDefense,
+            Self::KeyStore(_) => P::KeyStoreUnavailable,
+            Self::Database(_) | Self::Serialize(_) | Self::Template(_) | Self::Internal(_) => {
+                P::InternalError
+            }
         }
     }
 
-    /// The defense that produced this answer, if one did.
+    /// The defense that produced this answer, if one did (`Flashguard-Defense`).
+    /// The problem table says which defense stands behind each code; two
+    /// variants differ from it: the database's own sold out (no gate involved),
+    /// and the gate's answer to a repeat still in progress.
     pub fn defense(&self) -> Option<Defense> {
         match self {
-            Self::IdempotencyKeyReused | Self::RequestInProgress { .. } => {
-                Some(Defense::IdempotencyKey)
-            }
-            Self::BusyRetry { .. } => Some(Defense::VersionLock),
-            Self::PaymentTokenMissing | Self::PaymentTokenInvalid => Some(Defense::PaymentToken),
-            Self::OrderLocked => Some(Defense::OrderLock),
-            Self::OrderClosed => Some(Defense::StateCheck),
-            Self::SoldOutAtGate | Self::RepeatAtGate => Some(Defense::StockGate),
-            _ => None,
+            Self::SoldOut => None,
+            Self::RepeatAtGate | Self::SoldOutAtGate => Some(Defense::StockGate),
+            other => other.code().spec().defense,
         }
     }
 
-    /// Whether this outcome is a result of the business that the idempotency
-    /// key stores and replays. Everything else (validation, 5xx, busy) stores
-    /// nothing, so that the client's retry can succeed.
-    pub fn is_business_outcome(&self) -> bool {
-        matches!(
-            self,
-            Self::SoldOut | Self::SoldOutAtGate | Self::OrderClosed
-        )
-    }
-
-    fn retry_after_secs(&self) -> Option<u64> {
-        match self {
-            Self::RequestInProgress { retry_after_secs } | Self::BusyRetry { retry_after_secs } => {
-                Some(*retry_after_secs)
-            }
-            Self::OrderLocked | Self::RepeatAtGate => Some(1),
-            Self::KeyStore(_) => Some(1),
-            _ => None,
-        }
+    /// An outcome of the business that the idempotency key stores and replays.
+    /// Everything else (validation, 5xx, busy) stores nothing, so that the
+    /// client's retry can succeed.
+    pub fn is_stored_with_key(&self) -> bool {
+        self.code().spec().stored_with_key
     }
 
     pub fn problem(&self) -> Problem {
-        let status = self.status_code();
-        let detail = match self {
+        let code = self.code();
+        let spec = code.spec();
+        let detail = match code {
             // Never show internals to the client; they are in the log.
-            Self::Database(_) | Self::Internal(_) => {
+            ProblemCode::InternalError => {
                 "the server failed; nothing was stored, so the request can be retried".to_string()
             }
-            other => other.to_string(),
+            _ => self.to_string(),
         };
         Problem {
-            type_uri: format!("/learn/problems/{}", self.code()),
-            title: problem_title(self.code()),
-            status: status.as_u16(),
+            type_uri: code.type_uri(),
+            title: spec.title.en,
+            status: spec.status,
             detail,
-            code: self.code(),
+            code: code.as_str(),
         }
     }
-}
 
-/// A short human title per problem code (also shown on the learn pages).
-pub fn problem_title(code: &str) -> &'static str {
-    match code {
-        "idempotency_key_missing" => "Idempotency-Key header missing",
-        "idempotency_key_invalid" => "Idempotency-Key malformed",
-        "idempotency_key_reused" => "Idempotency-Key reused with another request",
-        "request_in_progress" => "Same request still in progress",
-        "malformed_body" => "Malformed request body",
-        "invalid_quantity" => "Invalid quantity",
-        "invalid_username" => "Invalid username",
-        "invalid_request" => "Invalid request",
-        "product_not_found" => "Product not found",
-        "order_not_found" => "Order not found",
-        "not_found" => "Not found",
-        "sold_out" => "Sold out",
-        "sale_not_started" => "Sale not started",
-        "busy_retry" => "Busy, retry",
-        "unauthorized" => "Login required",
-        "admin_unauthorized" => "Admin token required",
-        "payment_token_missing" => "Payment token missing",
-        "payment_token_invalid" => "Payment token refused",
-        "order_locked" => "Order locked by another payment request",
-        "order_closed" => "Order closed",
-        "signature_invalid" => "Callback signature invalid",
-        "signature_expired" => "Callback signature expired",
-        "unknown_defense" => "Unknown defense",
-        "key_store_unavailable" => "Key store unavailable",
-        _ => "Internal error",
+    /// This error as an answer the idempotency key can store and replay.
+    pub fn to_reply(&self) -> Result<Reply, serde_json::Error> {
+        Ok(Reply {
+            stored: StoredResponse {
+                status: self.status_code(),
+                content_type: PROBLEM_CONTENT_TYPE.to_string(),
+                body: serde_json::to_string(&self.problem())?,
+            },
+            defense: self.defense(),
+        })
     }
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        match self {
-            Self::IdempotencyKey(_)
-            | Self::MalformedBody(_)
-            | Self::InvalidQuantity(_)
-            | Self::InvalidUsername(_)
-            | Self::InvalidRequest(_)
-            | Self::UnknownDefense(_)
-            | Self::PaymentTokenMissing => StatusCode::BAD_REQUEST,
-            Self::PaymentTokenInvalid => StatusCode::FORBIDDEN,
-            Self::OrderLocked | Self::OrderClosed => StatusCode::CONFLICT,
-            Self::Signature(_) => StatusCode::UNAUTHORIZED,
-            Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::RequestInProgress { .. }
-            | Self::SoldOut
-            | Self::SoldOutAtGate
-            | Self::RepeatAtGate
-            | Self::SaleNotStarted => StatusCode::CONFLICT,
-            Self::ProductNotFound(_) | Self::OrderNotFound | Self::NotFound => {
-                StatusCode::NOT_FOUND
-            }
-            Self::BusyRetry { .. } | Self::KeyStore(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Unauthorized | Self::AdminUnauthorized => StatusCode::UNAUTHORIZED,
-            Self::Database(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        StatusCode::from_u16(self.code().spec().status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
         response.insert_header((CONTENT_TYPE, PROBLEM_CONTENT_TYPE));
-        if let Some(seconds) = self.retry_after_secs() {
+        if let Some(seconds) = self.code().spec().retry_after_secs {
             response.insert_header((RETRY_AFTER, seconds.to_string()));
         }
         if let Some(defense) = self.defense() {
-            response.insert_header((DEFENSE_HEADER, HeaderValue::from_static(defense.id())));
+            response.insert_header((DEFENSE_HEADER, defense.id()));
         }
         if matches!(self, Self::Unauthorized | Self::AdminUnauthorized) {
             response.insert_header(("WWW-Authenticate", "Bearer"));
@@ -252,7 +202,54 @@ impl ResponseError for ApiError {
     }
 }
 
-/// Serialises a problem; its fields are plain strings and numbers, so this cannot fail.
+/// Serialises a problem. Its fields are plain strings and numbers, so this does
+/// not fail; if it ever did, the client still gets a problem body, and the log says why.
 pub fn problem_body(problem: &Problem) -> String {
-    serde_json::to_string(problem).unwrap_or_else(|_| "{}".to_string())
+    serde_json::to_string(problem).unwrap_or_else(|error| {
+        tracing::error!(%error, "cannot serialise a problem body");
+        format!(
+            r#"{{"type":"/learn/problems/internal_error","title":"Internal error","status":{},"detail":"","code":"internal_error"}}"#,
+            problem.status
+        )
+    })
+}
+
+impl From<KeyError> for ApiError {
+    fn from(error: KeyError) -> Self {
+        match error {
+            KeyError::Reused => Self::IdempotencyKeyReused,
+            KeyError::InProgress => Self::RequestInProgress,
+            KeyError::Corrupt(what) => Self::Internal(format!("idempotency key: {what}")),
+            KeyError::Store(error) => Self::Database(error),
+        }
+    }
+}
+
+impl From<GateError> for ApiError {
+    fn from(error: GateError) -> Self {
+        match error {
+            GateError::SoldOut => Self::SoldOutAtGate,
+            GateError::KeyStore(error) => Self::KeyStore(error),
+            GateError::Store(error) => Self::Database(error),
+        }
+    }
+}
+
+impl From<LockError> for ApiError {
+    fn from(error: LockError) -> Self {
+        match error {
+            LockError::Locked => Self::OrderLocked,
+            LockError::KeyStore(error) => Self::KeyStore(error),
+        }
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(error: TokenError) -> Self {
+        match error {
+            TokenError::Missing => Self::PaymentTokenMissing,
+            TokenError::Invalid => Self::PaymentTokenInvalid,
+            TokenError::KeyStore(error) => Self::KeyStore(error),
+        }
+    }
 }

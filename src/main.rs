@@ -29,7 +29,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let settings = Settings::from_env()?;
+    let settings = Settings::from_env();
     let data_dir = settings.embedded_data_dir();
     let secrets = settings.secrets.clone();
     let application = Application::build(settings).await?;

@@ -14,7 +14,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::error::DEFENSE_HEADER_LOWER;
+use crate::switches::DEFENSE_HEADER;
 
 pub const REPLAYS: &str = "flashguard_idempotent_replays_total";
 pub const IN_FLIGHT_CONFLICTS: &str = "flashguard_in_flight_conflicts_total";
@@ -74,7 +74,7 @@ pub async fn observe(
         .record(started.elapsed().as_secs_f64());
     if let Some(defense) = response
         .headers()
-        .get(DEFENSE_HEADER_LOWER)
+        .get(DEFENSE_HEADER)
         .and_then(|value| value.to_str().ok())
     {
         metrics::counter!(DUPLICATES_STOPPED, "defense" => defense.to_string()).increment(1);

@@ -95,19 +95,28 @@ fn write_private(path: &std::path::Path, contents: &str) -> Result<(), std::io::
 }
 
 /// The start-up banner on standard output: where to point the browser, and
-/// where the embedded default keeps its data.
+/// where the embedded default keeps its data. A closed standard output (a pipe
+/// whose reader left) does not stop the server.
 pub fn announce(url: &str, data_dir: Option<&std::path::Path>, generated_secrets: Option<&str>) {
-    println!("flashguard is listening on {url}");
-    println!(
-        "  sale page: {url}/   lab: {url}/lab   audit: {url}/api/audit   readiness: {url}/readyz"
-    );
+    use std::io::Write;
+    let mut lines = vec![
+        format!("flashguard is listening on {url}"),
+        format!(
+            "  sale page: {url}/   lab: {url}/lab   audit: {url}/api/audit   readiness: {url}/readyz"
+        ),
+    ];
     if let Some(dir) = data_dir {
-        println!(
+        lines.push(format!(
             "  data: {} (SQLite file and generated secrets; stop the server and delete it to start over)",
             dir.display()
-        );
+        ));
     }
     if let Some(report) = generated_secrets {
-        println!("  {report}");
+        lines.push(format!("  {report}"));
     }
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        let _ = writeln!(out, "{line}");
+    }
+    let _ = out.flush();
 }

@@ -64,7 +64,19 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let config = Config {
+    let json = args.json;
+    match loadtest::run(config_from(args)).await {
+        Ok(report) => show(&report, json),
+        Err(error) => {
+            eprintln!("loadtest: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The run's bounds, with every count at least 1.
+fn config_from(args: Args) -> Config {
+    Config {
         targets: args
             .target
             .into_iter()
@@ -84,26 +96,22 @@ async fn main() -> ExitCode {
         client_timeout: Duration::from_millis(args.client_timeout_ms.max(1)),
         show_progress: !args.json,
         skip_audit: args.no_audit,
-    };
-    match loadtest::run(config).await {
-        Ok(report) => {
-            if args.json {
-                match serde_json::to_string_pretty(&report) {
-                    Ok(json) => println!("{json}"),
-                    Err(error) => eprintln!("cannot write the report: {error}"),
-                }
-            } else {
-                report.print();
-            }
-            if report.audit_ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
+    }
+}
+
+/// Prints the report; the exit status is the audit's verdict.
+fn show(report: &loadtest::Report, json: bool) -> ExitCode {
+    if json {
+        match serde_json::to_string_pretty(report) {
+            Ok(json) => println!("{json}"),
+            Err(error) => eprintln!("cannot write the report: {error}"),
         }
-        Err(error) => {
-            eprintln!("loadtest: {error}");
-            ExitCode::from(2)
-        }
+    } else {
+        report.print();
+    }
+    if report.audit_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }

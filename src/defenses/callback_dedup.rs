@@ -1,4 +1,4 @@
-//! Defense `callback_dedup` — each provider event is applied once.
+//! Defense `callback_dedup` (回调去重) — each provider event is applied once.
 //!
 //! **Without it** a redelivered callback (providers deliver at least once, and
 //! retry on any timeout) is applied again.
@@ -13,41 +13,40 @@
 //!
 //! **Switched off**, events are recorded with `guarded = FALSE` (outside the
 //! partial index), so every delivery is applied and the audit counts events
-//! applied more than once. Shown by `tests/api/payment_defenses.rs`.
-
-use sqlx::{Any, Transaction};
+//! applied more than once. Shown by `tests/api/payment_defenses.rs`:
+//! `with_callback_dedup_the_repeats_are_duplicates` (on) and
+//! `without_callback_dedup_an_event_is_applied_again` (off).
 
 use super::unique_index::OnUniqueViolation;
-use super::{Defense, SwitchBoard};
-use crate::store::now_ms;
+use crate::store::payment_events::{self, EventRecord};
+use crate::store::{StoreError, Tx};
+use crate::switches::{Defense, SwitchBoard};
 
 /// What the provider said, reduced to what the record needs.
 #[derive(Debug)]
-pub struct EventRecord<'a> {
+pub struct Event<'a> {
     pub event_id: &'a str,
     pub payment_no: &'a str,
     pub status: &'a str,
-    pub result: &'a str,
+    /// Whether the event had an effect (`applied`) or not (`ignored`).
+    pub applied: bool,
 }
 
 /// Records the event inside `tx`; `false` when this event id was already recorded.
 pub async fn record_once(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Tx,
     switches: &SwitchBoard,
-    event: &EventRecord<'_>,
-) -> Result<bool, sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO payment_events (event_id, payment_no, status, result, guarded, received_at)
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(event.event_id)
-    .bind(event.payment_no)
-    .bind(event.status)
-    .bind(event.result)
-    .bind(switches.is_on(Defense::CallbackDedup))
-    .bind(now_ms())
-    .execute(&mut **tx)
-    .await
-    .map(|_| true)
-    .on_unique_violation(|| false)
+    event: &Event<'_>,
+) -> Result<bool, StoreError> {
+    let record = EventRecord {
+        event_id: event.event_id,
+        payment_no: event.payment_no,
+        status: event.status,
+        result: if event.applied { "applied" } else { "ignored" },
+        guarded: switches.is_on(Defense::CallbackDedup),
+    };
+    payment_events::insert(&mut **tx, &record)
+        .await
+        .map(|()| true)
+        .on_unique_violation(|| false)
 }

@@ -1,9 +1,11 @@
-//! Defense `idempotency_key` — the server remembers every request by its key.
+//! Defense `idempotency_key` (幂等键 / 防重表) — the server remembers every
+//! request by its key.
 //!
 //! **Without it** a retry after a timeout, a double click or a client's automatic
 //! retry runs the business again: two orders for one intent.
 //!
-//! **How it prevents that** (IETF Idempotency-Key draft, as Stripe does it):
+//! **How it prevents that** (docs/design.md §4; Stripe's design, and the IETF
+//! Idempotency-Key draft where it is concrete):
 //! 1. The first request with a key inserts a row `in_progress` with a *lease*
 //!    (`INSERT … ON CONFLICT DO NOTHING`: exactly one request wins, whatever the
 //!    concurrency) and runs the business.
@@ -17,10 +19,15 @@
 //!    a lease that expires; the next retry takes it over, and the `unique_index`
 //!    defense makes sure an order it had already committed is found, not doubled.
 //!
-//! The database table is the source of truth; Redis only caches completed
-//! responses as a fast path, so the defense holds when Redis is slow or empty.
+//! The database table is the source of truth; the key store (Redis) only caches
+//! completed responses as a fast path, so the defense holds when Redis is slow,
+//! empty or evicts.
 //!
-//! Shown by `tests/api/idempotency.rs` and, switched off, `tests/api/defenses.rs`.
+//! Shown by `tests/api/defenses.rs`: `the_idempotency_key_alone_stops_concurrent_duplicates`
+//! (on) and `without_idempotency_key_and_unique_index_duplicates_appear` (off);
+//! the contract by `tests/api/idempotency.rs`.
+
+use std::sync::Arc;
 
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
@@ -28,16 +35,36 @@ use actix_web::http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::Defense;
+use crate::configuration::IdempotencySettings;
 use crate::domain::IdempotencyKey;
-use crate::error::{ApiError, DEFENSE_HEADER_LOWER, PROBLEM_CONTENT_TYPE, problem_body};
 use crate::metrics;
-use crate::startup::AppState;
-use crate::store::{Db, now_ms};
+use crate::store::idempotency_keys::{self, Completion, KeyId, KeyRow, NewKey};
+use crate::store::{Db, KeyStore, StoreError, millis, now_ms};
+use crate::switches::{DEFENSE_HEADER, Defense, SwitchBoard};
 
-const COMPLETED: &str = "completed";
 /// How often `admit` re-reads a row that changed under it before giving up.
 const ADMIT_ATTEMPTS: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("this Idempotency-Key was already used with a different request")]
+    Reused,
+    #[error("a request with this Idempotency-Key is still being processed; retry shortly")]
+    InProgress,
+    #[error("the answer stored with this key is unreadable: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The defense, built once at start-up.
+#[derive(Debug)]
+pub struct IdempotencyKeys {
+    db: Db,
+    kv: Arc<dyn KeyStore>,
+    switches: Arc<SwitchBoard>,
+    settings: IdempotencySettings,
+}
 
 /// What the client sent, reduced to what the key protects.
 #[derive(Debug, Clone)]
@@ -46,6 +73,15 @@ pub struct KeyedRequest<'a> {
     pub key: &'a IdempotencyKey,
     /// SHA-256 of method, path and canonical JSON body.
     pub fingerprint: String,
+}
+
+impl KeyedRequest<'_> {
+    fn id(&self) -> KeyId<'_> {
+        KeyId {
+            user_id: self.user_id,
+            key: self.key.as_str(),
+        }
+    }
 }
 
 /// Fingerprint of a request: the same intent always gives the same value,
@@ -60,7 +96,8 @@ pub fn fingerprint(method: &str, path: &str, body: &serde_json::Value) -> String
 /// A response as stored with its key and replayed byte for byte.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredResponse {
-    pub status: u16,
+    #[serde(with = "status_code")]
+    pub status: StatusCode,
     pub content_type: String,
     pub body: String,
 }
@@ -74,46 +111,41 @@ pub struct Reply {
 }
 
 impl Reply {
-    pub fn json(status: StatusCode, body: String, defense: Option<Defense>) -> Self {
-        Self {
+    /// `value` as a JSON answer.
+    pub fn json(
+        status: StatusCode,
+        value: &impl Serialize,
+        defense: Option<Defense>,
+    ) -> Result<Self, serde_json::Error> {
+        Ok(Self {
             stored: StoredResponse {
-                status: status.as_u16(),
+                status,
                 content_type: "application/json".to_string(),
-                body,
+                body: serde_json::to_string(value)?,
             },
             defense,
-        }
-    }
-
-    /// A business outcome that is an error (409 sold out) as a storable reply.
-    pub fn problem(error: &ApiError) -> Self {
-        use actix_web::ResponseError;
-        Self {
-            stored: StoredResponse {
-                status: error.status_code().as_u16(),
-                content_type: PROBLEM_CONTENT_TYPE.to_string(),
-                body: problem_body(&error.problem()),
-            },
-            defense: error.defense(),
-        }
+        })
     }
 
     pub fn into_response(self) -> HttpResponse {
         let mut response = self.stored.to_response();
         if let Some(defense) = self.defense {
-            response.headers_mut().insert(
-                HeaderName::from_static(DEFENSE_HEADER_LOWER),
-                HeaderValue::from_static(defense.id()),
-            );
+            mark(&mut response, defense);
         }
         response
     }
 }
 
+fn mark(response: &mut HttpResponse, defense: Defense) {
+    response.headers_mut().insert(
+        HeaderName::from_static(DEFENSE_HEADER),
+        HeaderValue::from_static(defense.id()),
+    );
+}
+
 impl StoredResponse {
     fn to_response(&self) -> HttpResponse {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::OK);
-        HttpResponse::build(status)
+        HttpResponse::build(self.status)
             .insert_header((CONTENT_TYPE, self.content_type.as_str()))
             .body(self.body.clone())
     }
@@ -121,15 +153,11 @@ impl StoredResponse {
     /// The stored answer, marked as a replay and as this defense's work.
     pub fn replay(&self) -> HttpResponse {
         let mut response = self.to_response();
-        let headers = response.headers_mut();
-        headers.insert(
+        response.headers_mut().insert(
             HeaderName::from_static("idempotent-replayed"),
             HeaderValue::from_static("true"),
         );
-        headers.insert(
-            HeaderName::from_static(DEFENSE_HEADER_LOWER),
-            HeaderValue::from_static(Defense::IdempotencyKey.id()),
-        );
+        mark(&mut response, Defense::IdempotencyKey);
         response
     }
 }
@@ -157,181 +185,307 @@ pub enum Lease {
     Unguarded,
 }
 
-/// Step one of every keyed request: decide whether the business may run
-/// (the cache first, then the key table).
-pub async fn admit(state: &AppState, request: &KeyedRequest<'_>) -> Result<Admission, ApiError> {
-    match cached_answer(state, request).await? {
-        Some(stored) => Ok(Admission::Replay(stored)),
-        None => admit_in_database(state, request).await,
-    }
+/// What the key row says about a request that did not insert it.
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    /// Past its retention: delete it and try again.
+    Expired,
+    Reused,
+    Replay(StoredResponse),
+    InProgress,
+    /// The first request's lease ran out (it died or hangs): take the key over.
+    TakeOver {
+        expired_lease: i64,
+    },
 }
 
-/// The fast path: the answer of a completed key, from the key store (Redis).
-pub async fn cached_answer(
-    state: &AppState,
-    request: &KeyedRequest<'_>,
-) -> Result<Option<StoredResponse>, ApiError> {
-    if !state.switches.is_on(Defense::IdempotencyKey) {
-        return Ok(None);
+/// The rules of the key table, as a pure function of the row and the clock.
+fn decide(row: &KeyRow, fingerprint: &str, now: i64) -> Result<Verdict, KeyError> {
+    if row.expires_at <= now {
+        return Ok(Verdict::Expired);
     }
-    let Some(cached) = cached_response(state, request).await else {
-        return Ok(None);
-    };
-    let Admission::Replay(stored) = cached.into_admission(request)? else {
-        return Ok(None);
-    };
-    metrics::count(metrics::REPLAYS);
-    Ok(Some(stored))
-}
-
-/// The source of truth: the key row decides which request runs.
-#[tracing::instrument(skip_all, fields(user_id = request.user_id, key = request.key.as_str()))]
-pub async fn admit_in_database(
-    state: &AppState,
-    request: &KeyedRequest<'_>,
-) -> Result<Admission, ApiError> {
-    if !state.switches.is_on(Defense::IdempotencyKey) {
-        return Ok(Admission::Run(Lease::Unguarded));
+    if row.fingerprint != fingerprint {
+        return Ok(Verdict::Reused);
     }
-    let settings = &state.settings.idempotency;
-    let owner = uuid::Uuid::new_v4().to_string();
-    for _ in 0..ADMIT_ATTEMPTS {
-        let now = now_ms();
-        let lease_until = now + settings.lease.as_millis() as i64;
-        if insert_in_progress(
-            &state.db,
-            request,
-            &owner,
-            now,
-            lease_until,
-            settings.retention.as_millis() as i64,
-        )
-        .await?
-        {
-            return Ok(Admission::Run(held(request, owner)));
-        }
-        let Some(row) = find_row(&state.db, request).await? else {
-            continue; // removed between our insert and our read: try again
-        };
-        if row.expires_at <= now {
-            delete_expired(&state.db, request, now).await?;
-            continue;
-        }
-        if row.fingerprint != request.fingerprint {
-            return Err(ApiError::IdempotencyKeyReused);
-        }
-        if let Some(stored) = row.completed_response() {
-            let key = cache_key(request.user_id, request.key.as_str());
-            cache_response(state, &key, &request.fingerprint, &stored).await;
-            metrics::count(metrics::REPLAYS);
-            return Ok(Admission::Replay(stored));
-        }
-        if row.lease_expires_at > now {
-            metrics::count(metrics::IN_FLIGHT_CONFLICTS);
-            return Err(ApiError::RequestInProgress {
-                retry_after_secs: 1,
-            });
-        }
-        // The first request's lease ran out (it died or hangs): take the key over.
-        if take_over(
-            &state.db,
-            request,
-            &owner,
-            row.lease_expires_at,
-            lease_until,
-        )
-        .await?
-        {
-            tracing::warn!("idempotency key lease expired; taken over by a retry");
-            return Ok(Admission::Run(held(request, owner)));
-        }
+    if let Some(stored) = completed_response(row)? {
+        return Ok(Verdict::Replay(stored));
     }
-    Err(ApiError::RequestInProgress {
-        retry_after_secs: 1,
+    if row.lease_expires_at > now {
+        return Ok(Verdict::InProgress);
+    }
+    Ok(Verdict::TakeOver {
+        expired_lease: row.lease_expires_at,
     })
 }
 
-/// Last step of every keyed request: store a business outcome with the key, or
-/// release the key when there is nothing to store; then answer.
-pub async fn finish(
-    state: &AppState,
-    lease: Lease,
-    outcome: Result<Reply, ApiError>,
-) -> Result<HttpResponse, ApiError> {
-    let reply = match outcome {
-        Ok(reply) => reply,
-        Err(error) if error.is_business_outcome() => Reply::problem(&error),
-        Err(error) => {
-            release(state, &lease).await;
-            return Err(error);
-        }
+fn completed_response(row: &KeyRow) -> Result<Option<StoredResponse>, KeyError> {
+    if row.state != idempotency_keys::COMPLETED {
+        return Ok(None);
+    }
+    let (Some(status), Some(content_type), Some(body)) = (
+        row.response_status,
+        row.content_type.clone(),
+        row.response_body.clone(),
+    ) else {
+        return Err(KeyError::Corrupt(
+            "a completed key without its answer".into(),
+        ));
     };
-    if let Lease::Held {
-        user_id,
-        key,
-        owner,
-        fingerprint,
-    } = &lease
-    {
-        let stored = &reply.stored;
-        let updated = sqlx::query(
-            "UPDATE idempotency_keys
-                SET state = 'completed', response_status = $1, content_type = $2,
-                    response_body = $3, expires_at = $4
-              WHERE user_id = $5 AND idem_key = $6 AND owner = $7",
+    let status = u16::try_from(status)
+        .ok()
+        .and_then(|code| StatusCode::from_u16(code).ok())
+        .ok_or_else(|| KeyError::Corrupt(format!("stored status {status}")))?;
+    Ok(Some(StoredResponse {
+        status,
+        content_type,
+        body,
+    }))
+}
+
+impl IdempotencyKeys {
+    pub fn new(
+        db: Db,
+        kv: Arc<dyn KeyStore>,
+        switches: Arc<SwitchBoard>,
+        settings: IdempotencySettings,
+    ) -> Self {
+        Self {
+            db,
+            kv,
+            switches,
+            settings,
+        }
+    }
+
+    fn is_on(&self) -> bool {
+        self.switches.is_on(Defense::IdempotencyKey)
+    }
+
+    /// Step one of every keyed request: decide whether the business may run
+    /// (the cache first, then the key table).
+    pub async fn admit(&self, request: &KeyedRequest<'_>) -> Result<Admission, KeyError> {
+        match self.cached_answer(request).await? {
+            Some(stored) => Ok(Admission::Replay(stored)),
+            None => self.admit_in_database(request).await,
+        }
+    }
+
+    /// The fast path: the answer of a completed key, from the key store (Redis).
+    pub async fn cached_answer(
+        &self,
+        request: &KeyedRequest<'_>,
+    ) -> Result<Option<StoredResponse>, KeyError> {
+        if !self.is_on() {
+            return Ok(None);
+        }
+        let Some(cached) = self.cached_response(request).await else {
+            return Ok(None);
+        };
+        if cached.fingerprint != request.fingerprint {
+            return Err(KeyError::Reused);
+        }
+        metrics::count(metrics::REPLAYS);
+        Ok(Some(cached.response))
+    }
+
+    /// The source of truth: the key row decides which request runs.
+    #[tracing::instrument(skip_all, fields(user_id = request.user_id, key = request.key.as_str()))]
+    pub async fn admit_in_database(
+        &self,
+        request: &KeyedRequest<'_>,
+    ) -> Result<Admission, KeyError> {
+        if !self.is_on() {
+            return Ok(Admission::Run(Lease::Unguarded));
+        }
+        let owner = uuid::Uuid::new_v4().to_string();
+        for _ in 0..ADMIT_ATTEMPTS {
+            let now = now_ms();
+            if self.claim(request, &owner, now).await? {
+                return Ok(Admission::Run(held(request, owner)));
+            }
+            let Some(row) = idempotency_keys::find(self.db.pool(), request.id()).await? else {
+                continue; // removed between our insert and our read: try again
+            };
+            match decide(&row, &request.fingerprint, now)? {
+                Verdict::Expired => {
+                    idempotency_keys::delete_if_expired(self.db.pool(), request.id(), now).await?
+                }
+                Verdict::Reused => return Err(KeyError::Reused),
+                Verdict::Replay(stored) => {
+                    return Ok(self.replay_from_database(request, stored).await);
+                }
+                Verdict::InProgress => {
+                    metrics::count(metrics::IN_FLIGHT_CONFLICTS);
+                    return Err(KeyError::InProgress);
+                }
+                Verdict::TakeOver { expired_lease } => {
+                    if self.take_over(request, &owner, expired_lease, now).await? {
+                        return Ok(Admission::Run(held(request, owner)));
+                    }
+                }
+            }
+        }
+        Err(KeyError::InProgress)
+    }
+
+    /// Inserts the key row in progress; true when this request won it.
+    async fn claim(
+        &self,
+        request: &KeyedRequest<'_>,
+        owner: &str,
+        now: i64,
+    ) -> Result<bool, KeyError> {
+        let new = NewKey {
+            id: request.id(),
+            fingerprint: &request.fingerprint,
+            owner,
+            now_ms: now,
+            lease_until_ms: now.saturating_add(millis(self.settings.lease)),
+            expires_at_ms: now.saturating_add(millis(self.settings.retention)),
+        };
+        Ok(idempotency_keys::insert_in_progress(self.db.pool(), &new).await?)
+    }
+
+    async fn take_over(
+        &self,
+        request: &KeyedRequest<'_>,
+        owner: &str,
+        expired_lease: i64,
+        now: i64,
+    ) -> Result<bool, KeyError> {
+        let lease_until = now.saturating_add(millis(self.settings.lease));
+        let taken = idempotency_keys::take_over(
+            self.db.pool(),
+            request.id(),
+            owner,
+            expired_lease,
+            lease_until,
         )
-        .bind(i64::from(stored.status))
-        .bind(&stored.content_type)
-        .bind(&stored.body)
-        .bind(now_ms() + state.settings.idempotency.retention.as_millis() as i64)
-        .bind(user_id)
-        .bind(key)
-        .bind(owner)
-        .execute(state.db.pool())
         .await?;
-        if updated.rows_affected() == 0 {
-            tracing::warn!("idempotency key was taken over before this request finished");
+        if taken {
+            tracing::warn!("idempotency key lease expired; taken over by a retry");
+        }
+        Ok(taken)
+    }
+
+    async fn replay_from_database(
+        &self,
+        request: &KeyedRequest<'_>,
+        stored: StoredResponse,
+    ) -> Admission {
+        let id = request.id();
+        self.cache_response(id.user_id, id.key, &request.fingerprint, &stored)
+            .await;
+        metrics::count(metrics::REPLAYS);
+        Admission::Replay(stored)
+    }
+
+    /// Stores the outcome with the key (when the lease is ours) and caches it.
+    pub async fn complete(&self, lease: &Lease, stored: &StoredResponse) -> Result<(), KeyError> {
+        let Lease::Held {
+            user_id,
+            key,
+            owner,
+            fingerprint,
+        } = lease
+        else {
+            return Ok(());
+        };
+        let id = KeyId {
+            user_id: *user_id,
+            key,
+        };
+        let completion = Completion {
+            status: stored.status.as_u16(),
+            content_type: &stored.content_type,
+            body: &stored.body,
+            expires_at_ms: now_ms().saturating_add(millis(self.settings.retention)),
+        };
+        if idempotency_keys::complete(self.db.pool(), id, owner, &completion).await? {
+            self.cache_response(*user_id, key, fingerprint, stored)
+                .await;
         } else {
-            cache_response(state, &cache_key(*user_id, key), fingerprint, stored).await;
+            tracing::warn!("idempotency key was taken over before this request finished");
+        }
+        Ok(())
+    }
+
+    /// Gives the key back so that a retry runs the business (nothing was stored).
+    pub async fn release(&self, lease: &Lease) {
+        let Lease::Held {
+            user_id,
+            key,
+            owner,
+            ..
+        } = lease
+        else {
+            return;
+        };
+        let id = KeyId {
+            user_id: *user_id,
+            key,
+        };
+        if let Err(error) = idempotency_keys::release(self.db.pool(), id, owner).await {
+            // The lease still expires by itself; a retry then takes the key over.
+            tracing::error!(%error, "could not release an idempotency key");
         }
     }
-    Ok(reply.into_response())
-}
 
-/// Answers with an outcome decided before the key table was touched (the stock
-/// gate's sold out): it is kept in the key store only, and replayed from there.
-/// Losing it costs nothing: no order was made, and a retry is simply asked again.
-pub async fn remember(state: &AppState, request: &KeyedRequest<'_>, reply: Reply) -> HttpResponse {
-    if state.switches.is_on(Defense::IdempotencyKey) {
-        let key = cache_key(request.user_id, request.key.as_str());
-        cache_response(state, &key, &request.fingerprint, &reply.stored).await;
+    /// Keeps an outcome decided before the key table was touched (the stock
+    /// gate's sold out) in the key store only. Losing it costs nothing: no order
+    /// was made, and a retry is simply asked again.
+    pub async fn remember(&self, request: &KeyedRequest<'_>, stored: &StoredResponse) {
+        if self.is_on() {
+            let id = request.id();
+            self.cache_response(id.user_id, id.key, &request.fingerprint, stored)
+                .await;
+        }
     }
-    reply.into_response()
-}
 
-/// Gives the key back so that a retry runs the business (nothing was stored).
-async fn release(state: &AppState, lease: &Lease) {
-    let Lease::Held {
-        user_id,
-        key,
-        owner,
-        ..
-    } = lease
-    else {
-        return;
-    };
-    let result = sqlx::query(
-        "DELETE FROM idempotency_keys
-          WHERE user_id = $1 AND idem_key = $2 AND owner = $3 AND state = 'in_progress'",
-    )
-    .bind(user_id)
-    .bind(key)
-    .bind(owner)
-    .execute(state.db.pool())
-    .await;
-    if let Err(error) = result {
-        // The lease still expires by itself; a retry then takes the key over.
-        tracing::error!(%error, "could not release an idempotency key");
+    /// Removes keys past their retention, and in-progress keys whose lease ran
+    /// out (their request died; a retry finds a committed order through
+    /// `unique_index`). Runs periodically; safe on several instances at once.
+    pub async fn sweep_expired(&self) -> Result<u64, StoreError> {
+        idempotency_keys::sweep_expired(self.db.pool(), now_ms()).await
+    }
+
+    /// Reads the cache; any failure only means "go to the database".
+    async fn cached_response(&self, request: &KeyedRequest<'_>) -> Option<CachedResponse> {
+        let id = request.id();
+        match self.kv.get(&cache_key(id.user_id, id.key)).await {
+            Ok(Some(json)) => serde_json::from_str(&json)
+                .inspect_err(|error| tracing::warn!(%error, "unreadable cached answer; ignored"))
+                .ok(),
+            Ok(None) => None,
+            Err(error) => {
+                tracing::warn!(%error, "idempotency cache unavailable; using the database");
+                None
+            }
+        }
+    }
+
+    async fn cache_response(
+        &self,
+        user_id: i64,
+        key: &str,
+        fingerprint: &str,
+        response: &StoredResponse,
+    ) {
+        let cached = CachedResponse {
+            fingerprint: fingerprint.to_string(),
+            response: response.clone(),
+        };
+        let json = match serde_json::to_string(&cached) {
+            Ok(json) => json,
+            Err(error) => {
+                tracing::error!(%error, "could not serialise an answer for the cache");
+                return;
+            }
+        };
+        let ttl = self.settings.retention;
+        if let Err(error) = self.kv.set(&cache_key(user_id, key), &json, ttl).await {
+            tracing::warn!(%error, "could not cache an idempotent response");
+        }
     }
 }
 
@@ -344,174 +498,29 @@ fn held(request: &KeyedRequest<'_>, owner: String) -> Lease {
     }
 }
 
-/// The one statement that decides the race: of all concurrent first requests,
-/// exactly one inserts the row.
-async fn insert_in_progress(
-    db: &Db,
-    request: &KeyedRequest<'_>,
-    owner: &str,
-    now: i64,
-    lease_until: i64,
-    retention_ms: i64,
-) -> Result<bool, sqlx::Error> {
-    let inserted = sqlx::query(
-        "INSERT INTO idempotency_keys
-             (user_id, idem_key, fingerprint, state, owner, lease_expires_at, created_at, expires_at)
-         VALUES ($1, $2, $3, 'in_progress', $4, $5, $6, $7)
-         ON CONFLICT (user_id, idem_key) DO NOTHING",
-    )
-    .bind(request.user_id)
-    .bind(request.key.as_str())
-    .bind(&request.fingerprint)
-    .bind(owner)
-    .bind(lease_until)
-    .bind(now)
-    .bind(now + retention_ms)
-    .execute(db.pool())
-    .await?;
-    Ok(inserted.rows_affected() == 1)
-}
-
-#[derive(Debug, sqlx::FromRow)]
-struct KeyRow {
-    fingerprint: String,
-    state: String,
-    lease_expires_at: i64,
-    response_status: Option<i64>,
-    content_type: Option<String>,
-    response_body: Option<String>,
-    expires_at: i64,
-}
-
-impl KeyRow {
-    fn completed_response(&self) -> Option<StoredResponse> {
-        if self.state != COMPLETED {
-            return None;
-        }
-        Some(StoredResponse {
-            status: u16::try_from(self.response_status?).ok()?,
-            content_type: self.content_type.clone()?,
-            body: self.response_body.clone()?,
-        })
-    }
-}
-
-async fn find_row(db: &Db, request: &KeyedRequest<'_>) -> Result<Option<KeyRow>, sqlx::Error> {
-    sqlx::query_as::<_, KeyRow>(
-        "SELECT fingerprint, state, lease_expires_at, response_status, content_type,
-                response_body, expires_at
-           FROM idempotency_keys
-          WHERE user_id = $1 AND idem_key = $2",
-    )
-    .bind(request.user_id)
-    .bind(request.key.as_str())
-    .fetch_optional(db.pool())
-    .await
-}
-
-/// Conditional takeover: succeeds for one retry only, and only if the lease we
-/// saw expired is still the one in the row.
-async fn take_over(
-    db: &Db,
-    request: &KeyedRequest<'_>,
-    owner: &str,
-    expired_lease: i64,
-    lease_until: i64,
-) -> Result<bool, sqlx::Error> {
-    let updated = sqlx::query(
-        "UPDATE idempotency_keys SET owner = $1, lease_expires_at = $2
-          WHERE user_id = $3 AND idem_key = $4 AND state = 'in_progress'
-            AND lease_expires_at = $5",
-    )
-    .bind(owner)
-    .bind(lease_until)
-    .bind(request.user_id)
-    .bind(request.key.as_str())
-    .bind(expired_lease)
-    .execute(db.pool())
-    .await?;
-    Ok(updated.rows_affected() == 1)
-}
-
-async fn delete_expired(db: &Db, request: &KeyedRequest<'_>, now: i64) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "DELETE FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2 AND expires_at <= $3",
-    )
-    .bind(request.user_id)
-    .bind(request.key.as_str())
-    .bind(now)
-    .execute(db.pool())
-    .await?;
-    Ok(())
-}
-
-/// Removes keys past their retention, and in-progress keys whose lease ran out
-/// (their request died; a retry finds a committed order through `unique_index`).
-/// Runs periodically; safe on several instances at once.
-pub async fn sweep_expired(db: &Db) -> Result<u64, sqlx::Error> {
-    let now = now_ms();
-    let deleted = sqlx::query(
-        "DELETE FROM idempotency_keys
-          WHERE expires_at <= $1 OR (state = 'in_progress' AND lease_expires_at <= $1)",
-    )
-    .bind(now)
-    .execute(db.pool())
-    .await?;
-    Ok(deleted.rows_affected())
-}
-
-/// The Redis fast path: a completed response cached under the key.
+/// The key-store fast path: a completed response cached under the key.
 #[derive(Debug, Serialize, Deserialize)]
 struct CachedResponse {
     fingerprint: String,
     response: StoredResponse,
 }
 
-impl CachedResponse {
-    fn into_admission(self, request: &KeyedRequest<'_>) -> Result<Admission, ApiError> {
-        if self.fingerprint != request.fingerprint {
-            return Err(ApiError::IdempotencyKeyReused);
-        }
-        Ok(Admission::Replay(self.response))
-    }
-}
-
 fn cache_key(user_id: i64, key: &str) -> String {
     format!("idem:{user_id}:{key}")
 }
 
-/// Reads the cache; any failure only means "go to the database".
-async fn cached_response(state: &AppState, request: &KeyedRequest<'_>) -> Option<CachedResponse> {
-    match state
-        .kv
-        .get(&cache_key(request.user_id, request.key.as_str()))
-        .await
-    {
-        Ok(Some(json)) => serde_json::from_str(&json).ok(),
-        Ok(None) => None,
-        Err(error) => {
-            tracing::warn!(%error, "idempotency cache unavailable; using the database");
-            None
-        }
-    }
-}
+/// A status code as its number in the cache's JSON.
+mod status_code {
+    use actix_web::http::StatusCode;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
-async fn cache_response(
-    state: &AppState,
-    cache_key: &str,
-    fingerprint: &str,
-    response: &StoredResponse,
-) {
-    let cached = CachedResponse {
-        fingerprint: fingerprint.to_string(),
-        response: response.clone(),
-    };
-    let Ok(json) = serde_json::to_string(&cached) else {
-        return;
-    };
-    let ttl = state.settings.idempotency.retention;
-    if let Err(error) = state.kv.set(cache_key, &json, ttl).await {
-        tracing::warn!(%error, "could not cache an idempotent response");
+    pub fn serialize<S: Serializer>(status: &StatusCode, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u16(status.as_u16())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<StatusCode, D::Error> {
+        let code = u16::deserialize(deserializer)?;
+        StatusCode::from_u16(code).map_err(D::Error::custom)
     }
 }
 
@@ -519,12 +528,14 @@ async fn cache_response(
 mod tests {
     use super::*;
 
+    fn json(text: &str) -> serde_json::Value {
+        serde_json::from_str(text).expect("test JSON")
+    }
+
     #[test]
     fn fingerprint_ignores_field_order_and_whitespace() {
-        let a: serde_json::Value =
-            serde_json::from_str(r#"{"product_id":1,"quantity":2}"#).unwrap();
-        let b: serde_json::Value =
-            serde_json::from_str(r#"{ "quantity": 2, "product_id": 1 }"#).unwrap();
+        let a = json(r#"{"product_id":1,"quantity":2}"#);
+        let b = json(r#"{ "quantity": 2, "product_id": 1 }"#);
         assert_eq!(
             fingerprint("POST", "/api/orders", &a),
             fingerprint("POST", "/api/orders", &b)
@@ -533,10 +544,8 @@ mod tests {
 
     #[test]
     fn fingerprint_tells_bodies_and_paths_apart() {
-        let a: serde_json::Value =
-            serde_json::from_str(r#"{"product_id":1,"quantity":2}"#).unwrap();
-        let b: serde_json::Value =
-            serde_json::from_str(r#"{"product_id":1,"quantity":3}"#).unwrap();
+        let a = json(r#"{"product_id":1,"quantity":2}"#);
+        let b = json(r#"{"product_id":1,"quantity":3}"#);
         assert_ne!(
             fingerprint("POST", "/api/orders", &a),
             fingerprint("POST", "/api/orders", &b)
@@ -545,5 +554,46 @@ mod tests {
             fingerprint("POST", "/api/orders", &a),
             fingerprint("POST", "/api/other", &a)
         );
+    }
+
+    fn row(state: &str, lease_expires_at: i64, status: Option<i64>) -> KeyRow {
+        KeyRow {
+            fingerprint: "fp".into(),
+            state: state.into(),
+            lease_expires_at,
+            response_status: status,
+            content_type: status.map(|_| "application/json".into()),
+            response_body: status.map(|_| "{}".into()),
+            expires_at: 1_000,
+        }
+    }
+
+    #[test]
+    fn the_key_row_decides_every_repeat() {
+        let running = row("in_progress", 500, None);
+        assert_eq!(decide(&running, "fp", 100).ok(), Some(Verdict::InProgress));
+        assert_eq!(
+            decide(&running, "fp", 600).ok(),
+            Some(Verdict::TakeOver { expired_lease: 500 })
+        );
+        assert_eq!(decide(&running, "other", 100).ok(), Some(Verdict::Reused));
+        assert_eq!(decide(&running, "fp", 1_000).ok(), Some(Verdict::Expired));
+        let done = row("completed", 500, Some(201));
+        assert!(matches!(
+            decide(&done, "fp", 100),
+            Ok(Verdict::Replay(StoredResponse {
+                status: StatusCode::CREATED,
+                ..
+            }))
+        ));
+    }
+
+    #[test]
+    fn a_stored_status_that_is_no_http_status_is_an_error_not_a_200() {
+        let corrupt = row("completed", 500, Some(1_234));
+        assert!(matches!(
+            decide(&corrupt, "fp", 100),
+            Err(KeyError::Corrupt(_))
+        ));
     }
 }

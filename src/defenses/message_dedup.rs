@@ -1,4 +1,5 @@
-//! Defense `message_dedup` — a redelivered message has no second effect.
+//! Defense `message_dedup` (消息去重, 防重复消费) — a redelivered message has no
+//! second effect.
 //!
 //! **Without it** the rewards consumer of the at-least-once "order paid" message
 //! awards the points again each time the message is redelivered (a consumer that
@@ -12,31 +13,21 @@
 //! nothing is lost and nothing is doubled.
 //!
 //! **Switched off**, the record is skipped and every delivery awards points.
-//! Shown by `tests/api/rewards.rs`.
+//! Shown by `tests/api/rewards.rs`: `each_paid_order_is_rewarded_once_despite_redelivery`
+//! (on) and `without_message_dedup_a_redelivery_rewards_twice` (off).
 
-use sqlx::{Any, Transaction};
-
-use super::{Defense, SwitchBoard};
-use crate::store::now_ms;
+use crate::store::{StoreError, Tx, rewards};
+use crate::switches::{Defense, SwitchBoard};
 
 /// Records `message_id` for `consumer` inside `tx`; `false` if it was processed before.
 pub async fn first_delivery(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Tx,
     switches: &SwitchBoard,
     consumer: &str,
     message_id: &str,
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, StoreError> {
     if !switches.is_on(Defense::MessageDedup) {
         return Ok(true);
     }
-    let inserted = sqlx::query(
-        "INSERT INTO processed_messages (consumer, message_id, processed_at) VALUES ($1, $2, $3)
-         ON CONFLICT (consumer, message_id) DO NOTHING",
-    )
-    .bind(consumer)
-    .bind(message_id)
-    .bind(now_ms())
-    .execute(&mut **tx)
-    .await?;
-    Ok(inserted.rows_affected() == 1)
+    rewards::record_processed(&mut **tx, consumer, message_id).await
 }

@@ -1,4 +1,5 @@
-//! Defense `payment_token` — a one-time token, issued by the server, for each pay.
+//! Defense `payment_token` (一次性令牌) — a one-time token, issued by the server,
+//! for each pay.
 //!
 //! **Without it** a replayed or forged pay request (a request copied from the
 //! network log, a script, a second tab) reaches the payment step and can start a
@@ -9,21 +10,41 @@
 //! token bound to (user, order) in the key store with a TTL. `pay` consumes it with
 //! one atomic compare-and-delete (a Lua script on Redis): exactly one request can
 //! use it; a used, expired, foreign or forged token is refused with 403
-//! `payment_token_invalid`. Payment keys come from the server (security matters),
-//! ordinary idempotency keys from the browser.
+//! `payment_token_invalid`. The token comes from the server because paying is the
+//! security-critical step; the pay request's idempotency key still comes from the
+//! browser, like every other key.
 //!
 //! **Switched off**, the token is neither required nor consumed. Shown by
-//! `tests/api/payments.rs` (on) and `tests/api/payment_defenses.rs` (off).
+//! `tests/api/payment_defenses.rs`: `with_payment_token_the_replay_is_refused` (on)
+//! and `without_payment_token_a_replayed_pay_charges_again` (off).
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::Defense;
 use crate::configuration::random_hex;
-use crate::error::ApiError;
 use crate::metrics;
-use crate::startup::AppState;
+use crate::store::{KeyStore, KvError};
+use crate::switches::{Defense, SwitchBoard};
 
 pub const PAYMENT_TOKEN_HEADER: &str = "Payment-Token";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("the Payment-Token header is missing: open the payment popup to get one")]
+    Missing,
+    #[error("the payment token is used, expired, or not issued for this order and user")]
+    Invalid,
+    #[error(transparent)]
+    KeyStore(#[from] KvError),
+}
+
+/// The defense, built once at start-up.
+#[derive(Debug)]
+pub struct PaymentTokens {
+    kv: Arc<dyn KeyStore>,
+    switches: Arc<SwitchBoard>,
+    ttl: Duration,
+}
 
 fn token_key(token: &str) -> String {
     format!("paytoken:{token}")
@@ -33,46 +54,46 @@ fn binding(user_id: i64, order_no: &str) -> String {
     format!("{user_id}:{order_no}")
 }
 
-/// Issues a fresh token for (user, order); returns it and its lifetime.
-pub async fn issue(
-    state: &AppState,
-    user_id: i64,
-    order_no: &str,
-) -> Result<(String, Duration), ApiError> {
-    let token = random_hex(24);
-    let ttl = state.settings.payments.token_ttl;
-    state
-        .kv
-        .set(&token_key(&token), &binding(user_id, order_no), ttl)
-        .await?;
-    Ok((token, ttl))
-}
+impl PaymentTokens {
+    pub fn new(kv: Arc<dyn KeyStore>, switches: Arc<SwitchBoard>, ttl: Duration) -> Self {
+        Self { kv, switches, ttl }
+    }
 
-/// Consumes the presented token: succeeds once, for its own user and order only.
-pub async fn consume(
-    state: &AppState,
-    presented: Option<&str>,
-    user_id: i64,
-    order_no: &str,
-) -> Result<(), ApiError> {
-    if !state.switches.is_on(Defense::PaymentToken) {
-        return Ok(());
+    /// Issues a fresh token for (user, order); returns it and its lifetime.
+    pub async fn issue(&self, user_id: i64, order_no: &str) -> Result<(String, Duration), KvError> {
+        let token = random_hex(24);
+        self.kv
+            .set(&token_key(&token), &binding(user_id, order_no), self.ttl)
+            .await?;
+        Ok((token, self.ttl))
     }
-    let token = presented.ok_or(ApiError::PaymentTokenMissing)?;
-    let well_formed =
-        !token.is_empty() && token.len() <= 128 && token.bytes().all(|b| b.is_ascii_alphanumeric());
-    if !well_formed {
-        return Err(ApiError::PaymentTokenInvalid);
-    }
-    // Compare-and-delete: a foreign user's attempt does not burn the owner's token.
-    let consumed = state
-        .kv
-        .compare_and_delete(&token_key(token), &binding(user_id, order_no))
-        .await?;
-    if consumed {
+
+    /// Consumes the presented token: succeeds once, for its own user and order only.
+    pub async fn consume(
+        &self,
+        presented: Option<&str>,
+        user_id: i64,
+        order_no: &str,
+    ) -> Result<(), TokenError> {
+        if !self.switches.is_on(Defense::PaymentToken) {
+            return Ok(());
+        }
+        let token = presented.ok_or(TokenError::Missing)?;
+        let well_formed = !token.is_empty()
+            && token.len() <= 128
+            && token.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !well_formed {
+            return Err(TokenError::Invalid);
+        }
+        // Compare-and-delete: a foreign user's attempt does not burn the owner's token.
+        let consumed = self
+            .kv
+            .compare_and_delete(&token_key(token), &binding(user_id, order_no))
+            .await?;
+        if !consumed {
+            metrics::count(metrics::TOKEN_REFUSALS);
+            return Err(TokenError::Invalid);
+        }
         Ok(())
-    } else {
-        metrics::count(metrics::TOKEN_REFUSALS);
-        Err(ApiError::PaymentTokenInvalid)
     }
 }

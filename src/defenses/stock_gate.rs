@@ -1,4 +1,5 @@
-//! Defense `stock_gate` — a Redis gate in front of the hot stock row.
+//! Defense `stock_gate` (库存闸门, Redis 预扣库存) — a gate in the key store in
+//! front of the hot stock row.
 //!
 //! **Without it** every buyer of a flash sale queues on the one stock row in the
 //! database: thousands of losers spend a connection and a version-checked update
@@ -11,7 +12,7 @@
 //! the key row is taken, one Lua script (or the in-process equivalent), atomic:
 //! first it refuses a repeat of the same (user, idempotency key) *before touching
 //! stock*; then it decrements the cached stock only if enough is left and records
-//! the claim. Sold out is answered from Redis (409 `sold_out`,
+//! the claim. Sold out is answered from the key store (409 `sold_out`,
 //! `Flashguard-Defense: stock_gate`); only winners reach the database, where
 //! `version_lock` stays the last line of defense. A winner whose database step
 //! fails gives its unit back (the claim is deleted and the stock incremented in
@@ -22,25 +23,39 @@
 //! orders return their units to it. The audit compares it with the database.
 //!
 //! **Switched off**, requests go straight to the database: still correct (the
-//! version lock), only slower. Shown by `tests/api/stock_gate.rs`.
+//! version lock), but every loser costs database work. Shown by
+//! `tests/api/stock_gate.rs`: `losers_are_answered_at_the_gate_and_winners_buy_exactly_the_stock`
+//! (on) and `with_the_gate_off_the_flash_sale_is_still_correct` (off).
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::Defense;
 use crate::domain::IdempotencyKey;
-use crate::error::ApiError;
-use crate::startup::AppState;
-use crate::store::{Claim, products};
+use crate::store::{Claim, Db, KeyStore, KvError, StoreError, products};
+use crate::switches::{Defense, SwitchBoard};
 
 /// How long a cached stock counter lives when loaded lazily (effectively forever).
 const COUNTER_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 
-pub fn stock_key(product_id: i64) -> String {
-    format!("gate:stock:{product_id}")
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    #[error("sold out: the stock gate has no units left")]
+    SoldOut,
+    #[error(transparent)]
+    KeyStore(#[from] KvError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
-fn claim_key(product_id: i64, user_id: i64, key: &IdempotencyKey) -> String {
-    format!("gate:claim:{product_id}:{user_id}:{}", key.as_str())
+/// The defense, built once at start-up. Only it knows its key format.
+#[derive(Debug)]
+pub struct StockGate {
+    db: Db,
+    kv: Arc<dyn KeyStore>,
+    switches: Arc<SwitchBoard>,
+    /// A claim lives as long as a key's lease: the request holding it finishes
+    /// (or gives it back) within that time, or is dead and its retry may claim again.
+    claim_ttl: Duration,
 }
 
 /// A unit (or units) taken at the gate for one request.
@@ -60,98 +75,7 @@ pub enum Decision {
     Repeat,
 }
 
-pub async fn admit(
-    state: &AppState,
-    product_id: i64,
-    user_id: i64,
-    key: &IdempotencyKey,
-    quantity: i64,
-) -> Result<Decision, ApiError> {
-    if !state.switches.is_on(Defense::StockGate) {
-        return Ok(Decision::Pass(None));
-    }
-    let claim_key = claim_key(product_id, user_id, key);
-    // A claim lives as long as a key's lease: the request holding it finishes (or
-    // gives it back) within that time, or is dead and its retry may claim again.
-    let claim_ttl = state.settings.idempotency.lease;
-    for _ in 0..2 {
-        let claim = state
-            .kv
-            .claim_and_decrement(&stock_key(product_id), &claim_key, quantity, claim_ttl)
-            .await?;
-        match claim {
-            Claim::Taken { .. } => {
-                return Ok(Decision::Pass(Some(GatePass {
-                    product_id,
-                    claim_key,
-                    quantity,
-                })));
-            }
-            Claim::Repeat => return Ok(Decision::Repeat),
-            Claim::Short => return Err(ApiError::SoldOutAtGate),
-            Claim::NotLoaded => {
-                if !load_one(state, product_id).await? {
-                    // No such product: the database path answers 404.
-                    return Ok(Decision::Pass(None));
-                }
-            }
-        }
-    }
-    Ok(Decision::Pass(None))
-}
-
-/// Gives the units of a pass back (its database step did not create an order).
-pub async fn give_back(state: &AppState, pass: GatePass) {
-    let result = state
-        .kv
-        .release_claim(&stock_key(pass.product_id), &pass.claim_key, pass.quantity)
-        .await;
-    if let Err(error) = result {
-        tracing::error!(%error, "stock gate give-back failed: the gate now holds less than the database");
-    }
-}
-
-/// The fast path for losers: true when the cached stock is known to be short.
-/// A read, not a claim: it can only ever answer "sold out" a moment late.
-pub async fn is_sold_out(
-    state: &AppState,
-    product_id: i64,
-    quantity: i64,
-) -> Result<bool, ApiError> {
-    if !state.switches.is_on(Defense::StockGate) {
-        return Ok(false);
-    }
-    let cached = state.kv.get(&stock_key(product_id)).await?;
-    Ok(cached
-        .and_then(|value| value.parse::<i64>().ok())
-        .is_some_and(|left| left < quantity))
-}
-
-/// Units that returned to the database's stock (a closed order) return to the gate.
-pub async fn returned(state: &AppState, product_id: i64, quantity: i64) -> Result<(), ApiError> {
-    Ok(state
-        .kv
-        .add_if_present(&stock_key(product_id), quantity)
-        .await?)
-}
-
-/// Loads one product's counter from the database if absent; false if no such product.
-async fn load_one(state: &AppState, product_id: i64) -> Result<bool, ApiError> {
-    let Some(product) = products::find(&state.db, product_id).await? else {
-        return Ok(false);
-    };
-    state
-        .kv
-        .set_if_absent(
-            &stock_key(product_id),
-            &product.stock.to_string(),
-            COUNTER_TTL,
-        )
-        .await?;
-    Ok(true)
-}
-
-/// How [`load`] treats a counter that already exists.
+/// How [`StockGate::load`] treats a counter that already exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Load {
     /// Reset, or the gate switched back on: the database's stock wins.
@@ -160,16 +84,129 @@ pub enum Load {
     OnlyMissing,
 }
 
-/// Loads the counters of every product from the database's stock.
-pub async fn load(state: &AppState, mode: Load) -> Result<(), ApiError> {
-    for product in products::list(&state.db).await? {
-        let (key, stock) = (stock_key(product.id), product.stock.to_string());
-        match mode {
-            Load::Overwrite => state.kv.set_forever(&key, &stock).await?,
-            Load::OnlyMissing => {
-                state.kv.set_if_absent(&key, &stock, COUNTER_TTL).await?;
-            }
+fn stock_key(product_id: i64) -> String {
+    format!("gate:stock:{product_id}")
+}
+
+fn claim_key(product_id: i64, user_id: i64, key: &IdempotencyKey) -> String {
+    format!("gate:claim:{product_id}:{user_id}:{}", key.as_str())
+}
+
+impl StockGate {
+    pub fn new(
+        db: Db,
+        kv: Arc<dyn KeyStore>,
+        switches: Arc<SwitchBoard>,
+        claim_ttl: Duration,
+    ) -> Self {
+        Self {
+            db,
+            kv,
+            switches,
+            claim_ttl,
         }
     }
-    Ok(())
+
+    pub fn is_on(&self) -> bool {
+        self.switches.is_on(Defense::StockGate)
+    }
+
+    /// The atomic claim: refuses a repeat of (user, key), then takes `quantity`
+    /// units if enough are left.
+    pub async fn admit(
+        &self,
+        product_id: i64,
+        user_id: i64,
+        key: &IdempotencyKey,
+        quantity: i64,
+    ) -> Result<Decision, GateError> {
+        if !self.is_on() {
+            return Ok(Decision::Pass(None));
+        }
+        let claim_key = claim_key(product_id, user_id, key);
+        for _ in 0..2 {
+            let claim = self
+                .kv
+                .claim_and_decrement(&stock_key(product_id), &claim_key, quantity, self.claim_ttl)
+                .await?;
+            match claim {
+                Claim::Taken { .. } => {
+                    let pass = GatePass {
+                        product_id,
+                        claim_key,
+                        quantity,
+                    };
+                    return Ok(Decision::Pass(Some(pass)));
+                }
+                Claim::Repeat => return Ok(Decision::Repeat),
+                Claim::Short => return Err(GateError::SoldOut),
+                // No such product: the database path answers 404.
+                Claim::NotLoaded if !self.load_one(product_id).await? => break,
+                Claim::NotLoaded => {}
+            }
+        }
+        Ok(Decision::Pass(None))
+    }
+
+    /// Gives the units of a pass back (its database step did not create an order).
+    pub async fn give_back(&self, pass: GatePass) {
+        let result = self
+            .kv
+            .release_claim(&stock_key(pass.product_id), &pass.claim_key, pass.quantity)
+            .await;
+        if let Err(error) = result {
+            tracing::error!(%error, "stock gate give-back failed: the gate now holds less than the database");
+        }
+    }
+
+    /// The fast path for losers: true when the cached stock is known to be short.
+    /// A read, not a claim: it can only ever answer "sold out" a moment late.
+    pub async fn is_sold_out(&self, product_id: i64, quantity: i64) -> Result<bool, KvError> {
+        if !self.is_on() {
+            return Ok(false);
+        }
+        Ok(self
+            .counter(product_id)
+            .await?
+            .is_some_and(|left| left < quantity))
+    }
+
+    /// The cached stock of a product, if the gate has loaded it.
+    pub async fn counter(&self, product_id: i64) -> Result<Option<i64>, KvError> {
+        let cached = self.kv.get(&stock_key(product_id)).await?;
+        Ok(cached.and_then(|value| value.parse::<i64>().ok()))
+    }
+
+    /// Units that returned to the database's stock (a closed order) return to the gate.
+    pub async fn restock(&self, product_id: i64, quantity: i64) -> Result<(), KvError> {
+        self.kv
+            .add_if_present(&stock_key(product_id), quantity)
+            .await
+    }
+
+    /// Loads one product's counter from the database if absent; false if no such product.
+    async fn load_one(&self, product_id: i64) -> Result<bool, GateError> {
+        let Some(product) = products::find(self.db.pool(), product_id).await? else {
+            return Ok(false);
+        };
+        let stock = product.stock.to_string();
+        self.kv
+            .set_if_absent(&stock_key(product_id), &stock, COUNTER_TTL)
+            .await?;
+        Ok(true)
+    }
+
+    /// Loads the counters of every product from the database's stock.
+    pub async fn load(&self, mode: Load) -> Result<(), GateError> {
+        for product in products::list(self.db.pool()).await? {
+            let (key, stock) = (stock_key(product.id), product.stock.to_string());
+            match mode {
+                Load::Overwrite => self.kv.set_forever(&key, &stock).await?,
+                Load::OnlyMissing => {
+                    self.kv.set_if_absent(&key, &stock, COUNTER_TTL).await?;
+                }
+            }
+        }
+        Ok(())
+    }
 }

@@ -1,4 +1,5 @@
-//! Defense `unique_index` — the database refuses a second order for one intent.
+//! Defense `unique_index` (唯一索引) — the database refuses a second order for
+//! one intent.
 //!
 //! **Without it** two requests that both get past the key check (a race, a lease
 //! takeover, Redis down, or the `idempotency_key` defense switched off) insert two
@@ -8,13 +9,17 @@
 //! `orders(user_id, idempotency_key)`. The loser's insert fails with a unique
 //! violation; the flow rolls back its transaction (its stock returns), reads the
 //! order that won and answers with it, marked `Flashguard-Defense: unique_index`.
-//! A unique index, not a lookup before the insert: only the index is atomic.
+//! A unique index, not a lookup before the insert: only the index is atomic. The
+//! same partial index guards one active payment per order.
 //!
 //! **Switched off**, orders are inserted with `guarded = FALSE`; the index is
 //! partial (`WHERE guarded`), so such rows bypass it and the audit can count the
-//! duplicates that appear. Shown by `tests/api/defenses.rs`.
+//! duplicates that appear. Shown by `tests/api/defenses.rs`:
+//! `the_unique_index_alone_stops_concurrent_duplicates` (on) and
+//! `without_idempotency_key_and_unique_index_duplicates_appear` (off).
 
-use super::{Defense, SwitchBoard};
+use crate::store::StoreError;
+use crate::switches::{Defense, SwitchBoard};
 
 /// Whether the next insert is covered by the unique index.
 pub fn guards_insert(switches: &SwitchBoard) -> bool {
@@ -24,13 +29,13 @@ pub fn guards_insert(switches: &SwitchBoard) -> bool {
 /// Maps a unique violation to `on_violation()`, leaving other errors as they are:
 /// `insert(...).await.on_unique_violation(|| Duplicate)?` reads as the rule it is.
 pub trait OnUniqueViolation<T> {
-    fn on_unique_violation(self, on_violation: impl FnOnce() -> T) -> Result<T, sqlx::Error>;
+    fn on_unique_violation(self, on_violation: impl FnOnce() -> T) -> Result<T, StoreError>;
 }
 
-impl<T> OnUniqueViolation<T> for Result<T, sqlx::Error> {
-    fn on_unique_violation(self, on_violation: impl FnOnce() -> T) -> Result<T, sqlx::Error> {
+impl<T> OnUniqueViolation<T> for Result<T, StoreError> {
+    fn on_unique_violation(self, on_violation: impl FnOnce() -> T) -> Result<T, StoreError> {
         match self {
-            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => Ok(on_violation()),
+            Err(error) if error.is_unique_violation() => Ok(on_violation()),
             other => other,
         }
     }

@@ -1,28 +1,41 @@
-//! Defense `version_lock` — optimistic locking on the stock row.
+//! Defense `version_lock` (乐观锁, 版本号) — optimistic locking on the stock row.
 //!
 //! **Without it** stock is decremented by read-modify-write: two requests read
 //! `stock = 20`, both write `19`, and one sale is lost from the count (a lost
-//! update). Under a flash sale that means more units sold than exist (oversell).
+//! update). Under a flash sale that means more units sold than exist: 超卖.
 //!
 //! **How it prevents that**: the write carries the version that was read,
 //! `UPDATE products SET stock = stock - q, version = version + 1
-//!  WHERE id = $1 AND version = $2 AND stock >= q`, so it only succeeds if nobody
-//! wrote in between. A loser re-reads and retries after a short jittered pause, a
-//! bounded number of times; when the budget is spent the client gets 503
-//! `busy_retry` with `Retry-After` and nothing is stored, so its retry can win.
+//!  WHERE id = $1 AND version = $2 AND stock >= q` (`store::products::take_stock_if_version`),
+//! so it only succeeds if nobody wrote in between. A loser re-reads and retries
+//! after a short jittered pause, a bounded number of times; when the budget is
+//! spent the client gets 503 `busy_retry` with `Retry-After` and nothing is
+//! stored, so its retry can win. (Under READ COMMITTED the conditional decrement
+//! `stock = stock - q WHERE stock >= q` alone is already safe; the version adds
+//! the general pattern: any read-then-write, not only a decrement, is refused
+//! when the row changed since the read.)
 //!
-//! **Switched off**, the write is the plain read-modify-write, and the configured
-//! race window (a teaching aid, `RACE_WINDOW_MS`) widens the gap between read and
-//! write so the lost updates show reliably. Shown by `tests/api/defenses.rs`.
+//! Per-product admission keeps few writers on one stock row at a time (the rest
+//! wait in process, not in the database where they would only collide).
+//!
+//! **Switched off**, the write is the plain read-modify-write, and the lab's race
+//! window widens the gap between read and write so the lost updates show
+//! reliably. Shown by `tests/api/defenses.rs`:
+//! `with_version_lock_the_same_race_sells_exactly_the_stock` (on) and
+//! `without_version_lock_updates_are_lost_and_stock_is_oversold` (off).
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use rand::Rng;
-use sqlx::{Any, Transaction};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{Defense, SwitchBoard};
-use crate::configuration::{Settings, VersionLockSettings};
-use crate::store::products::StockSnapshot;
+use crate::configuration::VersionLockSettings;
+use crate::store::products::{self, StockSnapshot};
+use crate::store::{StoreError, Tx};
+use crate::switches::{Defense, SwitchBoard};
 
 /// Result of one attempt to take stock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,90 +45,89 @@ pub enum Take {
     VersionConflict,
 }
 
-/// Decrements the stock read in `snapshot` by `quantity`, inside `tx`.
-pub async fn take_stock(
-    tx: &mut Transaction<'static, Any>,
-    switches: &SwitchBoard,
-    snapshot: &StockSnapshot,
-    quantity: i64,
-) -> Result<Take, sqlx::Error> {
-    if !switches.is_on(Defense::VersionLock) {
-        return blind_write(tx, snapshot, quantity).await;
+/// The defense, built once at start-up.
+#[derive(Debug)]
+pub struct VersionLock {
+    switches: Arc<SwitchBoard>,
+    settings: VersionLockSettings,
+    admission: RowAdmission,
+}
+
+impl VersionLock {
+    pub fn new(switches: Arc<SwitchBoard>, settings: VersionLockSettings) -> Self {
+        Self {
+            switches,
+            settings,
+            admission: RowAdmission::default(),
+        }
     }
-    let updated = sqlx::query(
-        "UPDATE products SET stock = stock - $1, version = version + 1
-          WHERE id = $2 AND version = $3 AND stock >= $1",
-    )
-    .bind(quantity)
-    .bind(snapshot.id)
-    .bind(snapshot.version)
-    .execute(&mut **tx)
-    .await?;
-    Ok(if updated.rows_affected() == 1 {
-        Take::Taken
-    } else {
-        Take::VersionConflict
-    })
-}
 
-/// The unprotected write: whatever was read, minus the quantity, overwrites the row.
-async fn blind_write(
-    tx: &mut Transaction<'static, Any>,
-    snapshot: &StockSnapshot,
-    quantity: i64,
-) -> Result<Take, sqlx::Error> {
-    sqlx::query("UPDATE products SET stock = $1, version = version + 1 WHERE id = $2")
-        .bind(snapshot.stock - quantity)
-        .bind(snapshot.id)
-        .execute(&mut **tx)
-        .await?;
-    Ok(Take::Taken)
-}
+    /// Attempts after the first one before answering 503 `busy_retry`.
+    pub fn max_retries(&self) -> u32 {
+        self.settings.max_retries
+    }
 
-/// The teaching aid: with the defense off, wait between the read and the write
-/// so that concurrent requests read the same stock. Never waits when it is on.
-pub async fn race_window(switches: &SwitchBoard, settings: &Settings) {
-    if !switches.is_on(Defense::VersionLock) && !settings.race_window.is_zero() {
-        tokio::time::sleep(settings.race_window).await;
+    /// Decrements the stock read in `read` by `quantity`, inside `tx`.
+    pub async fn take_stock(
+        &self,
+        tx: &mut Tx,
+        read: &StockSnapshot,
+        quantity: i64,
+    ) -> Result<Take, StoreError> {
+        if !self.switches.is_on(Defense::VersionLock) {
+            products::overwrite_stock(&mut **tx, read, quantity).await?;
+            return Ok(Take::Taken);
+        }
+        Ok(
+            if products::take_stock_if_version(&mut **tx, read, quantity).await? {
+                Take::Taken
+            } else {
+                Take::VersionConflict
+            },
+        )
+    }
+
+    /// The teaching aid: with the defense off, wait between the read and the
+    /// write so that concurrent requests read the same stock.
+    pub async fn race_window(&self) {
+        self.switches.widen_race_unless(Defense::VersionLock).await;
+    }
+
+    /// Waits for one of the few writer slots of this product's stock row.
+    pub async fn enter(&self, product_id: i64) -> Option<OwnedSemaphorePermit> {
+        self.admission
+            .enter(product_id, self.settings.per_product_writers)
+            .await
+    }
+
+    /// Jittered exponential back-off before retry `attempt` (0-based), capped at 64×base.
+    pub async fn back_off(&self, attempt: u32) {
+        let base = u64::try_from(self.settings.backoff_base.as_micros()).unwrap_or(u64::MAX);
+        let ceiling = base.saturating_mul(1 << attempt.min(6)).max(1);
+        let pause = rand::rng().random_range(0..=ceiling);
+        tokio::time::sleep(Duration::from_micros(pause)).await;
     }
 }
 
-/// Per-product admission: at most `per_product_writers` transactions of this
-/// instance work on one stock row at a time; the others wait here, in process,
-/// instead of in the database where they would only collide on the version.
+/// Per-product admission: at most `writers` transactions of this instance work
+/// on one stock row at a time; the others wait here, in process, instead of in
+/// the database where they would only collide on the version.
 #[derive(Debug, Default)]
-pub struct RowAdmission {
-    semaphores:
-        std::sync::Mutex<std::collections::HashMap<i64, std::sync::Arc<tokio::sync::Semaphore>>>,
+struct RowAdmission {
+    semaphores: Mutex<HashMap<i64, Arc<Semaphore>>>,
 }
 
 impl RowAdmission {
-    pub async fn enter(
-        &self,
-        product_id: i64,
-        writers: usize,
-    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    async fn enter(&self, product_id: i64, writers: usize) -> Option<OwnedSemaphorePermit> {
         if writers == 0 {
             return None;
         }
-        let semaphore = {
-            let mut semaphores = self
-                .semaphores
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            semaphores
-                .entry(product_id)
-                .or_insert_with(|| std::sync::Arc::new(tokio::sync::Semaphore::new(writers)))
-                .clone()
-        };
+        let semaphore = self
+            .semaphores
+            .lock()
+            .entry(product_id)
+            .or_insert_with(|| Arc::new(Semaphore::new(writers)))
+            .clone();
         semaphore.acquire_owned().await.ok()
     }
-}
-
-/// Jittered exponential back-off before retry `attempt` (0-based), capped at 64×base.
-pub async fn back_off(settings: &VersionLockSettings, attempt: u32) {
-    let base = settings.backoff_base.as_micros() as u64;
-    let ceiling = base.saturating_mul(1 << attempt.min(6)).max(1);
-    let pause = rand::rng().random_range(0..=ceiling);
-    tokio::time::sleep(Duration::from_micros(pause)).await;
 }

@@ -4,58 +4,45 @@
 //! instances may run this at once and each order is closed, and restocked, once.
 //! The returned units go back to the stock gate too.
 
-use sqlx::FromRow;
+use super::JobError;
+use crate::defenses::state_check;
+use crate::domain::OrderStatus;
+use crate::state::AppState;
+use crate::store::orders::{self, Unpaid};
+use crate::store::{commit, millis, now_ms, products};
 
-use crate::defenses::state_check::{self, Row};
-use crate::defenses::stock_gate;
-use crate::domain::order_status;
-use crate::error::ApiError;
-use crate::startup::AppState;
-use crate::store::now_ms;
-
-#[derive(Debug, FromRow)]
-struct Unpaid {
-    order_no: String,
-    product_id: i64,
-    quantity: i64,
-}
+/// How many orders one round closes at most.
+const BATCH: i64 = 500;
 
 /// Closes the orders whose payment window has passed; returns how many it closed.
-pub async fn close_expired_orders(state: &AppState) -> Result<u64, ApiError> {
-    let cutoff = now_ms() - state.settings.payments.payment_window.as_millis() as i64;
-    let unpaid = sqlx::query_as::<_, Unpaid>(
-        "SELECT order_no, product_id, quantity FROM orders
-          WHERE status = $1 AND created_at <= $2 ORDER BY id LIMIT 500",
-    )
-    .bind(order_status::PENDING_PAYMENT)
-    .bind(cutoff)
-    .fetch_all(state.db.pool())
-    .await?;
+pub async fn close_expired_orders(state: &AppState) -> Result<u64, JobError> {
+    let cutoff = now_ms().saturating_sub(millis(state.settings.payments.payment_window));
+    let unpaid = orders::unpaid_since(state.db.pool(), cutoff, BATCH).await?;
     let mut closed = 0;
     for order in unpaid {
-        let mut tx = state.db.pool().begin().await?;
-        let moved = state_check::transition(
-            &mut tx,
-            &state.switches,
-            Row::Order(&order.order_no),
-            order_status::PENDING_PAYMENT,
-            order_status::CLOSED,
-        )
-        .await?;
-        if moved {
-            sqlx::query(
-                "UPDATE products SET stock = stock + $1, version = version + 1 WHERE id = $2",
-            )
-            .bind(order.quantity)
-            .bind(order.product_id)
-            .execute(&mut *tx)
-            .await?;
+        if close(state, &order).await? {
             closed += 1;
-        }
-        tx.commit().await?;
-        if moved {
-            stock_gate::returned(state, order.product_id, order.quantity).await?;
         }
     }
     Ok(closed)
+}
+
+/// Closes one order and returns its units, if nobody moved it meanwhile.
+async fn close(state: &AppState, order: &Unpaid) -> Result<bool, JobError> {
+    let mut tx = state.db.begin().await?;
+    let moved = state_check::move_order(
+        &mut tx,
+        &state.switches,
+        &order.order_no,
+        OrderStatus::CLOSE,
+    )
+    .await?;
+    if moved {
+        products::restock(&mut *tx, order.product_id, order.quantity).await?;
+    }
+    commit(tx).await?;
+    if moved {
+        state.gate.restock(order.product_id, order.quantity).await?;
+    }
+    Ok(moved)
 }

@@ -1,7 +1,34 @@
-//! The business steps, composing the defenses in the order they apply.
+//! The business steps, composing the defenses in the order they apply
+//! (docs/design.md §2.1). Flows work on [`crate::state::AppState`] and answer
+//! with [`crate::error::ApiError`]; background jobs answer with [`JobError`].
 
 pub mod audit;
 pub mod closing;
+pub mod keyed;
 pub mod orders;
 pub mod payments;
 pub mod rewards;
+
+use crate::store::{KvError, StoreError};
+
+/// Why one round of a background job (closing, relay, consumer, sweep) failed.
+/// The job logs it and tries again next round.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    KeyStore(#[from] KvError),
+    #[error("cannot serialise a message: {0}")]
+    Serialize(#[from] serde_json::Error),
+}
+
+impl From<JobError> for crate::error::ApiError {
+    fn from(error: JobError) -> Self {
+        match error {
+            JobError::Store(error) => Self::Database(error),
+            JobError::KeyStore(error) => Self::KeyStore(error),
+            JobError::Serialize(error) => Self::Serialize(error),
+        }
+    }
+}

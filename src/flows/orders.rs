@@ -1,26 +1,26 @@
-//! Placing an order in the flash sale.
+//! Placing an order in the flash sale (docs/design.md §2.1).
 //!
-//! The stock gate answers repeats and losers from Redis; winners read the stock
-//! row, then in one transaction insert the order (the
-//! `unique_index` defense catches a duplicate here, before the hot row is
-//! touched) and takes the stock (`version_lock`). A version conflict rolls back
-//! and retries with jitter; a sold-out product is a business outcome.
+//! The stock gate answers repeats and losers from the key store; winners read
+//! the stock row, then in one transaction insert the order (the `unique_index`
+//! defense catches a duplicate here, before the hot row is touched) and take the
+//! stock (`version_lock`). A version conflict rolls back and retries with jitter;
+//! a sold-out product is a business outcome.
 
 use actix_web::http::StatusCode;
 use serde::Deserialize;
 
-use crate::defenses::Defense;
 use crate::defenses::idempotency_key::Reply;
-use crate::defenses::stock_gate::{self, Decision};
+use crate::defenses::stock_gate::Decision;
 use crate::defenses::unique_index::{self, OnUniqueViolation};
-use crate::defenses::version_lock::{self, Take};
+use crate::defenses::version_lock::Take;
 use crate::domain::{IdempotencyKey, Quantity};
 use crate::error::ApiError;
 use crate::metrics;
-use crate::startup::AppState;
-use crate::store::now_ms;
+use crate::state::AppState;
 use crate::store::orders::{self, NewOrder, Order};
 use crate::store::products::{self, StockSnapshot};
+use crate::store::{commit, now_ms, rollback};
+use crate::switches::Defense;
 
 /// The body of `POST /api/orders`, as sent.
 #[derive(Debug, Deserialize)]
@@ -63,21 +63,26 @@ pub async fn place_order(
     let quantity = request.quantity.get();
     // stock_gate: a repeat of this (user, key) or a loser stops here; a winner
     // takes its unit and goes on.
-    let pass = match stock_gate::admit(state, request.product_id, user_id, key, quantity).await? {
+    let pass = match state
+        .gate
+        .admit(request.product_id, user_id, key, quantity)
+        .await?
+    {
         Decision::Pass(pass) => pass,
         Decision::Repeat => return repeat_at_gate(state, user_id, key).await,
     };
     let outcome = place_in_database(state, user_id, key, request).await;
+    let created_an_order = matches!(
+        outcome,
+        Ok(Placed {
+            new_order: true,
+            ..
+        })
+    );
     if let Some(pass) = pass
-        && !matches!(
-            outcome,
-            Ok(Placed {
-                new_order: true,
-                ..
-            })
-        )
+        && !created_an_order
     {
-        stock_gate::give_back(state, pass).await;
+        state.gate.give_back(pass).await;
     }
     outcome.map(|placed| placed.reply)
 }
@@ -95,8 +100,8 @@ async fn repeat_at_gate(
     user_id: i64,
     key: &IdempotencyKey,
 ) -> Result<Reply, ApiError> {
-    match orders::find_by_key(&state.db, user_id, key.as_str()).await? {
-        Some(order) => Ok(created(&order, Some(Defense::StockGate))),
+    match orders::find_by_key(state.db.pool(), user_id, key.as_str()).await? {
+        Some(order) => created(&order, Some(Defense::StockGate)),
         None => Err(ApiError::RepeatAtGate),
     }
 }
@@ -108,54 +113,50 @@ async fn place_in_database(
     key: &IdempotencyKey,
     request: OrderRequest,
 ) -> Result<Placed, ApiError> {
-    let quantity = request.quantity.get();
-    let settings = &state.settings.version_lock;
-    for attempt in 0..=settings.max_retries {
+    let lock = &state.version_lock;
+    for attempt in 0..=lock.max_retries() {
         if attempt > 0 {
-            version_lock::back_off(settings, attempt - 1).await;
+            lock.back_off(attempt - 1).await;
         }
         // Few writers per stock row at once: read and write inside the permit.
-        let _writer = state
-            .row_admission
-            .enter(request.product_id, settings.per_product_writers)
-            .await;
-        let snapshot = products::stock_snapshot(&state.db, request.product_id)
-            .await?
-            .ok_or(ApiError::ProductNotFound(request.product_id))?;
-        if snapshot
-            .sale_starts_at
-            .is_some_and(|starts| starts > now_ms())
-        {
-            return Err(ApiError::SaleNotStarted);
-        }
-        if snapshot.stock < quantity {
-            return Err(ApiError::SoldOut);
-        }
-        version_lock::race_window(&state.switches, &state.settings).await;
-        match try_place(state, user_id, key, &snapshot, quantity).await? {
+        let _writer = lock.enter(request.product_id).await;
+        let read = read_stock(state, request).await?;
+        lock.race_window().await;
+        match try_place(state, user_id, key, &read, request.quantity.get()).await? {
             Attempt::Placed(order) => {
                 return Ok(Placed {
-                    reply: created(&order, None),
+                    reply: created(&order, None)?,
                     new_order: true,
                 });
             }
             Attempt::Duplicate => {
+                let reply = existing_order(state, user_id, key).await?;
                 return Ok(Placed {
-                    reply: existing_order(state, user_id, key).await?,
+                    reply,
                     new_order: false,
                 });
             }
-            Attempt::Conflict => {
-                metrics::count(metrics::VERSION_CONFLICTS);
-                continue;
-            }
+            Attempt::Conflict => metrics::count(metrics::VERSION_CONFLICTS),
         }
     }
     tracing::warn!("version-lock retry budget exhausted");
     metrics::count(metrics::RETRIES_EXHAUSTED);
-    Err(ApiError::BusyRetry {
-        retry_after_secs: 1,
-    })
+    Err(ApiError::BusyRetry)
+}
+
+/// The stock row as read before the write: the product must exist, be on sale
+/// and have enough stock.
+async fn read_stock(state: &AppState, request: OrderRequest) -> Result<StockSnapshot, ApiError> {
+    let read = products::stock_snapshot(state.db.pool(), request.product_id)
+        .await?
+        .ok_or(ApiError::ProductNotFound(request.product_id))?;
+    if read.sale_starts_at.is_some_and(|starts| starts > now_ms()) {
+        return Err(ApiError::SaleNotStarted);
+    }
+    if read.stock < request.quantity.get() {
+        return Err(ApiError::SoldOut);
+    }
+    Ok(read)
 }
 
 enum Attempt {
@@ -166,38 +167,57 @@ enum Attempt {
     Conflict,
 }
 
+/// The order row to insert, priced from the stock row that was read.
+fn new_order<'a>(
+    state: &AppState,
+    user_id: i64,
+    key: &'a IdempotencyKey,
+    read: &StockSnapshot,
+    quantity: i64,
+) -> Result<NewOrder<'a>, ApiError> {
+    let amount_cents = read
+        .price_cents
+        .checked_mul(quantity)
+        .ok_or_else(|| ApiError::InvalidRequest("the order's amount is too large".into()))?;
+    Ok(NewOrder {
+        user_id,
+        product_id: read.id,
+        quantity,
+        amount_cents,
+        idempotency_key: key.as_str(),
+        guarded: unique_index::guards_insert(&state.switches),
+    })
+}
+
 /// One transaction: insert the order, then take the stock.
 async fn try_place(
     state: &AppState,
     user_id: i64,
     key: &IdempotencyKey,
-    snapshot: &StockSnapshot,
+    read: &StockSnapshot,
     quantity: i64,
 ) -> Result<Attempt, ApiError> {
-    let mut tx = state.db.pool().begin().await?;
-    let new_order = NewOrder {
-        user_id,
-        product_id: snapshot.id,
-        quantity,
-        amount_cents: snapshot.price_cents * quantity,
-        idempotency_key: key.as_str(),
-        guarded: unique_index::guards_insert(&state.switches),
-    };
-    let Some(order) = orders::insert(&mut tx, &new_order)
+    let new_order = new_order(state, user_id, key, read, quantity)?;
+    let mut tx = state.db.begin().await?;
+    let inserted = orders::insert(&mut *tx, &new_order)
         .await
         .map(Some)
-        .on_unique_violation(|| None)?
-    else {
-        tx.rollback().await?;
+        .on_unique_violation(|| None)?;
+    let Some(order) = inserted else {
+        rollback(tx).await?;
         return Ok(Attempt::Duplicate);
     };
-    match version_lock::take_stock(&mut tx, &state.switches, snapshot, quantity).await? {
+    match state
+        .version_lock
+        .take_stock(&mut tx, read, quantity)
+        .await?
+    {
         Take::Taken => {
-            tx.commit().await?;
+            commit(tx).await?;
             Ok(Attempt::Placed(order))
         }
         Take::VersionConflict => {
-            tx.rollback().await?;
+            rollback(tx).await?;
             Ok(Attempt::Conflict)
         }
     }
@@ -209,13 +229,12 @@ async fn existing_order(
     user_id: i64,
     key: &IdempotencyKey,
 ) -> Result<Reply, ApiError> {
-    let order = orders::find_guarded_by_key(&state.db, user_id, key.as_str())
+    let order = orders::find_guarded_by_key(state.db.pool(), user_id, key.as_str())
         .await?
         .ok_or_else(|| ApiError::Internal("unique violation without a winning order".into()))?;
-    Ok(created(&order, Some(Defense::UniqueIndex)))
+    created(&order, Some(Defense::UniqueIndex))
 }
 
-fn created(order: &Order, defense: Option<Defense>) -> Reply {
-    let body = serde_json::to_string(&order.view()).unwrap_or_default();
-    Reply::json(StatusCode::CREATED, body, defense)
+fn created(order: &Order, defense: Option<Defense>) -> Result<Reply, ApiError> {
+    Ok(Reply::json(StatusCode::CREATED, &order.view(), defense)?)
 }

@@ -1,9 +1,9 @@
-//! Paying for an order, and applying the provider's callbacks.
+//! Paying for an order, and applying the provider's callbacks (docs/design.md §2.1).
 //!
-//! Pay, in the order the checks apply (DESIGN §2): the idempotency-key replay
-//! (in the route), the one-time token (in the route), then here "一锁二判三更新":
-//! lock the order (`order_lock`), check its state (`state_check`), create the
-//! payment (`unique_index` on active payments), ask the provider to charge.
+//! Pay, in the order the checks apply: the idempotency-key replay (in the
+//! route), the one-time token (in the route), then here "一锁二判三更新": lock
+//! the order (`order_lock`), check its state (`state_check`), create the payment
+//! (`unique_index` on active payments), ask the provider to charge.
 //!
 //! Callback: verify the signature (in the route), then in one transaction apply
 //! the effect with conditional updates (`state_check`) and record the event id
@@ -12,20 +12,20 @@
 
 use actix_web::http::StatusCode;
 use serde::Serialize;
-use sqlx::{Any, Transaction};
 
 use crate::defenses::idempotency_key::Reply;
-use crate::defenses::state_check::{self, Row};
 use crate::defenses::unique_index::{self, OnUniqueViolation};
-use crate::defenses::{Defense, callback_dedup, order_lock};
-use crate::domain::{OrderNo, order_status};
+use crate::defenses::{callback_dedup, state_check};
+use crate::domain::{OrderNo, OrderStatus, PaymentStatus};
 use crate::error::ApiError;
 use crate::flows::rewards;
 use crate::metrics;
 use crate::psp::{ChargeRequest, EventStatus, ProviderEvent};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::orders::{self, Order};
-use crate::store::payments::{self, FAILED, NewPayment, PROCESSING, Payment, SUCCEEDED};
+use crate::store::payments::{self, NewPayment, Payment};
+use crate::store::{StoreError, Tx, commit, rollback};
+use crate::switches::{Defense, SwitchBoard};
 
 /// The body of a pay answer.
 #[derive(Debug, Serialize)]
@@ -33,34 +33,40 @@ struct PaymentView<'a> {
     order_no: &'a str,
     payment_no: &'a str,
     provider_txn_id: Option<&'a str>,
-    status: &'a str,
+    status: &'static str,
+}
+
+/// 202 PROCESSING with `payment`, marked with the defense that answered, if any.
+fn processing(payment: &Payment, defense: Option<Defense>) -> Result<Reply, ApiError> {
+    payment_reply(
+        StatusCode::ACCEPTED,
+        payment,
+        PaymentStatus::Processing.as_str(),
+        defense,
+    )
 }
 
 fn payment_reply(
     status: StatusCode,
     payment: &Payment,
-    shown: &str,
+    shown: &'static str,
     defense: Option<Defense>,
-) -> Reply {
+) -> Result<Reply, ApiError> {
     let view = PaymentView {
         order_no: &payment.order_no,
         payment_no: &payment.payment_no,
         provider_txn_id: payment.provider_txn_id.as_deref(),
         status: shown,
     };
-    Reply::json(
-        status,
-        serde_json::to_string(&view).unwrap_or_default(),
-        defense,
-    )
+    Ok(Reply::json(status, &view, defense)?)
 }
 
 /// Pays `order_no` for `user_id`: 202 PROCESSING, or 200 PAID when already paid.
 #[tracing::instrument(skip_all, fields(user_id, order_no = %order_no))]
 pub async fn pay(state: &AppState, user_id: i64, order_no: &OrderNo) -> Result<Reply, ApiError> {
-    let lock = order_lock::acquire(state, order_no.as_str()).await?;
+    let lock = state.order_locks.acquire(order_no.as_str()).await?;
     let outcome = pay_under_lock(state, user_id, order_no).await;
-    lock.release(state).await;
+    state.order_locks.release(lock).await;
     outcome
 }
 
@@ -69,7 +75,7 @@ async fn pay_under_lock(
     user_id: i64,
     order_no: &OrderNo,
 ) -> Result<Reply, ApiError> {
-    let order = orders::find_for_user(&state.db, user_id, order_no)
+    let order = orders::find_for_user(state.db.pool(), user_id, order_no)
         .await?
         .ok_or(ApiError::OrderNotFound)?;
     if state_check::checks_before_charge(&state.switches)
@@ -77,73 +83,76 @@ async fn pay_under_lock(
     {
         return Ok(reply);
     }
-    order_lock::race_window(&state.switches, &state.settings).await;
+    state.order_locks.race_window().await;
+    match create_payment(state, &order).await? {
+        Created::New(payment) => charge(state, payment).await,
+        // Another request created the active payment between our check and insert.
+        Created::AlreadyActive(running) => processing(&running, Some(Defense::UniqueIndex)),
+    }
+}
+
+enum Created {
+    New(Payment),
+    AlreadyActive(Payment),
+}
+
+/// Inserts the payment; the unique index allows one active payment per order.
+async fn create_payment(state: &AppState, order: &Order) -> Result<Created, ApiError> {
     let new_payment = NewPayment {
         order_no: &order.order_no,
-        user_id,
+        user_id: order.user_id,
         amount_cents: order.amount_cents,
         guarded: unique_index::guards_insert(&state.switches),
     };
-    let Some(mut payment) = payments::insert(&state.db, &new_payment)
+    let inserted = payments::insert(state.db.pool(), &new_payment)
         .await
         .map(Some)
-        .on_unique_violation(|| None)?
-    else {
-        // Another request created the active payment between our check and insert.
-        let existing = payments::find_active(&state.db, &order.order_no)
-            .await?
-            .ok_or_else(|| {
-                ApiError::Internal("unique violation without an active payment".into())
-            })?;
-        return Ok(payment_reply(
-            StatusCode::ACCEPTED,
-            &existing,
-            PROCESSING,
-            Some(Defense::UniqueIndex),
-        ));
-    };
+        .on_unique_violation(|| None)?;
+    if let Some(payment) = inserted {
+        return Ok(Created::New(payment));
+    }
+    let running = payments::find_active(state.db.pool(), &order.order_no)
+        .await?
+        .ok_or_else(|| ApiError::Internal("unique violation without an active payment".into()))?;
+    Ok(Created::AlreadyActive(running))
+}
+
+/// Asks the provider to charge; the outcome comes later, by callback.
+async fn charge(state: &AppState, mut payment: Payment) -> Result<Reply, ApiError> {
     let txn_id = state.psp.charge(ChargeRequest {
         order_no: payment.order_no.clone(),
         payment_no: payment.payment_no.clone(),
         amount_cents: payment.amount_cents,
     });
-    payments::set_provider_txn_id(&state.db, &payment.payment_no, &txn_id).await?;
+    payments::set_provider_txn_id(state.db.pool(), &payment.payment_no, &txn_id).await?;
     payment.provider_txn_id = Some(txn_id);
-    Ok(payment_reply(
-        StatusCode::ACCEPTED,
-        &payment,
-        PROCESSING,
-        None,
-    ))
+    processing(&payment, None)
 }
 
 /// The state check before charging: paid, closed, or a payment already running.
 async fn answer_from_state(state: &AppState, order: &Order) -> Result<Option<Reply>, ApiError> {
-    match order.status.as_str() {
-        order_status::PAID => {
-            let paid = payments::find_succeeded(&state.db, &order.order_no)
+    match order.status {
+        OrderStatus::Paid => {
+            let paid = payments::find_succeeded(state.db.pool(), &order.order_no)
                 .await?
                 .ok_or_else(|| {
                     ApiError::Internal("PAID order without a succeeded payment".into())
                 })?;
+            let shown = OrderStatus::Paid.as_str();
             Ok(Some(payment_reply(
                 StatusCode::OK,
                 &paid,
-                order_status::PAID,
+                shown,
                 Some(Defense::StateCheck),
-            )))
+            )?))
         }
-        order_status::CLOSED => Err(ApiError::OrderClosed),
-        _ => Ok(payments::find_active(&state.db, &order.order_no)
-            .await?
-            .map(|running| {
-                payment_reply(
-                    StatusCode::ACCEPTED,
-                    &running,
-                    PROCESSING,
-                    Some(Defense::StateCheck),
-                )
-            })),
+        OrderStatus::Closed => Err(ApiError::OrderClosed),
+        OrderStatus::PendingPayment => {
+            let running = payments::find_active(state.db.pool(), &order.order_no).await?;
+            running
+                .map(|payment| processing(&payment, Some(Defense::StateCheck)))
+                .transpose()
+        }
     }
 }
 
@@ -171,37 +180,28 @@ pub async fn apply_callback(
     state: &AppState,
     event: &ProviderEvent,
 ) -> Result<CallbackResult, ApiError> {
-    let payment = payments::find(&state.db, &event.payment_no).await?;
-    let matching = payment
-        .as_ref()
-        .filter(|payment| event_matches(payment, event));
-    let mut tx = state.db.pool().begin().await?;
-    let effect = match matching {
+    let payment = payments::find(state.db.pool(), &event.payment_no).await?;
+    let matching = payment.filter(|payment| event_matches(payment, event));
+    let mut tx = state.db.begin().await?;
+    let effect = match &matching {
         None => {
             tracing::warn!("callback does not match a payment of ours; ignored");
             CallbackResult::Ignored
         }
-        Some(payment) => match event.status {
-            EventStatus::Succeeded => apply_success(&mut tx, state, payment, event).await?,
-            EventStatus::Failed => apply_failure(&mut tx, state, payment).await?,
-        },
+        Some(payment) => apply_effect(&mut tx, &state.switches, payment, event).await?,
     };
-    let record = callback_dedup::EventRecord {
+    let record = callback_dedup::Event {
         event_id: &event.event_id,
         payment_no: &event.payment_no,
         status: event.status.as_str(),
-        result: if effect == CallbackResult::Applied {
-            "applied"
-        } else {
-            "ignored"
-        },
+        applied: effect == CallbackResult::Applied,
     };
     if !callback_dedup::record_once(&mut tx, &state.switches, &record).await? {
-        tx.rollback().await?;
+        rollback(tx).await?;
         metrics::count(metrics::CALLBACK_DUPLICATES);
         return Ok(CallbackResult::Duplicate);
     }
-    tx.commit().await?;
+    commit(tx).await?;
     Ok(effect)
 }
 
@@ -214,53 +214,39 @@ fn event_matches(payment: &Payment, event: &ProviderEvent) -> bool {
     payment.order_no == event.order_no && payment.amount_cents == event.amount_cents && same_txn
 }
 
+async fn apply_effect(
+    tx: &mut Tx,
+    switches: &SwitchBoard,
+    payment: &Payment,
+    event: &ProviderEvent,
+) -> Result<CallbackResult, ApiError> {
+    match event.status {
+        EventStatus::Succeeded => apply_success(tx, switches, payment, event).await,
+        EventStatus::Failed => Ok(apply_failure(tx, switches, payment).await?),
+    }
+}
+
 /// PROCESSING → SUCCEEDED; the order PENDING_PAYMENT → PAID with its "order paid"
 /// message; an order that is no longer payable keeps its state and the payment is
 /// flagged for a refund.
 async fn apply_success(
-    tx: &mut Transaction<'static, Any>,
-    state: &AppState,
+    tx: &mut Tx,
+    switches: &SwitchBoard,
     payment: &Payment,
     event: &ProviderEvent,
 ) -> Result<CallbackResult, ApiError> {
-    let switches = &state.switches;
-    if !state_check::transition(
-        tx,
-        switches,
-        Row::Payment(&payment.payment_no),
-        PROCESSING,
-        SUCCEEDED,
-    )
-    .await?
-    {
+    let succeed = PaymentStatus::SUCCEED;
+    if !state_check::move_payment(tx, switches, &payment.payment_no, succeed).await? {
         return Ok(CallbackResult::Ignored);
     }
-    sqlx::query("UPDATE payments SET provider_txn_id = $1 WHERE payment_no = $2 AND provider_txn_id IS NULL")
-        .bind(&event.provider_txn_id)
-        .bind(&payment.payment_no)
-        .execute(&mut **tx)
-        .await?;
-    let order = Row::Order(&payment.order_no);
-    if state_check::transition(
-        tx,
-        switches,
-        order,
-        order_status::PENDING_PAYMENT,
-        order_status::PAID,
-    )
-    .await?
-    {
-        rewards::enqueue_order_paid(tx, &payment.order_no, payment.user_id, payment.amount_cents)
-            .await?;
+    payments::set_provider_txn_id(&mut **tx, &payment.payment_no, &event.provider_txn_id).await?;
+    if state_check::move_order(tx, switches, &payment.order_no, OrderStatus::PAY).await? {
+        rewards::enqueue_order_paid(tx, payment).await?;
     } else {
         tracing::warn!(
             "payment succeeded for an order that is not awaiting payment: refund needed"
         );
-        sqlx::query("UPDATE payments SET needs_refund = $1 WHERE payment_no = $2")
-            .bind(true)
-            .bind(&payment.payment_no)
-            .execute(&mut **tx)
-            .await?;
+        payments::flag_for_refund(&mut **tx, &payment.payment_no).await?;
     }
     Ok(CallbackResult::Applied)
 }
@@ -268,24 +254,13 @@ async fn apply_success(
 /// PROCESSING → FAILED, and the order waits for another attempt. A FAILED that
 /// arrives after the SUCCEEDED finds the payment SUCCEEDED and changes nothing.
 async fn apply_failure(
-    tx: &mut Transaction<'static, Any>,
-    state: &AppState,
+    tx: &mut Tx,
+    switches: &SwitchBoard,
     payment: &Payment,
-) -> Result<CallbackResult, ApiError> {
-    let switches = &state.switches;
-    if !state_check::transition(
-        tx,
-        switches,
-        Row::Payment(&payment.payment_no),
-        PROCESSING,
-        FAILED,
-    )
-    .await?
-    {
+) -> Result<CallbackResult, StoreError> {
+    if !state_check::move_payment(tx, switches, &payment.payment_no, PaymentStatus::FAIL).await? {
         return Ok(CallbackResult::Ignored);
     }
-    let order = Row::Order(&payment.order_no);
-    let awaiting = order_status::PENDING_PAYMENT;
-    state_check::transition(tx, switches, order, awaiting, awaiting).await?;
+    state_check::after_failed_payment(tx, switches, &payment.order_no).await?;
     Ok(CallbackResult::Applied)
 }

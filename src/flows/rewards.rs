@@ -6,19 +6,19 @@
 //!    published. A crash in between publishes again later: at least once.
 //! 3. The rewards consumer awards loyalty points and records the message id in the
 //!    same transaction (`message_dedup`), then acknowledges. A crash after the
-//!    effect and before the ack means redelivery (the fault injection below makes
+//!    effect and before the ack means redelivery (the lab's fault injection makes
 //!    that happen on demand).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use serde::{Deserialize, Serialize};
-use sqlx::{Any, FromRow, Transaction};
 
+use super::JobError;
 use crate::defenses::message_dedup;
 use crate::metrics;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::bus::Delivery;
-use crate::store::now_ms;
+use crate::store::payments::Payment;
+use crate::store::rewards::{self, NewReward};
+use crate::store::{StoreError, Tx, commit, outbox, rollback};
 
 pub const ORDER_PAID_TOPIC: &str = "order_paid";
 pub const REWARDS_GROUP: &str = "rewards";
@@ -38,94 +38,32 @@ pub fn points_for(amount_cents: i64) -> i64 {
 }
 
 /// Writes the message into the outbox inside the PAID transaction.
-pub async fn enqueue_order_paid(
-    tx: &mut Transaction<'static, Any>,
-    order_no: &str,
-    user_id: i64,
-    amount_cents: i64,
-) -> Result<(), sqlx::Error> {
+pub async fn enqueue_order_paid(tx: &mut Tx, payment: &Payment) -> Result<(), JobError> {
     let message = OrderPaid {
-        order_no: order_no.to_string(),
-        user_id,
-        amount_cents,
+        order_no: payment.order_no.clone(),
+        user_id: payment.user_id,
+        amount_cents: payment.amount_cents,
     };
-    sqlx::query(
-        "INSERT INTO outbox (message_id, topic, payload, created_at) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(format!("MSG{}", uuid::Uuid::now_v7().simple()))
-    .bind(ORDER_PAID_TOPIC)
-    .bind(serde_json::to_string(&message).unwrap_or_default())
-    .bind(now_ms())
-    .execute(&mut **tx)
-    .await?;
+    let payload = serde_json::to_string(&message)?;
+    outbox::insert(&mut **tx, ORDER_PAID_TOPIC, &payload).await?;
     Ok(())
 }
 
-#[derive(Debug, FromRow)]
-struct OutboxRow {
-    id: i64,
-    message_id: String,
-    topic: String,
-    payload: String,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RelayError {
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
-    #[error(transparent)]
-    Bus(#[from] crate::store::KvError),
-}
-
 /// Publishes what the outbox holds; returns how many messages went out.
-pub async fn relay_once(state: &AppState) -> Result<usize, RelayError> {
-    let rows = sqlx::query_as::<_, OutboxRow>(
-        "SELECT id, message_id, topic, payload FROM outbox
-          WHERE published_at IS NULL ORDER BY id LIMIT $1",
-    )
-    .bind(BATCH as i64)
-    .fetch_all(state.db.pool())
-    .await?;
+pub async fn relay_once(state: &AppState) -> Result<usize, JobError> {
+    let rows = outbox::unpublished(state.db.pool(), BATCH as i64).await?;
     for row in &rows {
         state
             .bus
             .publish(&row.topic, &row.message_id, &row.payload)
             .await?;
-        sqlx::query("UPDATE outbox SET published_at = $1 WHERE id = $2")
-            .bind(now_ms())
-            .bind(row.id)
-            .execute(state.db.pool())
-            .await?;
+        outbox::mark_published(state.db.pool(), row.id).await?;
     }
     Ok(rows.len())
 }
 
-/// Fault injection: the next N deliveries "crash" after their effect, before the ack.
-#[derive(Debug, Default)]
-pub struct Faults {
-    crash_after_effect: AtomicU64,
-}
-
-impl Faults {
-    pub fn set_crash_after_effect(&self, count: u64) {
-        self.crash_after_effect.store(count, Ordering::SeqCst);
-    }
-
-    pub fn crash_after_effect(&self) -> u64 {
-        self.crash_after_effect.load(Ordering::SeqCst)
-    }
-
-    fn take_crash(&self) -> bool {
-        self.crash_after_effect
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
-                left.checked_sub(1)
-            })
-            .is_ok()
-    }
-}
-
 /// Receives and handles one batch; returns how many deliveries were handled.
-pub async fn consume_once(state: &AppState) -> Result<usize, RelayError> {
+pub async fn consume_once(state: &AppState) -> Result<usize, JobError> {
     let deliveries = state
         .bus
         .receive(
@@ -154,34 +92,30 @@ pub async fn consume_once(state: &AppState) -> Result<usize, RelayError> {
 }
 
 /// The consumer's effect and its dedup record, in one transaction.
-async fn award_points(state: &AppState, delivery: &Delivery) -> Result<(), sqlx::Error> {
+async fn award_points(state: &AppState, delivery: &Delivery) -> Result<(), StoreError> {
     let Ok(message) = serde_json::from_str::<OrderPaid>(&delivery.payload) else {
         tracing::error!(message_id = %delivery.message_id, "unreadable order_paid message; skipped");
         return Ok(());
     };
-    let mut tx = state.db.pool().begin().await?;
-    if !message_dedup::first_delivery(
+    let mut tx = state.db.begin().await?;
+    let first = message_dedup::first_delivery(
         &mut tx,
         &state.switches,
         REWARDS_GROUP,
         &delivery.message_id,
     )
-    .await?
-    {
-        tx.rollback().await?;
+    .await?;
+    if !first {
+        rollback(tx).await?;
         tracing::info!(message_id = %delivery.message_id, "duplicate delivery: already rewarded");
         return Ok(());
     }
-    sqlx::query(
-        "INSERT INTO rewards (order_no, user_id, points, message_id, created_at)
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(&message.order_no)
-    .bind(message.user_id)
-    .bind(points_for(message.amount_cents))
-    .bind(&delivery.message_id)
-    .bind(now_ms())
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await
+    let reward = NewReward {
+        order_no: &message.order_no,
+        user_id: message.user_id,
+        points: points_for(message.amount_cents),
+        message_id: &delivery.message_id,
+    };
+    rewards::insert(&mut *tx, &reward).await?;
+    commit(tx).await
 }

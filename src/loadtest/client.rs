@@ -1,15 +1,15 @@
 //! HTTP calls of the load test, each measured into the recorder.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
+use parking_lot::Mutex;
 use serde_json::{Value, json};
 
-use super::{Config, LoadTestError};
+use super::config::{Config, LoadTestError, Scenario};
 
 /// One measured answer.
 #[derive(Debug, Clone)]
@@ -75,15 +75,15 @@ impl Recorder {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.progress.inc(1);
         let micros = (latency.as_micros() as u64).clamp(1, 120_000_000);
-        lock(&self.latencies).saturating_record(micros);
+        self.latencies.lock().saturating_record(micros);
         let reply = match answer.code() {
             Some(code) => format!("{} {code}", answer.status),
             None if answer.replayed => format!("{} replayed", answer.status),
             None => answer.status.to_string(),
         };
-        *lock(&self.by_reply).entry(reply).or_default() += 1;
+        *self.by_reply.lock().entry(reply).or_default() += 1;
         if let Some(defense) = &answer.defense {
-            *lock(&self.by_defense).entry(defense.clone()).or_default() += 1;
+            *self.by_defense.lock().entry(defense.clone()).or_default() += 1;
         }
         if answer.status == 201 && !answer.replayed {
             let at = self.elapsed().as_millis() as u64;
@@ -100,18 +100,18 @@ impl Recorder {
         } else {
             "transport error"
         };
-        *lock(&self.by_reply).entry(kind.to_string()).or_default() += 1;
+        *self.by_reply.lock().entry(kind.to_string()).or_default() += 1;
     }
 
     /// The load starts now (setup is not measured).
     pub fn restart_clock(&self) {
-        *lock(&self.started) = Instant::now();
+        *self.started.lock() = Instant::now();
         self.last_created_ms.store(0, Ordering::Relaxed);
         self.progress.reset_elapsed();
     }
 
     pub fn elapsed(&self) -> Duration {
-        lock(&self.started).elapsed()
+        self.started.lock().elapsed()
     }
 
     /// Seconds from the start to the last order created.
@@ -122,9 +122,9 @@ impl Recorder {
     pub fn finish(&self) -> Snapshot {
         self.progress.finish_and_clear();
         Snapshot {
-            latencies: lock(&self.latencies).clone(),
-            by_reply: lock(&self.by_reply).clone(),
-            by_defense: lock(&self.by_defense).clone(),
+            latencies: self.latencies.lock().clone(),
+            by_reply: self.by_reply.lock().clone(),
+            by_defense: self.by_defense.lock().clone(),
             requests: self.requests.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             elapsed: self.elapsed(),
@@ -140,12 +140,6 @@ pub struct Snapshot {
     pub requests: u64,
     pub errors: u64,
     pub elapsed: Duration,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A logged-in load-test user.
@@ -174,7 +168,7 @@ pub struct Budget {
 impl Budget {
     /// Takes one request from the budget; false when time or requests are spent.
     pub fn take(&self) -> bool {
-        if Instant::now() >= *lock(&self.deadline) {
+        if Instant::now() >= *self.deadline.lock() {
             return false;
         }
         let sent = self.sent.fetch_add(1, Ordering::Relaxed);
@@ -182,7 +176,7 @@ impl Budget {
     }
 
     pub fn start(&self) {
-        *lock(&self.deadline) = Instant::now() + self.duration;
+        *self.deadline.lock() = Instant::now() + self.duration;
     }
 }
 
@@ -194,9 +188,7 @@ impl LoadClient {
             .timeout(Duration::from_secs(30))
             .build()?;
         let expected = match config.scenario {
-            super::Scenario::Ping | super::Scenario::Replay | super::Scenario::Spread => {
-                config.requests
-            }
+            Scenario::Ping | Scenario::Replay | Scenario::Spread => config.requests,
             _ => None,
         };
         Ok(Self {

@@ -6,8 +6,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::client::Snapshot;
+use super::config::{Config, Scenario};
 use super::scenarios::Outcome;
-use super::{Config, Scenario};
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -41,6 +41,26 @@ pub struct Latency {
     pub max: f64,
 }
 
+fn print_table(title: &str, rows: &BTreeMap<String, u64>) {
+    println!("{title}");
+    for (label, count) in rows {
+        println!("  {label:<32} {count}");
+    }
+}
+
+impl Latency {
+    /// Percentiles of the recorded latencies (microseconds) in milliseconds.
+    fn of(snapshot: &Snapshot) -> Self {
+        let ms = |quantile: f64| snapshot.latencies.value_at_quantile(quantile) as f64 / 1000.0;
+        Self {
+            p50: ms(0.50),
+            p95: ms(0.95),
+            p99: ms(0.99),
+            max: snapshot.latencies.max() as f64 / 1000.0,
+        }
+    }
+}
+
 impl Report {
     pub(super) fn build(
         config: &Config,
@@ -49,7 +69,6 @@ impl Report {
         snapshot: Snapshot,
     ) -> Self {
         let seconds = snapshot.elapsed.as_secs_f64().max(1e-9);
-        let ms = |quantile: f64| snapshot.latencies.value_at_quantile(quantile) as f64 / 1000.0;
         let sold_out: u64 = snapshot
             .by_reply
             .iter()
@@ -67,12 +86,7 @@ impl Report {
             transport_errors: snapshot.errors,
             duration_secs: seconds,
             throughput_per_sec: snapshot.requests as f64 / seconds,
-            latency_ms: Latency {
-                p50: ms(0.50),
-                p95: ms(0.95),
-                p99: ms(0.99),
-                max: snapshot.latencies.max() as f64 / 1000.0,
-            },
+            latency_ms: Latency::of(&snapshot),
             replies: snapshot.by_reply,
             defenses: snapshot.by_defense,
             orders_per_sec: sell_out_secs
@@ -87,6 +101,17 @@ impl Report {
 
     /// The human-readable report.
     pub fn print(&self) {
+        self.print_figures();
+        println!("orders created  {}", self.outcome.orders_created);
+        print_table("replies", &self.replies);
+        print_table("stopped by defense", &self.defenses);
+        for note in &self.outcome.notes {
+            println!("note            {note}");
+        }
+        self.print_audit();
+    }
+
+    fn print_figures(&self) {
         println!(
             "scenario        {:?} against {}",
             self.scenario,
@@ -100,9 +125,10 @@ impl Report {
             "requests        {} in {:.2} s = {:.0}/s ({} transport errors)",
             self.requests, self.duration_secs, self.throughput_per_sec, self.transport_errors
         );
+        let latency = &self.latency_ms;
         println!(
             "latency ms      p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}",
-            self.latency_ms.p50, self.latency_ms.p95, self.latency_ms.p99, self.latency_ms.max
+            latency.p50, latency.p95, latency.p99, latency.max
         );
         if let Some(after) = self.outcome.sold_out_after_secs {
             println!("sold out after  {after:.2} s");
@@ -113,35 +139,24 @@ impl Report {
         if let Some(rate) = self.sold_out_per_sec {
             println!("sold-out/s      {rate:.0}");
         }
-        println!("orders created  {}", self.outcome.orders_created);
-        println!("replies");
-        for (reply, count) in &self.replies {
-            println!("  {reply:<32} {count}");
-        }
-        println!("stopped by defense");
-        for (defense, count) in &self.defenses {
-            println!("  {defense:<32} {count}");
-        }
-        for note in &self.outcome.notes {
-            println!("note            {note}");
-        }
+    }
+
+    fn print_audit(&self) {
         println!(
             "audit           {}",
             if self.audit_ok { "OK" } else { "FAILED" }
         );
-        if let Some(checks) = self.audit["checks"].as_array() {
-            for check in checks {
-                let mark = if check["ok"] == Value::Bool(true) {
-                    "ok "
-                } else {
-                    "BAD"
-                };
-                println!(
-                    "  {mark} {:<28} {}",
-                    check["name"].as_str().unwrap_or_default(),
-                    check["detail"].as_str().unwrap_or_default()
-                );
-            }
+        for check in self.audit["checks"].as_array().into_iter().flatten() {
+            let mark = if check["ok"] == Value::Bool(true) {
+                "ok "
+            } else {
+                "BAD"
+            };
+            println!(
+                "  {mark} {:<28} {}",
+                check["name"].as_str().unwrap_or_default(),
+                check["detail"].as_str().unwrap_or_default()
+            );
         }
     }
 }

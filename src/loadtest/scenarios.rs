@@ -5,11 +5,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use rand::Rng;
 use serde_json::json;
 
 use super::client::{Answer, LoadClient, User};
-use super::{Config, LoadTestError, Scenario};
+use super::config::{Config, LoadTestError, Scenario};
 
 /// What a scenario adds to the recorder's numbers.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -244,47 +245,85 @@ async fn pay_one(client: &LoadClient, user: &User, product: i64) -> Option<(Stri
     Some((order_no, token))
 }
 
+/// One result slot per user, filled by concurrent workers.
+struct Slots<T>(Vec<Mutex<Option<T>>>);
+
+impl<T> Slots<T> {
+    fn new(count: usize) -> Self {
+        Self((0..count).map(|_| Mutex::new(None)).collect())
+    }
+
+    fn put(&self, i: usize, value: T) {
+        *self.0[i].lock() = Some(value);
+    }
+
+    fn into_values(self) -> Vec<Option<T>> {
+        self.0.into_iter().map(Mutex::into_inner).collect()
+    }
+}
+
+/// Every user places and pays one order, `concurrency` at a time; returns
+/// (order number, used token) per user.
+async fn pay_all(
+    client: &LoadClient,
+    users: &[User],
+    product: i64,
+    concurrency: usize,
+) -> Vec<Option<(String, String)>> {
+    let slots = Slots::new(users.len());
+    for_each(users.len(), concurrency, |i| {
+        let slots = &slots;
+        async move {
+            if let Some(paid) = pay_one(client, &users[i], product).await {
+                slots.put(i, paid);
+            }
+        }
+    })
+    .await;
+    slots.into_values()
+}
+
+/// Replays a used token with a new key, then presents it for another user;
+/// returns how many of the two were refused.
+async fn replay_token(
+    client: &LoadClient,
+    users: &[User],
+    i: usize,
+    paid: &(String, String),
+) -> usize {
+    let (order_no, token) = paid;
+    let replay = client
+        .send(client.pay_request(&users[i], order_no, &new_key(), token))
+        .await;
+    let foreign_user = &users[(i + 1) % users.len()];
+    let foreign = client
+        .send(client.pay_request(foreign_user, order_no, &new_key(), token))
+        .await;
+    [replay, foreign]
+        .into_iter()
+        .flatten()
+        .filter(|answer| answer.status == 403 || answer.status == 404)
+        .count()
+}
+
 async fn token_replay(client: &LoadClient, config: &Config) -> Result<Outcome, LoadTestError> {
     let product = one_product(client, config, "token-replay").await?;
     let users = client
         .login_users("token", config.users, config.concurrency)
         .await?;
     start(client).await;
+    let paid = pay_all(client, &users, product, config.concurrency).await;
     let refused = AtomicUsize::new(0);
-    let paid: Vec<Option<(String, String)>> = {
-        let slots: Vec<_> = (0..users.len())
-            .map(|_| std::sync::Mutex::new(None))
-            .collect();
-        for_each(users.len(), config.concurrency, |i| {
-            let (users, slots, refused) = (&users, &slots, &refused);
-            async move {
-                let Some((order_no, token)) = pay_one(client, &users[i], product).await else {
-                    return;
-                };
-                // Replay the used token with a new key, then try another user's order.
-                let replay = client
-                    .send(client.pay_request(&users[i], &order_no, &new_key(), &token))
-                    .await;
-                let foreign_user = &users[(i + 1) % users.len()];
-                let foreign = client
-                    .send(client.pay_request(foreign_user, &order_no, &new_key(), &token))
-                    .await;
-                for answer in [replay, foreign].into_iter().flatten() {
-                    if answer.status == 403 || answer.status == 404 {
-                        refused.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                if let Ok(mut slot) = slots[i].lock() {
-                    *slot = Some((order_no, token));
-                }
+    for_each(users.len(), config.concurrency, |i| {
+        let (users, paid, refused) = (&users, &paid, &refused);
+        async move {
+            if let Some(paid) = &paid[i] {
+                let count = replay_token(client, users, i, paid).await;
+                refused.fetch_add(count, Ordering::Relaxed);
             }
-        })
-        .await;
-        slots
-            .into_iter()
-            .map(|slot| slot.into_inner().unwrap_or(None))
-            .collect()
-    };
+        }
+    })
+    .await;
     let payments = paid.iter().flatten().count();
     Ok(Outcome {
         orders_created: payments as u64,
@@ -296,45 +335,26 @@ async fn token_replay(client: &LoadClient, config: &Config) -> Result<Outcome, L
     })
 }
 
-async fn callback_storm(client: &LoadClient, config: &Config) -> Result<Outcome, LoadTestError> {
-    let product = one_product(client, config, "callback-storm").await?;
-    client
-        .set_psp(
-            json!({ "callbacks": config.duplicates.clamp(1, 20), "delay_ms": 0, "concurrent": true, "failed_after_success": true }),
-            "callback-storm",
-        )
-        .await?;
-    let users = client
-        .login_users("storm", config.users, config.concurrency)
-        .await?;
-    start(client).await;
-    let orders: Vec<std::sync::Mutex<Option<String>>> = (0..users.len())
-        .map(|_| std::sync::Mutex::new(None))
-        .collect();
-    for_each(users.len(), config.concurrency, |i| {
-        let (users, orders) = (&users, &orders);
-        async move {
-            if let Some((order_no, _)) = pay_one(client, &users[i], product).await
-                && let Ok(mut slot) = orders[i].lock()
-            {
-                *slot = Some(order_no);
-            }
-        }
-    })
-    .await;
-    // Wait (bounded) for the storm to settle: every paid order PAID.
+/// Waits (bounded: 60 rounds of 0.5 s) until every paid order reads PAID;
+/// returns how many did not.
+async fn wait_until_paid(
+    client: &LoadClient,
+    users: &[User],
+    orders: &[Option<(String, String)>],
+) -> usize {
     let mut unpaid = 0;
     for _ in 0..60 {
         unpaid = 0;
-        for (i, slot) in orders.iter().enumerate() {
-            let order_no = slot.lock().ok().and_then(|s| s.clone());
-            if let Some(order_no) = order_no {
-                let answer = client
-                    .send(client.order_status_request(&users[i], &order_no))
-                    .await;
-                if answer.is_none_or(|a| a.body["status"] != "PAID") {
-                    unpaid += 1;
-                }
+        for (user, (order_no, _)) in users
+            .iter()
+            .zip(orders)
+            .filter_map(|(u, o)| Some((u, o.as_ref()?)))
+        {
+            let answer = client
+                .send(client.order_status_request(user, order_no))
+                .await;
+            if answer.is_none_or(|a| a.body["status"] != "PAID") {
+                unpaid += 1;
             }
         }
         if unpaid == 0 {
@@ -342,14 +362,24 @@ async fn callback_storm(client: &LoadClient, config: &Config) -> Result<Outcome,
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    unpaid
+}
+
+async fn callback_storm(client: &LoadClient, config: &Config) -> Result<Outcome, LoadTestError> {
+    let product = one_product(client, config, "callback-storm").await?;
+    let copies = config.duplicates.clamp(1, 20);
+    let storm = json!({ "callbacks": copies, "delay_ms": 0, "concurrent": true, "failed_after_success": true });
+    client.set_psp(storm, "callback-storm").await?;
+    let users = client
+        .login_users("storm", config.users, config.concurrency)
+        .await?;
+    start(client).await;
+    let orders = pay_all(client, &users, product, config.concurrency).await;
+    let unpaid = wait_until_paid(client, &users, &orders).await;
     Ok(Outcome {
-        orders_created: orders
-            .iter()
-            .filter(|slot| slot.lock().is_ok_and(|s| s.is_some()))
-            .count() as u64,
+        orders_created: orders.iter().flatten().count() as u64,
         notes: vec![format!(
-            "provider: {} copies per success plus a late FAILED; {unpaid} orders not PAID when the wait ended",
-            config.duplicates.clamp(1, 20)
+            "provider: {copies} copies per success plus a late FAILED; {unpaid} orders not PAID when the wait ended"
         )],
         ..Outcome::default()
     })

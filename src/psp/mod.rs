@@ -7,9 +7,10 @@
 
 pub mod signature;
 
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use parking_lot::RwLock;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
@@ -71,7 +72,7 @@ impl PspBehaviour {
     }
 }
 
-/// The callback body (DESIGN §4).
+/// The callback body (docs/design.md §4).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderEvent {
@@ -135,7 +136,10 @@ impl MockProvider {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
-                .unwrap_or_default(),
+                .unwrap_or_else(|error| {
+                    tracing::error!(%error, "mock provider: no HTTP client with a timeout; using the default client");
+                    reqwest::Client::new()
+                }),
             callback_url: OnceLock::new(),
             retry_scale: retry_scale.max(0.0),
         }
@@ -147,17 +151,11 @@ impl MockProvider {
     }
 
     pub fn behaviour(&self) -> PspBehaviour {
-        self.behaviour
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.behaviour.read().clone()
     }
 
     pub fn set_behaviour(&self, behaviour: PspBehaviour) {
-        *self
-            .behaviour
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = behaviour;
+        *self.behaviour.write() = behaviour;
     }
 
     /// Accepts a charge: returns the provider's transaction id at once and
@@ -226,8 +224,12 @@ impl MockProvider {
             tracing::error!("mock provider has no callback URL");
             return;
         };
-        let Ok(body) = serde_json::to_string(event) else {
-            return;
+        let body = match serde_json::to_string(event) {
+            Ok(body) => body,
+            Err(error) => {
+                tracing::error!(%error, event = %event.event_id, "mock provider cannot serialise a callback");
+                return;
+            }
         };
         for (attempt, pause) in std::iter::once(0).chain(RETRY_SCHEDULE_SECS).enumerate() {
             tokio::time::sleep(Duration::from_secs_f64(pause as f64 * self.retry_scale)).await;

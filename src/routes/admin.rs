@@ -7,13 +7,14 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::auth::Admin;
-use crate::defenses::{Defense, stock_gate};
+use crate::defenses::stock_gate::Load;
 use crate::error::ApiError;
 use crate::flows::audit as audit_flow;
 use crate::flows::rewards;
 use crate::psp::PspBehaviourPatch;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::products::{self, NewProduct};
+use crate::switches::Defense;
 
 #[get("/api/audit")]
 async fn audit(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -53,7 +54,7 @@ async fn put_defenses(
         state.switches.set(defense, on);
         if defense == Defense::StockGate && switched_on {
             // The gate was bypassed while off: start again from the database's stock.
-            stock_gate::load(&state, stock_gate::Load::Overwrite).await?;
+            state.gate.load(Load::Overwrite).await?;
         }
     }
     Ok(HttpResponse::Ok().json(state.switches.snapshot()))
@@ -77,7 +78,7 @@ async fn reset(
     let created = products::reset_sale(&state.db, &catalogue).await?;
     state.kv.clear_namespace().await?;
     state.bus.clear(rewards::ORDER_PAID_TOPIC).await?;
-    stock_gate::load(&state, stock_gate::Load::Overwrite).await?;
+    state.gate.load(Load::Overwrite).await?;
     tracing::warn!(products = created.len(), "sale reset");
     Ok(HttpResponse::Ok().json(json!({ "products": created })))
 }

@@ -3,7 +3,9 @@
 use actix_web::{HttpResponse, get, web};
 use serde_json::json;
 
-use crate::startup::AppState;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::state::AppState;
 
 #[get("/healthz")]
 async fn healthz() -> HttpResponse {
@@ -12,10 +14,10 @@ async fn healthz() -> HttpResponse {
 
 /// Prometheus text format.
 #[get("/metrics")]
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+async fn metrics(handle: web::Data<PrometheusHandle>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
+        .body(handle.render())
 }
 
 #[get("/readyz")]

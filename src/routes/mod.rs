@@ -7,6 +7,7 @@ mod orders;
 mod pages;
 mod payments;
 mod products;
+mod request;
 mod session;
 mod static_files;
 

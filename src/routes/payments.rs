@@ -4,24 +4,18 @@ use actix_web::{HttpRequest, HttpResponse, post, web};
 use serde_json::json;
 
 use crate::auth::AuthUser;
-use crate::defenses::Defense;
 use crate::defenses::idempotency_key::{self, Admission, KeyedRequest};
-use crate::defenses::payment_token::{self, PAYMENT_TOKEN_HEADER};
+use crate::defenses::payment_token::PAYMENT_TOKEN_HEADER;
 use crate::domain::OrderNo;
-use crate::error::{ApiError, DEFENSE_HEADER};
+use crate::error::ApiError;
+use crate::flows::keyed;
 use crate::flows::payments::{self as payment_flow, CallbackResult};
 use crate::psp::ProviderEvent;
 use crate::psp::signature::{self, SIGNATURE_HEADER};
-use crate::routes::orders::idempotency_key_of;
-use crate::startup::AppState;
+use crate::routes::request::{header, idempotency_key_of};
+use crate::state::AppState;
 use crate::store::orders;
-
-fn header<'a>(request: &'a HttpRequest, name: &str) -> Option<&'a str> {
-    request
-        .headers()
-        .get(name)
-        .and_then(|value| value.to_str().ok())
-}
+use crate::switches::{DEFENSE_HEADER, Defense};
 
 /// `POST /api/orders/{order_no}/payment-token`: called when the pay popup opens.
 #[post("/api/orders/{order_no}/payment-token")]
@@ -31,10 +25,13 @@ async fn issue_token(
     order_no: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let order_no = OrderNo::parse(&order_no).ok_or(ApiError::OrderNotFound)?;
-    orders::find_for_user(&state.db, user.user_id, &order_no)
+    orders::find_for_user(state.db.pool(), user.user_id, &order_no)
         .await?
         .ok_or(ApiError::OrderNotFound)?;
-    let (token, ttl) = payment_token::issue(&state, user.user_id, order_no.as_str()).await?;
+    let (token, ttl) = state
+        .payment_tokens
+        .issue(user.user_id, order_no.as_str())
+        .await?;
     Ok(HttpResponse::Ok().json(json!({ "token": token, "expires_in": ttl.as_secs() })))
 }
 
@@ -56,20 +53,23 @@ async fn pay(
         fingerprint: idempotency_key::fingerprint("POST", &path, &optional_json(&body)?),
     };
     // 1. idempotency_key: a retry of a pay that was answered gets that answer.
-    let lease = match idempotency_key::admit(&state, &keyed).await? {
+    let lease = match state.keys.admit(&keyed).await? {
         Admission::Replay(stored) => return Ok(stored.replay()),
         Admission::Run(lease) => lease,
     };
     // 2. payment_token: consumed once, atomically.
     let presented = header(&request, PAYMENT_TOKEN_HEADER);
-    let outcome =
-        match payment_token::consume(&state, presented, user.user_id, order_no.as_str()).await {
-            // 3–5. order_lock, state_check, unique_index inside the flow.
-            Ok(()) => payment_flow::pay(&state, user.user_id, &order_no).await,
-            Err(refused) => Err(refused),
-        };
+    let consumed = state
+        .payment_tokens
+        .consume(presented, user.user_id, order_no.as_str())
+        .await;
+    let outcome = match consumed {
+        // 3–5. order_lock, state_check, unique_index inside the flow.
+        Ok(()) => payment_flow::pay(&state, user.user_id, &order_no).await,
+        Err(refused) => Err(refused.into()),
+    };
     // 6. the answer is stored with the key (or the key released).
-    idempotency_key::finish(&state, lease, outcome).await
+    keyed::finish(&state.keys, lease, outcome).await
 }
 
 /// The pay body is optional; when present it must be JSON (it is fingerprinted).

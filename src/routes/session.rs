@@ -4,10 +4,10 @@ use actix_web::cookie::{Cookie, SameSite};
 use actix_web::{HttpResponse, get, post, web};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{AuthUser, SESSION_COOKIE};
+use crate::auth::{AuthUser, SESSION_COOKIE, SessionKeys};
 use crate::domain::Username;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::users;
 
 #[derive(Debug, Deserialize)]
@@ -25,6 +25,7 @@ struct LoginReply {
 #[post("/api/login")]
 async fn login(
     state: web::Data<AppState>,
+    keys: web::Data<SessionKeys>,
     body: web::Json<LoginBody>,
 ) -> Result<HttpResponse, ApiError> {
     let username = Username::parse(&body.username)?;
@@ -33,7 +34,7 @@ async fn login(
         user_id,
         username: username.as_str().to_string(),
     };
-    let token = state.session.issue(&user);
+    let token = keys.issue(&user);
     let cookie = Cookie::build(SESSION_COOKIE, token.clone())
         .path("/")
         .http_only(true)

@@ -7,10 +7,10 @@
 //! the consumer must deduplicate (the `message_dedup` defense).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use parking_lot::Mutex;
 
 use super::kv::KvError;
 
@@ -77,10 +77,7 @@ impl MemoryBus {
     }
 
     fn with_topic<T>(&self, topic: &str, operation: impl FnOnce(&mut Topic) -> T) -> T {
-        let mut topics = self
-            .topics
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut topics = self.topics.lock();
         operation(topics.entry(topic.to_string()).or_default())
     }
 }

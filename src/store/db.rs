@@ -9,7 +9,12 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{AnyPool, Executor};
+use sqlx::{Any, AnyPool, Executor, Transaction};
+
+use super::error::{QueryContext, StoreError};
+
+/// A database transaction on either backend.
+pub type Tx = Transaction<'static, Any>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -92,11 +97,16 @@ impl Db {
         self.backend
     }
 
-    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        self.pool.begin().await.context("db::begin")
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
             .await
             .map(|_| ())
+            .context("db::ping")
     }
 }
 
@@ -129,10 +139,25 @@ fn create_sqlite_directory(url: &str) -> Result<(), DbSetupError> {
     })
 }
 
+/// Commits `tx`.
+pub async fn commit(tx: Tx) -> Result<(), StoreError> {
+    tx.commit().await.context("db::commit")
+}
+
+/// Rolls `tx` back.
+pub async fn rollback(tx: Tx) -> Result<(), StoreError> {
+    tx.rollback().await.context("db::rollback")
+}
+
+/// A duration as whole milliseconds, for epoch-millisecond arithmetic.
+pub fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
 /// Wall-clock time in Unix epoch milliseconds: the one clock of every stored timestamp.
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as i64)
+        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or_default()
 }

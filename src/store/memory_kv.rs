@@ -6,10 +6,10 @@
 //! nothing, so several instances need the Redis store.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use parking_lot::Mutex;
 
 use super::kv::{Claim, KeyStore, KvError};
 
@@ -55,10 +55,7 @@ impl MemoryKv {
         operation: impl FnOnce(&mut HashMap<String, Entry>) -> T,
     ) -> T {
         let now = Instant::now();
-        let mut entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut entries = self.entries.lock();
         for key in keys {
             if entries.get(*key).is_some_and(|entry| !entry.is_live(now)) {
                 entries.remove(*key);
@@ -73,10 +70,7 @@ impl MemoryKv {
             == PURGE_EVERY_WRITES - 1
         {
             let now = Instant::now();
-            let mut entries = self
-                .entries
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut entries = self.entries.lock();
             entries.retain(|_, entry| entry.is_live(now));
         }
     }
@@ -206,10 +200,7 @@ impl KeyStore for MemoryKv {
     }
 
     async fn clear_namespace(&self) -> Result<(), KvError> {
-        self.entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clear();
+        self.entries.lock().clear();
         Ok(())
     }
 

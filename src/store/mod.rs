@@ -1,19 +1,28 @@
 //! The two stores every flow talks to, each with a real and an embedded backend:
-//! [`Db`] (Postgres | SQLite, through `sqlx::Any`) and [`KeyStore`]
-//! (Redis | in-process). All coordination between requests and between instances
-//! goes through them, never through process memory.
+//! [`Db`] (Postgres | SQLite, through `sqlx::Any`) and [`KeyStore`] +
+//! [`MessageBus`] (Redis | in-process). All coordination between requests and
+//! between instances goes through them, never through process memory. Every SQL
+//! statement of the project lives in this module, one function per query,
+//! generic over the executor (a pool or a transaction).
 
+pub mod audit;
 pub mod bus;
 pub mod db;
+pub mod error;
+pub mod idempotency_keys;
 pub mod kv;
 pub mod memory_kv;
 pub mod orders;
+pub mod outbox;
+pub mod payment_events;
 pub mod payments;
 pub mod products;
 pub mod redis_bus;
 pub mod redis_kv;
+pub mod rewards;
 pub mod users;
 
 pub use bus::MessageBus;
-pub use db::{Db, now_ms};
+pub use db::{Db, Tx, commit, millis, now_ms, rollback};
+pub use error::{QueryContext, StoreError};
 pub use kv::{Claim, KeyStore, KvError};

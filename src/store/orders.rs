@@ -1,11 +1,13 @@
-//! Orders: the rows the flash sale creates, and how they are read back.
+//! Orders: the rows the flash sale creates, how they are read back, and how their
+//! status moves.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
-use sqlx::{Any, FromRow, Transaction};
+use sqlx::{Any, Executor, FromRow};
 
-use super::{Db, now_ms};
-use crate::domain::{OrderNo, order_status};
+use super::error::{QueryContext, StoreError};
+use super::now_ms;
+use crate::domain::{OrderNo, OrderStatus, Transition};
 
 #[derive(Debug, Clone, FromRow)]
 pub struct Order {
@@ -14,7 +16,8 @@ pub struct Order {
     pub product_id: i64,
     pub quantity: i64,
     pub amount_cents: i64,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: OrderStatus,
     pub idempotency_key: String,
     pub created_at: i64,
 }
@@ -26,7 +29,7 @@ pub struct OrderView<'a> {
     pub product_id: i64,
     pub quantity: i64,
     pub amount_cents: i64,
-    pub status: &'a str,
+    pub status: OrderStatus,
     pub idempotency_key: &'a str,
     pub created_at: String,
 }
@@ -38,14 +41,14 @@ impl Order {
             product_id: self.product_id,
             quantity: self.quantity,
             amount_cents: self.amount_cents,
-            status: &self.status,
+            status: self.status,
             idempotency_key: &self.idempotency_key,
             created_at: rfc3339(self.created_at),
         }
     }
 }
 
-fn rfc3339(epoch_ms: i64) -> String {
+pub fn rfc3339(epoch_ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(epoch_ms)
         .unwrap_or_default()
         .to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -66,10 +69,10 @@ pub struct NewOrder<'a> {
 const ORDER_COLUMNS: &str =
     "order_no, user_id, product_id, quantity, amount_cents, status, idempotency_key, created_at";
 
-pub async fn insert(
-    tx: &mut Transaction<'static, Any>,
+pub async fn insert<'e>(
+    executor: impl Executor<'e, Database = Any>,
     order: &NewOrder<'_>,
-) -> Result<Order, sqlx::Error> {
+) -> Result<Order, StoreError> {
     let now = now_ms();
     sqlx::query_as::<_, Order>(&format!(
         "INSERT INTO orders (order_no, user_id, product_id, quantity, amount_cents, status,
@@ -82,20 +85,21 @@ pub async fn insert(
     .bind(order.product_id)
     .bind(order.quantity)
     .bind(order.amount_cents)
-    .bind(order_status::PENDING_PAYMENT)
+    .bind(OrderStatus::PendingPayment.as_str())
     .bind(order.idempotency_key)
     .bind(order.guarded)
     .bind(now)
-    .fetch_one(&mut **tx)
+    .fetch_one(executor)
     .await
+    .context("orders::insert")
 }
 
 /// The order that holds (user, key) under the unique index.
-pub async fn find_guarded_by_key(
-    db: &Db,
+pub async fn find_guarded_by_key<'e>(
+    executor: impl Executor<'e, Database = Any>,
     user_id: i64,
     idempotency_key: &str,
-) -> Result<Option<Order>, sqlx::Error> {
+) -> Result<Option<Order>, StoreError> {
     sqlx::query_as::<_, Order>(&format!(
         "SELECT {ORDER_COLUMNS} FROM orders
           WHERE user_id = $1 AND idempotency_key = $2 AND guarded = $3"
@@ -103,46 +107,115 @@ pub async fn find_guarded_by_key(
     .bind(user_id)
     .bind(idempotency_key)
     .bind(true)
-    .fetch_optional(db.pool())
+    .fetch_optional(executor)
     .await
+    .context("orders::find_guarded_by_key")
 }
 
 /// The first order for (user, key), guarded or not.
-pub async fn find_by_key(
-    db: &Db,
+pub async fn find_by_key<'e>(
+    executor: impl Executor<'e, Database = Any>,
     user_id: i64,
     idempotency_key: &str,
-) -> Result<Option<Order>, sqlx::Error> {
+) -> Result<Option<Order>, StoreError> {
     sqlx::query_as::<_, Order>(&format!(
         "SELECT {ORDER_COLUMNS} FROM orders
           WHERE user_id = $1 AND idempotency_key = $2 ORDER BY id LIMIT 1"
     ))
     .bind(user_id)
     .bind(idempotency_key)
-    .fetch_optional(db.pool())
+    .fetch_optional(executor)
     .await
+    .context("orders::find_by_key")
 }
 
 /// An order of `user_id`; another user's order is simply not found.
-pub async fn find_for_user(
-    db: &Db,
+pub async fn find_for_user<'e>(
+    executor: impl Executor<'e, Database = Any>,
     user_id: i64,
     order_no: &OrderNo,
-) -> Result<Option<Order>, sqlx::Error> {
+) -> Result<Option<Order>, StoreError> {
     sqlx::query_as::<_, Order>(&format!(
         "SELECT {ORDER_COLUMNS} FROM orders WHERE order_no = $1 AND user_id = $2"
     ))
     .bind(order_no.as_str())
     .bind(user_id)
-    .fetch_optional(db.pool())
+    .fetch_optional(executor)
     .await
+    .context("orders::find_for_user")
 }
 
-pub async fn list_for_user(db: &Db, user_id: i64) -> Result<Vec<Order>, sqlx::Error> {
+pub async fn list_for_user<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    user_id: i64,
+) -> Result<Vec<Order>, StoreError> {
     sqlx::query_as::<_, Order>(&format!(
         "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = $1 ORDER BY id DESC LIMIT 100"
     ))
     .bind(user_id)
-    .fetch_all(db.pool())
+    .fetch_all(executor)
     .await
+    .context("orders::list_for_user")
+}
+
+/// The conditional update of the `state_check` defense: moves the order along
+/// `transition` only if it is still in `transition.from`. Returns whether it moved.
+pub async fn move_status<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    order_no: &str,
+    transition: Transition<OrderStatus>,
+) -> Result<bool, StoreError> {
+    let updated = sqlx::query(
+        "UPDATE orders SET status = $1, updated_at = $2 WHERE order_no = $3 AND status = $4",
+    )
+    .bind(transition.to.as_str())
+    .bind(now_ms())
+    .bind(order_no)
+    .bind(transition.from.as_str())
+    .execute(executor)
+    .await
+    .context("orders::move_status")?;
+    Ok(updated.rows_affected() > 0)
+}
+
+/// The unguarded write (the lab's `state_check` off): sets the status whatever it was.
+pub async fn overwrite_status<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    order_no: &str,
+    status: OrderStatus,
+) -> Result<bool, StoreError> {
+    let updated = sqlx::query("UPDATE orders SET status = $1, updated_at = $2 WHERE order_no = $3")
+        .bind(status.as_str())
+        .bind(now_ms())
+        .bind(order_no)
+        .execute(executor)
+        .await
+        .context("orders::overwrite_status")?;
+    Ok(updated.rows_affected() > 0)
+}
+
+/// An unpaid order, as the closing job needs it.
+#[derive(Debug, FromRow)]
+pub struct Unpaid {
+    pub order_no: String,
+    pub product_id: i64,
+    pub quantity: i64,
+}
+
+/// Orders still awaiting payment that were created at or before `cutoff_ms`.
+pub async fn unpaid_since<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    cutoff_ms: i64,
+    limit: i64,
+) -> Result<Vec<Unpaid>, StoreError> {
+    sqlx::query_as::<_, Unpaid>(
+        "SELECT order_no, product_id, quantity FROM orders
+          WHERE status = $1 AND created_at <= $2 ORDER BY id LIMIT $3",
+    )
+    .bind(OrderStatus::PendingPayment.as_str())
+    .bind(cutoff_ms)
+    .bind(limit)
+    .fetch_all(executor)
+    .await
+    .context("orders::unpaid_since")
 }

@@ -1,13 +1,11 @@
 //! Payments: one row per charge attempt.
 
 use serde::Serialize;
-use sqlx::FromRow;
+use sqlx::{Any, Executor, FromRow};
 
-use super::{Db, now_ms};
-
-pub const PROCESSING: &str = "PROCESSING";
-pub const SUCCEEDED: &str = "SUCCEEDED";
-pub const FAILED: &str = "FAILED";
+use super::error::{QueryContext, StoreError};
+use super::now_ms;
+use crate::domain::{PaymentStatus, Transition};
 
 #[derive(Debug, Clone, FromRow, Serialize)]
 pub struct Payment {
@@ -15,7 +13,8 @@ pub struct Payment {
     pub order_no: String,
     pub user_id: i64,
     pub amount_cents: i64,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: PaymentStatus,
     pub provider_txn_id: Option<String>,
 }
 
@@ -31,11 +30,14 @@ pub struct NewPayment<'a> {
     pub guarded: bool,
 }
 
-pub fn new_payment_no() -> String {
+fn new_payment_no() -> String {
     format!("PAY{}", uuid::Uuid::now_v7().simple())
 }
 
-pub async fn insert(db: &Db, payment: &NewPayment<'_>) -> Result<Payment, sqlx::Error> {
+pub async fn insert<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    payment: &NewPayment<'_>,
+) -> Result<Payment, StoreError> {
     let now = now_ms();
     sqlx::query_as::<_, Payment>(&format!(
         "INSERT INTO payments (payment_no, order_no, user_id, amount_cents, status, guarded,
@@ -47,66 +49,135 @@ pub async fn insert(db: &Db, payment: &NewPayment<'_>) -> Result<Payment, sqlx::
     .bind(payment.order_no)
     .bind(payment.user_id)
     .bind(payment.amount_cents)
-    .bind(PROCESSING)
+    .bind(PaymentStatus::Processing.as_str())
     .bind(payment.guarded)
     .bind(now)
-    .fetch_one(db.pool())
+    .fetch_one(executor)
     .await
+    .context("payments::insert")
 }
 
-pub async fn set_provider_txn_id(
-    db: &Db,
+/// Records the provider's transaction id, unless one is recorded already.
+pub async fn set_provider_txn_id<'e>(
+    executor: impl Executor<'e, Database = Any>,
     payment_no: &str,
     txn_id: &str,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE payments SET provider_txn_id = $1 WHERE payment_no = $2 AND provider_txn_id IS NULL",
     )
     .bind(txn_id)
     .bind(payment_no)
-    .execute(db.pool())
-    .await?;
+    .execute(executor)
+    .await
+    .context("payments::set_provider_txn_id")?;
     Ok(())
 }
 
-pub async fn find(db: &Db, payment_no: &str) -> Result<Option<Payment>, sqlx::Error> {
+/// A success that arrived for an order that can no longer be paid: money to return.
+pub async fn flag_for_refund<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    payment_no: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE payments SET needs_refund = $1 WHERE payment_no = $2")
+        .bind(true)
+        .bind(payment_no)
+        .execute(executor)
+        .await
+        .context("payments::flag_for_refund")?;
+    Ok(())
+}
+
+/// The conditional update of the `state_check` defense (see `orders::move_status`).
+pub async fn move_status<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    payment_no: &str,
+    transition: Transition<PaymentStatus>,
+) -> Result<bool, StoreError> {
+    let updated = sqlx::query(
+        "UPDATE payments SET status = $1, updated_at = $2 WHERE payment_no = $3 AND status = $4",
+    )
+    .bind(transition.to.as_str())
+    .bind(now_ms())
+    .bind(payment_no)
+    .bind(transition.from.as_str())
+    .execute(executor)
+    .await
+    .context("payments::move_status")?;
+    Ok(updated.rows_affected() > 0)
+}
+
+/// The unguarded write (the lab's `state_check` off).
+pub async fn overwrite_status<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    payment_no: &str,
+    status: PaymentStatus,
+) -> Result<bool, StoreError> {
+    let updated =
+        sqlx::query("UPDATE payments SET status = $1, updated_at = $2 WHERE payment_no = $3")
+            .bind(status.as_str())
+            .bind(now_ms())
+            .bind(payment_no)
+            .execute(executor)
+            .await
+            .context("payments::overwrite_status")?;
+    Ok(updated.rows_affected() > 0)
+}
+
+pub async fn find<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    payment_no: &str,
+) -> Result<Option<Payment>, StoreError> {
     sqlx::query_as::<_, Payment>(&format!(
         "SELECT {PAYMENT_COLUMNS} FROM payments WHERE payment_no = $1"
     ))
     .bind(payment_no)
-    .fetch_optional(db.pool())
+    .fetch_optional(executor)
     .await
+    .context("payments::find")
 }
 
 /// The latest payment of the order that is not FAILED (PROCESSING or SUCCEEDED).
-pub async fn find_active(db: &Db, order_no: &str) -> Result<Option<Payment>, sqlx::Error> {
+pub async fn find_active<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    order_no: &str,
+) -> Result<Option<Payment>, StoreError> {
     sqlx::query_as::<_, Payment>(&format!(
         "SELECT {PAYMENT_COLUMNS} FROM payments
           WHERE order_no = $1 AND status <> $2 ORDER BY id DESC LIMIT 1"
     ))
     .bind(order_no)
-    .bind(FAILED)
-    .fetch_optional(db.pool())
+    .bind(PaymentStatus::Failed.as_str())
+    .fetch_optional(executor)
     .await
+    .context("payments::find_active")
 }
 
 /// The succeeded payment of a paid order (the first, if a double charge made several).
-pub async fn find_succeeded(db: &Db, order_no: &str) -> Result<Option<Payment>, sqlx::Error> {
+pub async fn find_succeeded<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    order_no: &str,
+) -> Result<Option<Payment>, StoreError> {
     sqlx::query_as::<_, Payment>(&format!(
         "SELECT {PAYMENT_COLUMNS} FROM payments
           WHERE order_no = $1 AND status = $2 ORDER BY id LIMIT 1"
     ))
     .bind(order_no)
-    .bind(SUCCEEDED)
-    .fetch_optional(db.pool())
+    .bind(PaymentStatus::Succeeded.as_str())
+    .fetch_optional(executor)
     .await
+    .context("payments::find_succeeded")
 }
 
-pub async fn list_for_order(db: &Db, order_no: &str) -> Result<Vec<Payment>, sqlx::Error> {
+pub async fn list_for_order<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    order_no: &str,
+) -> Result<Vec<Payment>, StoreError> {
     sqlx::query_as::<_, Payment>(&format!(
         "SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_no = $1 ORDER BY id"
     ))
     .bind(order_no)
-    .fetch_all(db.pool())
+    .fetch_all(executor)
     .await
+    .context("payments::list_for_order")
 }

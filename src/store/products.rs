@@ -1,8 +1,9 @@
 //! The sale catalogue: reads, and the reset that starts a clean sale.
 
 use serde::{Deserialize, Serialize};
-use sqlx::FromRow;
+use sqlx::{Any, Executor, FromRow};
 
+use super::error::{QueryContext, StoreError};
 use super::{Db, now_ms};
 
 #[derive(Debug, Clone, Serialize, FromRow)]
@@ -55,41 +56,105 @@ pub fn seed_catalogue() -> Vec<NewProduct> {
 
 const PRODUCT_COLUMNS: &str = "id, name, price_cents, stock, initial_stock, sale_starts_at";
 
-pub async fn list(db: &Db) -> Result<Vec<Product>, sqlx::Error> {
+pub async fn list<'e>(
+    executor: impl Executor<'e, Database = Any>,
+) -> Result<Vec<Product>, StoreError> {
     sqlx::query_as::<_, Product>(&format!(
         "SELECT {PRODUCT_COLUMNS} FROM products ORDER BY id"
     ))
-    .fetch_all(db.pool())
+    .fetch_all(executor)
     .await
+    .context("products::list")
 }
 
-pub async fn find(db: &Db, id: i64) -> Result<Option<Product>, sqlx::Error> {
+pub async fn find<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    id: i64,
+) -> Result<Option<Product>, StoreError> {
     sqlx::query_as::<_, Product>(&format!(
         "SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1"
     ))
     .bind(id)
-    .fetch_optional(db.pool())
+    .fetch_optional(executor)
     .await
+    .context("products::find")
 }
 
-pub async fn stock_snapshot(db: &Db, id: i64) -> Result<Option<StockSnapshot>, sqlx::Error> {
+pub async fn stock_snapshot<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    id: i64,
+) -> Result<Option<StockSnapshot>, StoreError> {
     sqlx::query_as::<_, StockSnapshot>(
         "SELECT id, stock, version, price_cents, sale_starts_at FROM products WHERE id = $1",
     )
     .bind(id)
-    .fetch_optional(db.pool())
+    .fetch_optional(executor)
     .await
+    .context("products::stock_snapshot")
 }
 
-pub async fn count(db: &Db) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM products")
-        .fetch_one(db.pool())
+/// The optimistic lock (乐观锁) of the `version_lock` defense: takes `quantity`
+/// only if the row still has the version that was read, and enough stock.
+/// Returns false when someone wrote the row in between.
+pub async fn take_stock_if_version<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    read: &StockSnapshot,
+    quantity: i64,
+) -> Result<bool, StoreError> {
+    let updated = sqlx::query(
+        "UPDATE products SET stock = stock - $1, version = version + 1
+          WHERE id = $2 AND version = $3 AND stock >= $1",
+    )
+    .bind(quantity)
+    .bind(read.id)
+    .bind(read.version)
+    .execute(executor)
+    .await
+    .context("products::take_stock_if_version")?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// The unprotected read-modify-write (the lab's `version_lock` off): whatever
+/// was read, minus the quantity, overwrites the row.
+pub async fn overwrite_stock<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    read: &StockSnapshot,
+    quantity: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE products SET stock = $1, version = version + 1 WHERE id = $2")
+        .bind(read.stock - quantity)
+        .bind(read.id)
+        .execute(executor)
         .await
+        .context("products::overwrite_stock")?;
+    Ok(())
+}
+
+/// Units of a closed order go back to the stock row.
+pub async fn restock<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    product_id: i64,
+    quantity: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE products SET stock = stock + $1, version = version + 1 WHERE id = $2")
+        .bind(quantity)
+        .bind(product_id)
+        .execute(executor)
+        .await
+        .context("products::restock")?;
+    Ok(())
+}
+
+pub async fn count<'e>(executor: impl Executor<'e, Database = Any>) -> Result<i64, StoreError> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM products")
+        .fetch_one(executor)
+        .await
+        .context("products::count")
 }
 
 /// Inserts `products` in one transaction and returns them with their ids.
-pub async fn insert_all(db: &Db, products: &[NewProduct]) -> Result<Vec<Product>, sqlx::Error> {
-    let mut tx = db.pool().begin().await?;
+pub async fn insert_all(db: &Db, products: &[NewProduct]) -> Result<Vec<Product>, StoreError> {
+    let mut tx = db.begin().await?;
     let mut created = Vec::with_capacity(products.len());
     for product in products {
         let row = sqlx::query_as::<_, Product>(&format!(
@@ -101,22 +166,28 @@ pub async fn insert_all(db: &Db, products: &[NewProduct]) -> Result<Vec<Product>
         .bind(product.stock)
         .bind(sale_start(product))
         .fetch_one(&mut *tx)
-        .await?;
+        .await
+        .context("products::insert_all")?;
         created.push(row);
     }
-    tx.commit().await?;
+    super::db::commit(tx).await?;
     Ok(created)
 }
 
 /// When the sale of `product` opens, in epoch milliseconds (now when not delayed).
 fn sale_start(product: &NewProduct) -> i64 {
-    now_ms() + product.starts_in_secs.unwrap_or(0).max(0) * 1000
+    let delay_ms = product
+        .starts_in_secs
+        .unwrap_or(0)
+        .max(0)
+        .saturating_mul(1000);
+    now_ms().saturating_add(delay_ms)
 }
 
 /// Deletes every order, payment, event, message, reward, key and product, then
 /// creates `products`: a clean sale.
-pub async fn reset_sale(db: &Db, products: &[NewProduct]) -> Result<Vec<Product>, sqlx::Error> {
-    let mut tx = db.pool().begin().await?;
+pub async fn reset_sale(db: &Db, products: &[NewProduct]) -> Result<Vec<Product>, StoreError> {
+    let mut tx = db.begin().await?;
     let tables = [
         "payment_events",
         "payments",
@@ -130,8 +201,9 @@ pub async fn reset_sale(db: &Db, products: &[NewProduct]) -> Result<Vec<Product>
     for table in tables {
         sqlx::query(&format!("DELETE FROM {table}"))
             .execute(&mut *tx)
-            .await?;
+            .await
+            .context("products::reset_sale")?;
     }
-    tx.commit().await?;
+    super::db::commit(tx).await?;
     insert_all(db, products).await
 }

@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use redis::streams::{
-    StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply,
+    StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamPendingReply, StreamReadOptions,
+    StreamReadReply,
 };
 
 use super::bus::{Delivery, MessageBus};
@@ -40,6 +41,50 @@ impl RedisBus {
         format!("{}stream:{topic}", self.prefix)
     }
 
+    /// Entries delivered more than `idle` ago and never acknowledged, taken over
+    /// by this consumer (XAUTOCLAIM): the redeliveries.
+    async fn claim_stale(
+        &self,
+        reader: &Reader<'_>,
+        count: usize,
+        idle: Duration,
+    ) -> Result<Vec<Delivery>, KvError> {
+        let mut connection = self.connection.clone();
+        let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+        let claimed: StreamAutoClaimReply = connection
+            .xautoclaim_options(
+                reader.stream,
+                reader.group,
+                reader.consumer,
+                idle_ms,
+                "0-0",
+                StreamAutoClaimOptions::default().count(count),
+            )
+            .await?;
+        Ok(claimed
+            .claimed
+            .iter()
+            .filter_map(|entry| to_delivery(entry, true))
+            .collect())
+    }
+
+    /// Entries never delivered to the group (XREADGROUP `>`).
+    async fn read_new(&self, reader: &Reader<'_>, count: usize) -> Result<Vec<Delivery>, KvError> {
+        let mut connection = self.connection.clone();
+        let options = StreamReadOptions::default()
+            .group(reader.group, reader.consumer)
+            .count(count);
+        let fresh: StreamReadReply = connection
+            .xread_options(&[reader.stream], &[">"], &options)
+            .await?;
+        Ok(fresh
+            .keys
+            .iter()
+            .flat_map(|key| key.ids.iter())
+            .filter_map(|entry| to_delivery(entry, false))
+            .collect())
+    }
+
     /// Creates the group at the start of the stream (idempotent: BUSYGROUP is fine).
     async fn ensure_group(&self, stream: &str, group: &str) -> Result<(), KvError> {
         let mut connection = self.connection.clone();
@@ -50,6 +95,13 @@ impl RedisBus {
             _ => Ok(()),
         }
     }
+}
+
+/// Who reads which stream.
+struct Reader<'a> {
+    stream: &'a str,
+    group: &'a str,
+    consumer: &'a str,
 }
 
 fn to_delivery(entry: &StreamId, redelivered: bool) -> Option<Delivery> {
@@ -85,36 +137,14 @@ impl MessageBus for RedisBus {
     ) -> Result<Vec<Delivery>, KvError> {
         let stream = self.stream(topic);
         self.ensure_group(&stream, group).await?;
-        let mut connection = self.connection.clone();
-        let claimed: StreamAutoClaimReply = connection
-            .xautoclaim_options(
-                &stream,
-                group,
-                consumer,
-                redeliver_after.as_millis() as u64,
-                "0-0",
-                StreamAutoClaimOptions::default().count(count),
-            )
-            .await?;
-        let mut out: Vec<Delivery> = claimed
-            .claimed
-            .iter()
-            .filter_map(|entry| to_delivery(entry, true))
-            .collect();
+        let reader = Reader {
+            stream: &stream,
+            group,
+            consumer,
+        };
+        let mut out = self.claim_stale(&reader, count, redeliver_after).await?;
         if out.len() < count {
-            let options = StreamReadOptions::default()
-                .group(group, consumer)
-                .count(count - out.len());
-            let fresh: StreamReadReply = connection
-                .xread_options(&[&stream], &[">"], &options)
-                .await?;
-            out.extend(
-                fresh
-                    .keys
-                    .iter()
-                    .flat_map(|key| key.ids.iter())
-                    .filter_map(|entry| to_delivery(entry, false)),
-            );
+            out.extend(self.read_new(&reader, count - out.len()).await?);
         }
         Ok(out)
     }
@@ -131,20 +161,8 @@ impl MessageBus for RedisBus {
         let stream = self.stream(topic);
         self.ensure_group(&stream, group).await?;
         let mut connection = self.connection.clone();
-        let reply: redis::Value = redis::cmd("XPENDING")
-            .arg(&stream)
-            .arg(group)
-            .query_async(&mut connection)
-            .await?;
-        // XPENDING <stream> <group> → [count, smallest id, greatest id, consumers]
-        let count = match reply {
-            redis::Value::Array(items) => match items.first() {
-                Some(redis::Value::Int(count)) => *count as u64,
-                _ => 0,
-            },
-            _ => 0,
-        };
-        Ok(count)
+        let reply: StreamPendingReply = connection.xpending(&stream, group).await?;
+        Ok(reply.count() as u64)
     }
 
     async fn clear(&self, topic: &str) -> Result<(), KvError> {

@@ -97,12 +97,16 @@ impl RedisKv {
     }
 }
 
-fn strip_password(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            format!("{}://***{}", &url[..scheme_end], &url[at..])
+/// The URL for logs: any password replaced by `***`.
+fn strip_password(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // Cannot fail for a URL that already has a password (it has a host).
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
         }
-        _ => url.to_string(),
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "(unparsable URL)".to_string(),
     }
 }
 

@@ -34,15 +34,7 @@ async fn the_admin_api_needs_the_admin_token() {
         Some("admin_unauthorized")
     );
     assert_eq!(reset.status(), StatusCode::UNAUTHORIZED);
-    let public: serde_json::Value = app
-        .client
-        .get(app.url("/api/defenses"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let public = app.get_json("/api/defenses").await;
     assert_eq!(public["unique_index"], true, "nothing was switched");
 }
 

@@ -33,13 +33,13 @@ fn start(binary: &std::path::Path, dir: &std::path::Path) -> Server {
         .spawn()
         .expect("the binary starts");
     let stdout = child.stdout.take().expect("stdout is piped");
-    let banner = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|line| {
-            line.strip_prefix("flashguard is listening on ")
-                .map(str::to_string)
-        });
+    let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+    let banner = lines.by_ref().find_map(|line| {
+        line.strip_prefix("flashguard is listening on ")
+            .map(str::to_string)
+    });
+    // Keep reading: the server goes on writing its log to standard output.
+    std::thread::spawn(move || lines.for_each(drop));
     let url = banner.expect("the banner names the URL");
     Server { child, url }
 }

@@ -8,7 +8,8 @@ use actix_web::web;
 use flashguard::configuration::{
     IdempotencySettings, PaymentSettings, RewardsSettings, Secrets, Settings, VersionLockSettings,
 };
-use flashguard::startup::{AppState, Application};
+use flashguard::startup::Application;
+use flashguard::state::AppState;
 use reqwest::{Response, StatusCode};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -66,7 +67,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
             generated: Vec::new(),
         },
         kv_prefix: format!("fgtest:{run_id}:"),
-        db_max_connections: 8,
+        db_max_connections: Some(8),
         idempotency: IdempotencySettings {
             lease: Duration::from_secs(30),
             retention: Duration::from_secs(86_400),
@@ -114,7 +115,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
 }
 
 /// Creates `fg_test_<run id>` on the server of `server_url` and returns its URL.
-async fn create_postgres_database(server_url: &str, run_id: &str) -> String {
+pub async fn create_postgres_database(server_url: &str, run_id: &str) -> String {
     sqlx::any::install_default_drivers();
     let name = format!("fg_test_{run_id}");
     let mut connection = sqlx::AnyConnection::connect(server_url)
@@ -132,6 +133,13 @@ async fn create_postgres_database(server_url: &str, run_id: &str) -> String {
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
+    }
+
+    /// `GET path` (no credentials), which must answer 200 with JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let response = self.client.get(self.url(path)).send().await.expect("GET");
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        response.json().await.expect("JSON body")
     }
 
     pub async fn login(&self, username: &str) -> TestUser {

@@ -1,4 +1,4 @@
-//! The idempotency_key defense (on): DESIGN §4's key semantics, one by one.
+//! The idempotency_key defense (on): the key semantics of docs/design.md §4, one by one.
 
 use std::sync::Arc;
 
@@ -193,7 +193,7 @@ async fn a_key_past_its_retention_is_forgotten_and_swept() {
     let later = Reply::read(app.post_order(&alice, "old", 1, 1).await).await;
     let other = Reply::read(app.post_order(&alice, "other", 1, 1).await).await;
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    let swept = idempotency_key::sweep_expired(&app.state.db).await.unwrap();
+    let swept = app.state.keys.sweep_expired().await.unwrap();
 
     assert_eq!(first.status, StatusCode::CREATED);
     assert_eq!(later.status, StatusCode::CREATED);

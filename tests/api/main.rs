@@ -18,4 +18,6 @@ mod orders;
 mod payment_defenses;
 mod payments;
 mod rewards;
+mod schema;
 mod stock_gate;
+mod tables;

@@ -5,19 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::helpers::{Reply, TestApp, check, concurrently, spawn_app};
-use flashguard::defenses::stock_gate::stock_key;
 use flashguard::store::Claim;
 use reqwest::StatusCode;
 use serde_json::json;
 
 async fn gate_stock(app: &TestApp, product: i64) -> Option<i64> {
-    let value = app
-        .state
-        .kv
-        .get(&stock_key(product))
-        .await
-        .expect("key store");
-    value.and_then(|v| v.parse().ok())
+    app.state.gate.counter(product).await.expect("key store")
 }
 
 /// 200 buyers on 20 units; returns the product and the replies.

@@ -1,0 +1,60 @@
+//! What a load test runs: the scenario, its bounds and its targets.
+
+use std::time::Duration;
+
+/// What to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// U users race for S units of one product.
+    FlashSale,
+    /// Each user sends k identical requests at once with one key.
+    DoubleClick,
+    /// Clients time out early and retry with the same key, with jitter.
+    RetryStorm,
+    /// Pay requests replaying used and foreign payment tokens.
+    TokenReplay,
+    /// The provider sends many duplicated, concurrent, out-of-order callbacks.
+    CallbackStorm,
+    /// All of the above at once.
+    Mixed,
+    /// One request repeated with one key: the replay path (benchmarks).
+    Replay,
+    /// Orders spread over many products: no hot row (benchmarks).
+    Spread,
+    /// GET of `--path` in a loop: the HTTP baseline (benchmarks).
+    Ping,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub targets: Vec<String>,
+    pub scenario: Scenario,
+    pub users: usize,
+    pub concurrency: usize,
+    pub stock: i64,
+    pub duplicates: usize,
+    pub duration: Duration,
+    pub requests: Option<u64>,
+    pub admin_token: Option<String>,
+    pub reset: bool,
+    pub path: String,
+    /// The product to buy when not resetting.
+    pub product: i64,
+    pub client_timeout: Duration,
+    pub show_progress: bool,
+    /// Skip the audit (a target that is not flashguard, e.g. the HTTP baseline).
+    pub skip_audit: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadTestError {
+    #[error("no --target given")]
+    NoTarget,
+    #[error("{0} needs --admin-token (it changes the sale or the provider)")]
+    NeedsAdmin(&'static str),
+    #[error("setup failed: {0}")]
+    Setup(String),
+    #[error("HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}

@@ -1,0 +1,344 @@
+//! Every problem code the API can answer with, defined once: HTTP status, title
+//! and explanation in Chinese and English, the defense behind it, `Retry-After`,
+//! and whether the idempotency key stores it as the request's outcome
+//! (docs/design.md §4). The error type, the problem pages and the docs all read
+//! this table; a test walks it so that no code is left without its page.
+
+use strum::{EnumIter, EnumString, IntoEnumIterator, IntoStaticStr};
+
+use crate::switches::Defense;
+use crate::text::{Text, text};
+
+pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, EnumString, IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum ProblemCode {
+    IdempotencyKeyMissing,
+    IdempotencyKeyInvalid,
+    IdempotencyKeyReused,
+    RequestInProgress,
+    MalformedBody,
+    InvalidQuantity,
+    InvalidUsername,
+    InvalidRequest,
+    ProductNotFound,
+    OrderNotFound,
+    NotFound,
+    SoldOut,
+    SaleNotStarted,
+    BusyRetry,
+    Unauthorized,
+    AdminUnauthorized,
+    PaymentTokenMissing,
+    PaymentTokenInvalid,
+    OrderLocked,
+    OrderClosed,
+    SignatureInvalid,
+    SignatureExpired,
+    UnknownDefense,
+    KeyStoreUnavailable,
+    InternalError,
+}
+
+/// What one problem code means.
+#[derive(Debug, Clone, Copy)]
+pub struct ProblemSpec {
+    pub status: u16,
+    pub title: Text,
+    pub explanation: Text,
+    /// The defense whose work this answer is (its lesson explains it), if any.
+    pub defense: Option<Defense>,
+    /// Seconds to put in `Retry-After`, for answers that invite a retry.
+    pub retry_after_secs: Option<u64>,
+    /// An outcome of the business: stored with the idempotency key and replayed.
+    /// Every other problem stores nothing, so that the client's retry can succeed.
+    pub stored_with_key: bool,
+}
+
+const fn spec(status: u16, title: Text, explanation: Text) -> ProblemSpec {
+    ProblemSpec {
+        status,
+        title,
+        explanation,
+        defense: None,
+        retry_after_secs: None,
+        stored_with_key: false,
+    }
+}
+
+impl ProblemSpec {
+    const fn by(mut self, defense: Defense) -> Self {
+        self.defense = Some(defense);
+        self
+    }
+
+    const fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after_secs = Some(seconds);
+        self
+    }
+
+    const fn stored(mut self) -> Self {
+        self.stored_with_key = true;
+        self
+    }
+}
+
+impl ProblemCode {
+    pub fn all() -> impl Iterator<Item = ProblemCode> {
+        Self::iter()
+    }
+
+    /// The stable snake_case code of the problem body.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    pub fn from_code(code: &str) -> Option<Self> {
+        code.parse().ok()
+    }
+
+    /// `/learn/problems/<code>`: the page that explains it.
+    pub fn type_uri(self) -> String {
+        format!("/learn/problems/{}", self.as_str())
+    }
+
+    /// The problem table.
+    pub fn spec(self) -> ProblemSpec {
+        use Defense as D;
+        match self {
+            Self::IdempotencyKeyMissing => spec(
+                400,
+                text("缺少 Idempotency-Key 请求头", "Idempotency-Key header missing"),
+                text(
+                    "下单和支付这类会产生副作用的 POST 必须带 Idempotency-Key：每个业务动作（每打开一次确认弹窗）一个键。没有它，服务端分不清这是重试还是一次新的购买。",
+                    "Placing an order and paying change state, so they must carry an Idempotency-Key header: one key per business action (one opening of the confirm popup). Without it the server cannot tell a retry from a new purchase.",
+                ),
+            )
+            ,
+            Self::IdempotencyKeyInvalid => spec(
+                400,
+                text("Idempotency-Key 格式不对", "Idempotency-Key malformed"),
+                text(
+                    "幂等键是 1 到 255 个可见 ASCII 字符（Stripe 的上限）。用 UUID 就很好。",
+                    "An idempotency key is 1 to 255 visible ASCII characters (Stripe's limit). A UUID is a good choice.",
+                ),
+            )
+            ,
+            Self::IdempotencyKeyReused => spec(
+                422,
+                text("同一个幂等键配了不同的请求", "Idempotency-Key reused with another request"),
+                text(
+                    "服务端记下了第一次用这个键时请求的指纹（方法、路径、规范化的请求体）。同一个键换了请求体是客户端的 bug：新的意图要用新的键。",
+                    "The server stored a fingerprint (method, path, canonical body) of the first request sent with this key. The same key with another body is a client bug: a new intent needs a new key.",
+                ),
+            )
+            .by(D::IdempotencyKey),
+            Self::RequestInProgress => spec(
+                409,
+                text("同一个请求还在处理中", "Same request still in progress"),
+                text(
+                    "这个幂等键的第一个请求还没处理完。等 Retry-After 秒后用同一个键重试，就会拿到保存下来的应答。",
+                    "The first request with this key is still running. Wait Retry-After seconds and retry with the same key: you will get the stored answer.",
+                ),
+            )
+            .by(D::IdempotencyKey)
+            .retry_after(1),
+            Self::MalformedBody => spec(
+                400,
+                text("请求体格式不对", "Malformed request body"),
+                text(
+                    "请求体不是预期形状的 JSON。什么都没保存，所以同一个键改好请求体后还能用。",
+                    "The body is not JSON of the expected shape. Nothing was stored, so the same key can be used again with a correct body.",
+                ),
+            ),
+            Self::InvalidQuantity => spec(
+                400,
+                text("购买数量无效", "Invalid quantity"),
+                text(
+                    "秒杀每单数量是 1 到 10 的整数。",
+                    "Quantity must be a whole number from 1 to 10 per order in this flash sale.",
+                ),
+            ),
+            Self::InvalidUsername => spec(
+                400,
+                text("用户名无效", "Invalid username"),
+                text(
+                    "演示用户名是 1 到 64 个可见字符，不含空格。",
+                    "A demo username is 1 to 64 visible characters, without spaces.",
+                ),
+            ),
+            Self::InvalidRequest => spec(
+                400,
+                text("请求参数无效", "Invalid request"),
+                text(
+                    "请求里有字段超出范围，detail 说明是哪一个。",
+                    "A field of the request is out of range; the detail says which.",
+                ),
+            ),
+            Self::ProductNotFound => spec(
+                404,
+                text("商品不存在", "Product not found"),
+                text(
+                    "没有这个 id 的商品。幂等键下什么都没保存。",
+                    "There is no product with this id. Nothing was stored with the key.",
+                ),
+            ),
+            Self::OrderNotFound => spec(
+                404,
+                text("订单不存在", "Order not found"),
+                text(
+                    "你的订单里没有这一笔。别人的订单对你不可见（也是 404，不泄露它是否存在）。",
+                    "There is no such order among yours. Other users' orders are not visible (also 404, so their existence does not leak).",
+                ),
+            ),
+            Self::NotFound => spec(
+                404,
+                text("找不到", "Not found"),
+                text("这个地址上什么都没有。", "There is nothing at this address."),
+            ),
+            Self::SoldOut => spec(
+                409,
+                text("已售罄", "Sold out"),
+                text(
+                    "库存没了。这是业务结果：它和幂等键一起保存，同一个键的每次重试都会拿到同样的答复。库存闸门开着时，售罄直接由 Redis 回答，不碰数据库。",
+                    "The stock is gone. This is an outcome of the business: it is stored with the idempotency key and replayed to every retry of that key. With the stock gate on, sold out is answered from Redis without touching the database.",
+                ),
+            )
+            .by(D::StockGate)
+            .stored(),
+            Self::SaleNotStarted => spec(
+                409,
+                text("秒杀还没开始", "Sale not started"),
+                text(
+                    "这个商品的秒杀还没到开始时间，什么都没保存：开始后用同一个键重试即可。",
+                    "The sale of this product has not started yet. Nothing was stored: retry with the same key once it starts.",
+                ),
+            ),
+            Self::BusyRetry => spec(
+                503,
+                text("库存行太忙，请重试", "Busy, retry"),
+                text(
+                    "乐观锁在热点库存行上连续冲突，重试次数用完了。什么都没保存：等 Retry-After 后用同一个键重试。",
+                    "The version lock lost the optimistic-lock race too many times on a hot stock row. Nothing was stored: retry with the same key after Retry-After.",
+                ),
+            )
+            .by(D::VersionLock)
+            .retry_after(1),
+            Self::Unauthorized => spec(
+                401,
+                text("需要登录", "Login required"),
+                text(
+                    "先 POST /api/login 登录，再用 'Authorization: Bearer <token>' 带上令牌。令牌由服务端签名，无法伪造。",
+                    "Log in with POST /api/login and send the token as 'Authorization: Bearer <token>'. Tokens are signed by the server and cannot be forged.",
+                ),
+            ),
+            Self::AdminUnauthorized => spec(
+                401,
+                text("需要管理员令牌", "Admin token required"),
+                text(
+                    "管理接口需要 'Authorization: Bearer <ADMIN_TOKEN>'。没有设置 ADMIN_TOKEN 时，服务启动时随机生成一个，写在 data/generated-secrets.env 里。",
+                    "The admin API needs 'Authorization: Bearer <ADMIN_TOKEN>'. When ADMIN_TOKEN is unset the server generates one at start and writes it to data/generated-secrets.env.",
+                ),
+            ),
+            Self::PaymentTokenMissing => spec(
+                400,
+                text("缺少支付令牌", "Payment token missing"),
+                text(
+                    "支付请求必须带 Payment-Token 请求头：打开支付弹窗时向 POST /api/orders/{order_no}/payment-token 要一个一次性令牌。",
+                    "A pay request must carry a Payment-Token header: open the payment popup, which asks POST /api/orders/{order_no}/payment-token for a one-time token.",
+                ),
+            )
+            .by(D::PaymentToken),
+            Self::PaymentTokenInvalid => spec(
+                403,
+                text("支付令牌被拒绝", "Payment token refused"),
+                text(
+                    "令牌已用过、已过期，或者不是发给这个用户和这笔订单的。一次性令牌只能用一次：重放的支付请求到这里就停了，不会再扣一次钱。重新打开支付弹窗拿新令牌。",
+                    "The token was used, expired, or not issued for this user and order. A one-time token works once: a replayed pay request stops here and charges nothing. Reopen the payment popup for a new token.",
+                ),
+            )
+            .by(D::PaymentToken),
+            Self::OrderLocked => spec(
+                409,
+                text("订单正被另一个支付请求锁住", "Order locked by another payment request"),
+                text(
+                    "另一个支付请求拿着这笔订单的锁（一锁二判三更新的“一锁”），等了一会儿还没释放。稍后重试：那时会看到它创建的支付。",
+                    "Another pay request holds this order's lock (the \"lock\" of lock, check, update) and did not release it in time. Retry shortly: you will then see the payment it created.",
+                ),
+            )
+            .by(D::OrderLock)
+            .retry_after(1),
+            Self::OrderClosed => spec(
+                409,
+                text("订单已关闭", "Order closed"),
+                text(
+                    "支付窗口过了，订单已关闭，库存已退回。状态只能向前走：关闭的订单不能再支付。",
+                    "The payment window passed: the order is closed and its stock returned. State only moves forward: a closed order cannot be paid.",
+                ),
+            )
+            .by(D::StateCheck)
+            .stored(),
+            Self::SignatureInvalid => spec(
+                401,
+                text("回调签名无效", "Callback signature invalid"),
+                text(
+                    "PSP-Signature 缺失、格式不对，或者与请求体不符。服务端在解析任何内容之前先验签（HMAC-SHA256，常量时间比较），伪造的回调到这里就停了。",
+                    "PSP-Signature is missing, malformed, or does not match the body. The server verifies it (HMAC-SHA256, constant-time comparison) before parsing anything, so a forged callback stops here.",
+                ),
+            ),
+            Self::SignatureExpired => spec(
+                401,
+                text("回调签名过期", "Callback signature expired"),
+                text(
+                    "签名里的时间戳和现在相差超过 300 秒。截获的回调不能过后再重放。",
+                    "The signature's timestamp is more than 300 seconds away from now. A captured callback cannot be replayed later.",
+                ),
+            ),
+            Self::UnknownDefense => spec(
+                400,
+                text("未知的防线", "Unknown defense"),
+                text(
+                    "管理接口只认识 GET /api/admin/defenses 列出的防线。",
+                    "The admin API only knows the defenses listed by GET /api/admin/defenses.",
+                ),
+            ),
+            Self::KeyStoreUnavailable => spec(
+                503,
+                text("Redis 不可用", "Key store unavailable"),
+                text(
+                    "Redis 没有应答。什么都没保存，稍后用同一个键重试。",
+                    "Redis did not answer. Nothing was stored: retry shortly with the same key.",
+                ),
+            )
+            .retry_after(1),
+            Self::InternalError => spec(
+                500,
+                text("服务器内部错误", "Internal error"),
+                text(
+                    "服务端出错了。幂等键下什么都没保存，所以重试可能成功。",
+                    "The server failed. Nothing was stored with the key, so a retry can succeed.",
+                ),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_and_every_code_is_explained_in_both_languages() {
+        for code in ProblemCode::all() {
+            assert_eq!(ProblemCode::from_code(code.as_str()), Some(code));
+            let spec = code.spec();
+            assert!((400..600).contains(&spec.status), "{code:?}");
+            for text in [spec.title, spec.explanation] {
+                assert!(!text.zh.is_empty() && !text.en.is_empty(), "{code:?}");
+            }
+        }
+        assert_eq!(ProblemCode::SoldOut.as_str(), "sold_out");
+        assert_eq!(ProblemCode::from_code("nope"), None);
+    }
+}

@@ -1,0 +1,78 @@
+//! `AppState`: what the flows work with — the stores, the defenses (each a small
+//! struct holding only what it reads), the mock provider and the settings.
+//! Built once at start-up and shared through `web::Data`. It imports nothing
+//! above it (no route, flow or start-up code), so the module graph stays layered
+//! (docs/design.md §3.1).
+
+use std::sync::Arc;
+
+use crate::configuration::Settings;
+use crate::defenses::idempotency_key::IdempotencyKeys;
+use crate::defenses::order_lock::OrderLocks;
+use crate::defenses::payment_token::PaymentTokens;
+use crate::defenses::stock_gate::StockGate;
+use crate::defenses::version_lock::VersionLock;
+use crate::faults::Faults;
+use crate::psp::MockProvider;
+use crate::store::{Db, KeyStore, MessageBus};
+use crate::switches::SwitchBoard;
+
+#[derive(Debug)]
+pub struct AppState {
+    pub db: Db,
+    pub kv: Arc<dyn KeyStore>,
+    pub bus: Arc<dyn MessageBus>,
+    pub psp: Arc<MockProvider>,
+    pub switches: Arc<SwitchBoard>,
+    pub settings: Arc<Settings>,
+    pub keys: IdempotencyKeys,
+    pub gate: StockGate,
+    pub version_lock: VersionLock,
+    pub order_locks: OrderLocks,
+    pub payment_tokens: PaymentTokens,
+    pub faults: Faults,
+    /// Names this process among several instances (its consumer name on the bus).
+    pub instance_id: String,
+}
+
+impl AppState {
+    /// Builds every defense from the stores and the settings.
+    pub fn new(
+        settings: Settings,
+        db: Db,
+        kv: Arc<dyn KeyStore>,
+        bus: Arc<dyn MessageBus>,
+    ) -> Self {
+        let switches = Arc::new(SwitchBoard::new(settings.race_window));
+        let psp = MockProvider::new(
+            settings.secrets.psp_secret.clone(),
+            settings.payments.psp_retry_scale,
+        );
+        let idempotency = settings.idempotency.clone();
+        Self {
+            keys: IdempotencyKeys::new(db.clone(), kv.clone(), switches.clone(), idempotency),
+            // A gate claim lives as long as a key's lease.
+            gate: StockGate::new(
+                db.clone(),
+                kv.clone(),
+                switches.clone(),
+                settings.idempotency.lease,
+            ),
+            version_lock: VersionLock::new(switches.clone(), settings.version_lock.clone()),
+            order_locks: OrderLocks::new(kv.clone(), switches.clone(), &settings.payments),
+            payment_tokens: PaymentTokens::new(
+                kv.clone(),
+                switches.clone(),
+                settings.payments.token_ttl,
+            ),
+            psp: Arc::new(psp),
+            faults: Faults::default(),
+            instance_id: format!("instance-{}", uuid::Uuid::new_v4().simple()),
+            settings: Arc::new(settings),
+            switches,
+            db,
+            kv,
+            bus,
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! The queries behind the audit (docs/design.md §5): each counts the rows that
+//! break one invariant, so zero means the invariant holds.
+
+use sqlx::{Any, Executor, FromRow};
+
+use super::error::{QueryContext, StoreError};
+use crate::domain::OrderStatus;
+
+/// Stock bookkeeping of one product.
+#[derive(Debug, FromRow)]
+pub struct StockLine {
+    pub id: i64,
+    pub initial_stock: i64,
+    pub stock: i64,
+    /// Units in orders that are not CLOSED.
+    pub sold: i64,
+}
+
+pub async fn stock_lines<'e>(
+    executor: impl Executor<'e, Database = Any>,
+) -> Result<Vec<StockLine>, StoreError> {
+    sqlx::query_as::<_, StockLine>(
+        "SELECT p.id, p.initial_stock, p.stock,
+                CAST(COALESCE((SELECT SUM(o.quantity) FROM orders o
+                                WHERE o.product_id = p.id AND o.status <> $1), 0) AS BIGINT) AS sold
+           FROM products p ORDER BY p.id",
+    )
+    .bind(OrderStatus::Closed.as_str())
+    .fetch_all(executor)
+    .await
+    .context("audit::stock_lines")
+}
+
+async fn count<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    query: &'static str,
+    sql: &str,
+) -> Result<i64, StoreError> {
+    sqlx::query_scalar(sql)
+        .fetch_one(executor)
+        .await
+        .context(query)
+}
+
+/// Orders beyond the first for one (user, idempotency key).
+pub async fn duplicate_orders<'e>(
+    executor: impl Executor<'e, Database = Any>,
+) -> Result<i64, StoreError> {
+    count(
+        executor,
+        "audit::duplicate_orders",
+        "SELECT CAST(COALESCE(SUM(n - 1), 0) AS BIGINT) FROM
+           (SELECT COUNT(*) AS n FROM orders GROUP BY user_id, idempotency_key
+            HAVING COUNT(*) > 1) AS groups",
+    )
+    .await
+}
+
+/// Keys still in progress whose lease ended before `now_ms`.
+pub async fn stale_keys<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    now_ms: i64,
+) -> Result<i64, StoreError> {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM idempotency_keys WHERE state = 'in_progress' AND lease_expires_at < $1",
+    )
+    .bind(now_ms)
+    .fetch_one(executor)
+    .await
+    .context("audit::stale_keys")
+}
+
+/// A payment the provider charged: one of its SUCCEEDED events was applied.
+const CHARGED: &str = "EXISTS (SELECT 1 FROM payment_events e
+                               WHERE e.payment_no = p.payment_no AND e.status = 'SUCCEEDED'
+                                 AND e.result = 'applied')";
+
+/// Orders with more than one charged payment.
+pub async fn doubly_charged_orders<'e>(
+    executor: impl Executor<'e, Database = Any>,
+) -> Result<i64, StoreError> {
+    let sql = format!(
+        "SELECT COUNT(*) FROM (SELECT p.order_no FROM payments p WHERE {CHARGED}
+                               GROUP BY p.order_no HAVING COUNT(*) > 1) AS doubled"
+    );
+    count(executor, "audit::doubly_charged_orders", &sql).await
+}
+
+/// PAID orders that do not have exactly one charged payment.
+pub async fn paid_without_one_charge<'e>(
+    executor: impl Executor<'e, Database = Any>,
+) -> Result<i64, StoreError> {
+    let sql = format!(
+        "SELECT COUNT(*) FROM orders o WHERE o.status = 'PAID'
+           AND (SELECT COUNT(*) FROM payments p WHERE p.order_no = o.order_no AND {CHARGED}) <> 1"
+    );
+    count(executor, "audit::paid_without_one_charge", &sql).await
+}
+
+/// Charged payments whose order is no longer PAID (and no refund was flagged).
+pub async fn charged_but_moved_back<'e>(
+    executor: impl Executor<'e, Database = Any>,
+) -> Result<i64, StoreError> {
+    let sql = format!(
+        "SELECT COUNT(*) FROM payments p JOIN orders o ON o.order_no = p.order_no
+          WHERE {CHARGED} AND o.status <> 'PAID' AND p.needs_refund = FALSE"
+    );
+    count(executor, "audit::charged_but_moved_back", &sql).await
+}
+
+/// Provider events applied more than once.
+pub async fn events_applied_twice<'e>(
+    executor: impl Executor<'e, Database = Any>,
+) -> Result<i64, StoreError> {
+    count(
+        executor,
+        "audit::events_applied_twice",
+        "SELECT COUNT(*) FROM (SELECT event_id FROM payment_events WHERE result = 'applied'
+                               GROUP BY event_id HAVING COUNT(*) > 1) AS repeated",
+    )
+    .await
+}
+
+/// Rewards beyond the first for one order.
+pub async fn extra_rewards<'e>(
+    executor: impl Executor<'e, Database = Any>,
+) -> Result<i64, StoreError> {
+    count(
+        executor,
+        "audit::extra_rewards",
+        "SELECT CAST(COALESCE(SUM(n - 1), 0) AS BIGINT) FROM
+           (SELECT COUNT(*) AS n FROM rewards GROUP BY order_no HAVING COUNT(*) > 1) AS doubled",
+    )
+    .await
+}

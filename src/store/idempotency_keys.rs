@@ -1,0 +1,196 @@
+//! The key table of the `idempotency_key` defense: one row per (user, key), the
+//! source of truth for every key (the key store only caches completed answers).
+
+use sqlx::{Any, Executor, FromRow};
+
+use super::error::{QueryContext, StoreError};
+
+/// Which request holds a key, and since when.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyId<'a> {
+    pub user_id: i64,
+    pub key: &'a str,
+}
+
+/// A first request's claim on a key.
+#[derive(Debug)]
+pub struct NewKey<'a> {
+    pub id: KeyId<'a>,
+    pub fingerprint: &'a str,
+    /// Random per request: only the owner may complete or release the key.
+    pub owner: &'a str,
+    pub now_ms: i64,
+    pub lease_until_ms: i64,
+    pub expires_at_ms: i64,
+}
+
+/// The row as `admit` reads it.
+#[derive(Debug, Clone, FromRow)]
+pub struct KeyRow {
+    pub fingerprint: String,
+    pub state: String,
+    pub lease_expires_at: i64,
+    pub response_status: Option<i64>,
+    pub content_type: Option<String>,
+    pub response_body: Option<String>,
+    pub expires_at: i64,
+}
+
+/// The answer stored with a completed key.
+#[derive(Debug)]
+pub struct Completion<'a> {
+    pub status: u16,
+    pub content_type: &'a str,
+    pub body: &'a str,
+    pub expires_at_ms: i64,
+}
+
+pub const IN_PROGRESS: &str = "in_progress";
+pub const COMPLETED: &str = "completed";
+
+/// The one statement that decides the race: of all concurrent first requests,
+/// exactly one inserts the row (`ON CONFLICT DO NOTHING`). True for the winner.
+pub async fn insert_in_progress<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    new: &NewKey<'_>,
+) -> Result<bool, StoreError> {
+    let inserted = sqlx::query(
+        "INSERT INTO idempotency_keys
+             (user_id, idem_key, fingerprint, state, owner, lease_expires_at, created_at, expires_at)
+         VALUES ($1, $2, $3, 'in_progress', $4, $5, $6, $7)
+         ON CONFLICT (user_id, idem_key) DO NOTHING",
+    )
+    .bind(new.id.user_id)
+    .bind(new.id.key)
+    .bind(new.fingerprint)
+    .bind(new.owner)
+    .bind(new.lease_until_ms)
+    .bind(new.now_ms)
+    .bind(new.expires_at_ms)
+    .execute(executor)
+    .await
+    .context("idempotency_keys::insert_in_progress")?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+pub async fn find<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    id: KeyId<'_>,
+) -> Result<Option<KeyRow>, StoreError> {
+    sqlx::query_as::<_, KeyRow>(
+        "SELECT fingerprint, state, lease_expires_at, response_status, content_type,
+                response_body, expires_at
+           FROM idempotency_keys
+          WHERE user_id = $1 AND idem_key = $2",
+    )
+    .bind(id.user_id)
+    .bind(id.key)
+    .fetch_optional(executor)
+    .await
+    .context("idempotency_keys::find")
+}
+
+/// Conditional takeover of an expired lease: succeeds for one retry only, and
+/// only if the lease seen expired is still the one in the row.
+pub async fn take_over<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    id: KeyId<'_>,
+    owner: &str,
+    expired_lease_ms: i64,
+    lease_until_ms: i64,
+) -> Result<bool, StoreError> {
+    let updated = sqlx::query(
+        "UPDATE idempotency_keys SET owner = $1, lease_expires_at = $2
+          WHERE user_id = $3 AND idem_key = $4 AND state = 'in_progress'
+            AND lease_expires_at = $5",
+    )
+    .bind(owner)
+    .bind(lease_until_ms)
+    .bind(id.user_id)
+    .bind(id.key)
+    .bind(expired_lease_ms)
+    .execute(executor)
+    .await
+    .context("idempotency_keys::take_over")?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Stores the answer with the key, if `owner` still holds it. False when the key
+/// was taken over meanwhile.
+pub async fn complete<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    id: KeyId<'_>,
+    owner: &str,
+    completion: &Completion<'_>,
+) -> Result<bool, StoreError> {
+    let updated = sqlx::query(
+        "UPDATE idempotency_keys
+            SET state = 'completed', response_status = $1, content_type = $2,
+                response_body = $3, expires_at = $4
+          WHERE user_id = $5 AND idem_key = $6 AND owner = $7",
+    )
+    .bind(i64::from(completion.status))
+    .bind(completion.content_type)
+    .bind(completion.body)
+    .bind(completion.expires_at_ms)
+    .bind(id.user_id)
+    .bind(id.key)
+    .bind(owner)
+    .execute(executor)
+    .await
+    .context("idempotency_keys::complete")?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Gives an in-progress key back (nothing was stored), if `owner` still holds it.
+pub async fn release<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    id: KeyId<'_>,
+    owner: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "DELETE FROM idempotency_keys
+          WHERE user_id = $1 AND idem_key = $2 AND owner = $3 AND state = 'in_progress'",
+    )
+    .bind(id.user_id)
+    .bind(id.key)
+    .bind(owner)
+    .execute(executor)
+    .await
+    .context("idempotency_keys::release")?;
+    Ok(())
+}
+
+/// Deletes the key if its retention ran out.
+pub async fn delete_if_expired<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    id: KeyId<'_>,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "DELETE FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2 AND expires_at <= $3",
+    )
+    .bind(id.user_id)
+    .bind(id.key)
+    .bind(now_ms)
+    .execute(executor)
+    .await
+    .context("idempotency_keys::delete_if_expired")?;
+    Ok(())
+}
+
+/// Removes keys past their retention, and in-progress keys whose lease ran out.
+pub async fn sweep_expired<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    now_ms: i64,
+) -> Result<u64, StoreError> {
+    let deleted = sqlx::query(
+        "DELETE FROM idempotency_keys
+          WHERE expires_at <= $1 OR (state = 'in_progress' AND lease_expires_at <= $1)",
+    )
+    .bind(now_ms)
+    .execute(executor)
+    .await
+    .context("idempotency_keys::sweep_expired")?;
+    Ok(deleted.rows_affected())
+}

@@ -1,0 +1,40 @@
+//! Provider events as they were received: the table of the `callback_dedup`
+//! defense (a partial unique index on `event_id` for guarded rows).
+
+use sqlx::{Any, Executor};
+
+use super::error::{QueryContext, StoreError};
+use super::now_ms;
+
+/// What the provider said, reduced to what the record needs.
+#[derive(Debug)]
+pub struct EventRecord<'a> {
+    pub event_id: &'a str,
+    pub payment_no: &'a str,
+    pub status: &'a str,
+    /// `applied` or `ignored`.
+    pub result: &'a str,
+    /// Covered by the unique index (`callback_dedup` on).
+    pub guarded: bool,
+}
+
+/// Inserts the record; a second guarded record of one event id is a unique violation.
+pub async fn insert<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    event: &EventRecord<'_>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO payment_events (event_id, payment_no, status, result, guarded, received_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(event.event_id)
+    .bind(event.payment_no)
+    .bind(event.status)
+    .bind(event.result)
+    .bind(event.guarded)
+    .bind(now_ms())
+    .execute(executor)
+    .await
+    .context("payment_events::insert")?;
+    Ok(())
+}

@@ -1,0 +1,309 @@
+//! The defenses by id, the one table that describes each of them, and the switch
+//! board that turns them on and off at run time (docs/design.md §2).
+//!
+//! A leaf module: everything that names a defense (the `Flashguard-Defense`
+//! header, metrics, problem pages, the lab, the lessons) reads it from here.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use strum::{EnumCount, EnumIter, EnumString, IntoEnumIterator, IntoStaticStr};
+
+use crate::text::{Text, text};
+
+/// The header that names the defense which produced an answer
+/// (`Flashguard-Defense`; header names are case-insensitive, and HTTP/1.1 in
+/// actix-web writes them in lower case).
+pub const DEFENSE_HEADER: &str = "flashguard-defense";
+
+/// Every defense this build implements, in the order a request meets them.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    EnumIter,
+    EnumCount,
+    EnumString,
+    IntoStaticStr,
+)]
+#[strum(serialize_all = "snake_case")]
+pub enum Defense {
+    ButtonDisable,
+    PopupKey,
+    IdempotencyKey,
+    StockGate,
+    UniqueIndex,
+    VersionLock,
+    PaymentToken,
+    OrderLock,
+    StateCheck,
+    CallbackDedup,
+    MessageDedup,
+}
+
+/// Where a defense acts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum Layer {
+    Browser,
+    Server,
+    KeyStore,
+    Database,
+}
+
+/// Everything the docs, the lab and the lessons say about one defense.
+#[derive(Debug, Clone, Copy)]
+pub struct DefenseInfo {
+    pub name: Text,
+    pub layer: Layer,
+    /// The file that implements it.
+    pub module: &'static str,
+    /// What it prevents, in one line.
+    pub summary: Text,
+    /// The test (`file::function` under tests/api/) that switches it off and shows the anomaly.
+    pub shown_off_by: &'static str,
+    /// The test that runs the same attack with it on and shows none.
+    pub shown_on_by: &'static str,
+}
+
+impl Defense {
+    /// Every defense, in the order a request meets them.
+    pub fn all() -> impl Iterator<Item = Defense> {
+        Self::iter()
+    }
+
+    /// The id used in the admin API, the `Flashguard-Defense` header and metrics.
+    pub fn id(self) -> &'static str {
+        self.into()
+    }
+
+    pub fn from_id(id: &str) -> Option<Self> {
+        id.parse().ok()
+    }
+
+    /// The defense table: one entry per defense, the only place these facts live.
+    pub fn info(self) -> DefenseInfo {
+        match self {
+            Self::ButtonDisable => DefenseInfo {
+                name: text("按钮置灰", "Button disable"),
+                layer: Layer::Browser,
+                module: "static/app.js",
+                summary: text(
+                    "点击后按钮立即置灰，直到收到应答：双击只发出一个请求。",
+                    "The submit button is disabled from the click until the answer: a double click sends one request.",
+                ),
+                shown_off_by: "browser::without_button_disable_the_server_catches_the_double_click_and_the_page_names_it",
+                shown_on_by: "browser::a_fast_double_click_on_buy_makes_one_order",
+            },
+            Self::PopupKey => DefenseInfo {
+                name: text("弹窗幂等号", "Key per popup"),
+                layer: Layer::Browser,
+                module: "static/app.js",
+                summary: text(
+                    "确认弹窗打开时生成幂等号，弹窗内每次提交都复用它：重复点击是同一个意图。",
+                    "The idempotency key is made when the confirm popup opens and reused by every submit in it: repeated clicks are one intent.",
+                ),
+                shown_off_by: "browser::without_both_browser_defenses_a_double_click_is_two_intents",
+                shown_on_by: "browser::without_button_disable_the_server_catches_the_double_click_and_the_page_names_it",
+            },
+            Self::IdempotencyKey => DefenseInfo {
+                name: text("幂等键（防重表）", "Idempotency key"),
+                layer: Layer::Server,
+                module: "src/defenses/idempotency_key.rs",
+                summary: text(
+                    "第一个带某个幂等键的请求执行业务并保存应答；重复请求拿到同一份应答，并发的重复请求得到 409。",
+                    "The first request with a key runs and its answer is stored; a repeat gets the same answer, a concurrent repeat gets 409.",
+                ),
+                shown_off_by: "defenses::without_idempotency_key_and_unique_index_duplicates_appear",
+                shown_on_by: "defenses::the_idempotency_key_alone_stops_concurrent_duplicates",
+            },
+            Self::StockGate => DefenseInfo {
+                name: text("库存闸门（Redis 预扣）", "Stock gate"),
+                layer: Layer::KeyStore,
+                module: "src/defenses/stock_gate.rs",
+                summary: text(
+                    "一个原子脚本先拒绝同一幂等键的重复请求，再在库存足够时预扣：只有赢家能到数据库，售罄直接由 Redis 回答。",
+                    "One atomic script refuses a repeat of the same key, then takes cached stock only if enough is left: only winners reach the database.",
+                ),
+                shown_off_by: "stock_gate::with_the_gate_off_the_flash_sale_is_still_correct",
+                shown_on_by: "stock_gate::losers_are_answered_at_the_gate_and_winners_buy_exactly_the_stock",
+            },
+            Self::UniqueIndex => DefenseInfo {
+                name: text("唯一索引", "Unique index"),
+                layer: Layer::Database,
+                module: "src/defenses/unique_index.rs",
+                summary: text(
+                    "数据库对 (用户, 幂等键) 只允许一笔订单：两个都通过了检查的请求，只有一个能插入。",
+                    "The database allows one order per (user, idempotency key): of two requests that both passed the checks, one inserts.",
+                ),
+                shown_off_by: "defenses::without_idempotency_key_and_unique_index_duplicates_appear",
+                shown_on_by: "defenses::the_unique_index_alone_stops_concurrent_duplicates",
+            },
+            Self::VersionLock => DefenseInfo {
+                name: text("乐观锁（版本号）", "Version lock"),
+                layer: Layer::Database,
+                module: "src/defenses/version_lock.rs",
+                summary: text(
+                    "扣库存时带上读到的版本号，只有没人改过才能写成功：防止丢失更新和超卖。",
+                    "The stock update carries the version it read and succeeds only if nobody wrote since: no lost update, no oversell.",
+                ),
+                shown_off_by: "defenses::without_version_lock_updates_are_lost_and_stock_is_oversold",
+                shown_on_by: "defenses::with_version_lock_the_same_race_sells_exactly_the_stock",
+            },
+            Self::PaymentToken => DefenseInfo {
+                name: text("一次性支付令牌", "One-time payment token"),
+                layer: Layer::KeyStore,
+                module: "src/defenses/payment_token.rs",
+                summary: text(
+                    "打开支付弹窗时服务端发一个一次性令牌，支付时原子地比较并删除：重放的支付请求被拒绝。",
+                    "The server issues a one-time token when the pay popup opens and consumes it atomically: a replayed pay request is refused.",
+                ),
+                shown_off_by: "payment_defenses::without_payment_token_a_replayed_pay_charges_again",
+                shown_on_by: "payment_defenses::with_payment_token_the_replay_is_refused",
+            },
+            Self::OrderLock => DefenseInfo {
+                name: text("订单锁（一锁二判三更新）", "Order lock"),
+                layer: Layer::KeyStore,
+                module: "src/defenses/order_lock.rs",
+                summary: text(
+                    "一锁二判三更新：先锁订单，再判断状态，最后更新；两个支付请求不会都看到“未支付”。",
+                    "Lock the order, check its state, then update: two pay requests cannot both see \"unpaid\".",
+                ),
+                shown_off_by: "payment_defenses::without_order_lock_concurrent_pays_charge_twice",
+                shown_on_by: "payment_defenses::with_order_lock_the_same_race_charges_once",
+            },
+            Self::StateCheck => DefenseInfo {
+                name: text("状态机校验", "State check"),
+                layer: Layer::Database,
+                module: "src/defenses/state_check.rs",
+                summary: text(
+                    "状态只沿允许的方向变化，用条件更新一步完成：迟到的回调不能让订单倒退。",
+                    "State moves only along allowed transitions, each one conditional update: a late callback cannot move an order back.",
+                ),
+                shown_off_by: "payment_defenses::without_state_check_a_late_failed_moves_a_paid_order_back",
+                shown_on_by: "payment_defenses::with_state_check_a_late_failed_changes_nothing",
+            },
+            Self::CallbackDedup => DefenseInfo {
+                name: text("回调去重", "Callback dedup"),
+                layer: Layer::Database,
+                module: "src/defenses/callback_dedup.rs",
+                summary: text(
+                    "每个支付平台事件 ID 只记录一次，与它的效果在同一事务里：重复回调只确认、不生效。",
+                    "Each provider event id is recorded once, in the transaction of its effect: a redelivered callback is acknowledged, not applied.",
+                ),
+                shown_off_by: "payment_defenses::without_callback_dedup_an_event_is_applied_again",
+                shown_on_by: "payment_defenses::with_callback_dedup_the_repeats_are_duplicates",
+            },
+            Self::MessageDedup => DefenseInfo {
+                name: text("消息去重（防重复消费）", "Message dedup"),
+                layer: Layer::Database,
+                module: "src/defenses/message_dedup.rs",
+                summary: text(
+                    "消费者把消息 ID 和积分写在同一事务里：至少一次投递的消息被重复消费也只发一次奖励。",
+                    "The consumer records the message id in the transaction of its effect: an at-least-once message rewards once.",
+                ),
+                shown_off_by: "rewards::without_message_dedup_a_redelivery_rewards_twice",
+                shown_on_by: "rewards::each_paid_order_is_rewarded_once_despite_redelivery",
+            },
+        }
+    }
+}
+
+/// The on/off state of every defense in this process, plus the lab's run-time
+/// teaching aid (the race window). All defenses start on.
+#[derive(Debug)]
+pub struct SwitchBoard {
+    switches: [AtomicBool; Defense::COUNT],
+    race_window_ms: AtomicU64,
+}
+
+impl Default for SwitchBoard {
+    fn default() -> Self {
+        Self::new(Duration::ZERO)
+    }
+}
+
+impl SwitchBoard {
+    pub fn new(race_window: Duration) -> Self {
+        Self {
+            switches: std::array::from_fn(|_| AtomicBool::new(true)),
+            race_window_ms: AtomicU64::new(duration_ms(race_window)),
+        }
+    }
+
+    pub fn is_on(&self, defense: Defense) -> bool {
+        self.switches[defense as usize].load(Ordering::SeqCst)
+    }
+
+    pub fn set(&self, defense: Defense, on: bool) {
+        self.switches[defense as usize].store(on, Ordering::SeqCst);
+        tracing::warn!(defense = defense.id(), on, "defense switched");
+    }
+
+    /// `{"idempotency_key": true, …}` in a stable order.
+    pub fn snapshot(&self) -> BTreeMap<&'static str, bool> {
+        Defense::all()
+            .map(|defense| (defense.id(), self.is_on(defense)))
+            .collect()
+    }
+
+    /// Teaching aid: a pause between a read and the write that depends on it,
+    /// applied only where the defense that closes that race is off.
+    pub fn race_window(&self) -> Duration {
+        Duration::from_millis(self.race_window_ms.load(Ordering::SeqCst))
+    }
+
+    pub fn set_race_window(&self, window: Duration) {
+        self.race_window_ms
+            .store(duration_ms(window), Ordering::SeqCst);
+    }
+
+    /// Sleeps for the race window when `defense` is off (never when it is on).
+    pub async fn widen_race_unless(&self, defense: Defense) {
+        let window = self.race_window();
+        if !self.is_on(defense) && !window.is_zero() {
+            tokio::time::sleep(window).await;
+        }
+    }
+}
+
+fn duration_ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_and_all_start_on() {
+        let board = SwitchBoard::default();
+        for defense in Defense::all() {
+            assert_eq!(Defense::from_id(defense.id()), Some(defense));
+            assert!(board.is_on(defense));
+        }
+        board.set(Defense::UniqueIndex, false);
+        assert!(!board.is_on(Defense::UniqueIndex));
+        assert!(!board.snapshot()["unique_index"]);
+        assert_eq!(Defense::from_id("nope"), None);
+        assert_eq!(Defense::all().count(), 11);
+    }
+
+    #[test]
+    fn every_server_defense_lives_in_a_module_named_after_it() {
+        for defense in Defense::all() {
+            let info = defense.info();
+            if info.layer == Layer::Browser {
+                assert_eq!(info.module, "static/app.js");
+            } else {
+                assert_eq!(info.module, format!("src/defenses/{}.rs", defense.id()));
+            }
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! One schema, two dialects: both migration sets are applied to fresh databases
+//! and their shapes compared — tables, columns (type family, NOT NULL), primary
+//! keys, unique constraints, named indexes (unique, columns, partial predicate),
+//! foreign keys, and the columns each CHECK constraint reads. A change to one
+//! dialect without the other fails here.
+//!
+//! Needs a Postgres server: it runs where `DATABASE_URL` is `postgres://…` (CI's
+//! real-stack run) and says so where it is not.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use flashguard::store::Db;
+use sqlx::AnyPool;
+
+use crate::helpers::{create_postgres_database, real_stack};
+
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Table {
+    /// name → (type family, not null)
+    columns: BTreeMap<String, (String, bool)>,
+    primary_key: Vec<String>,
+    uniques: BTreeSet<Vec<String>>,
+    /// name → (unique, columns, normalised predicate)
+    indexes: BTreeMap<String, (bool, Vec<String>, String)>,
+    /// (column, referenced table, referenced column)
+    foreign_keys: BTreeSet<(String, String, String)>,
+    check_columns: BTreeSet<String>,
+}
+
+type Schema = BTreeMap<String, Table>;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_migration_sets_build_the_same_schema() {
+    let (Some(server_url), _) = real_stack() else {
+        eprintln!(
+            "SKIPPED schema comparison: it needs DATABASE_URL=postgres://… (CI's real-stack run)"
+        );
+        return;
+    };
+    if !server_url.starts_with("postgres") {
+        eprintln!("SKIPPED schema comparison: DATABASE_URL is not Postgres");
+        return;
+    }
+    let postgres_url =
+        create_postgres_database(&server_url, &uuid::Uuid::new_v4().simple().to_string()).await;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let sqlite_url = format!("sqlite://{}/schema.db?mode=rwc", dir.path().display());
+
+    let postgres = migrated(&postgres_url).await;
+    let sqlite = migrated(&sqlite_url).await;
+    let postgres = postgres_schema(postgres.pool()).await;
+    let sqlite = sqlite_schema(sqlite.pool()).await;
+
+    assert!(
+        postgres.len() >= 9,
+        "the schema has its tables: {postgres:#?}"
+    );
+    assert_eq!(
+        postgres.keys().collect::<Vec<_>>(),
+        sqlite.keys().collect::<Vec<_>>(),
+        "the same tables"
+    );
+    let columns: usize = postgres.values().map(|table| table.columns.len()).sum();
+    let indexes: usize = postgres.values().map(|table| table.indexes.len()).sum();
+    eprintln!(
+        "schema compared: {} tables, {columns} columns, {indexes} named indexes",
+        postgres.len()
+    );
+    for (name, table) in &postgres {
+        assert_eq!(
+            Some(table),
+            sqlite.get(name),
+            "table {name}: postgres (left) vs sqlite (right)"
+        );
+    }
+}
+
+async fn migrated(url: &str) -> Db {
+    let db = Db::connect(url, 2).await.expect("connect");
+    db.migrate().await.expect("migrations apply");
+    db
+}
+
+/// `BIGINT`, `INTEGER`, `BIGSERIAL` → integer; `TEXT` → text; `BOOLEAN` → boolean.
+fn type_family(declared: &str) -> String {
+    let declared = declared.to_ascii_lowercase();
+    if declared.contains("int") || declared.contains("serial") {
+        "integer".into()
+    } else if declared.contains("bool") {
+        "boolean".into()
+    } else if declared.contains("char") || declared.contains("text") {
+        "text".into()
+    } else {
+        declared
+    }
+}
+
+/// `WHERE (guarded AND (status <> 'FAILED'::text))` and
+/// `WHERE guarded = 1 AND status <> 'FAILED'` both become `guardedandstatus<>'failed'`.
+fn normalise_predicate(predicate: &str) -> String {
+    predicate
+        .to_ascii_lowercase()
+        .replace("::text", "")
+        .replace(['(', ')', ' ', '\n'], "")
+        .replace("=1", "")
+        .replace("=true", "")
+}
+
+/// The text between the parentheses that follow `marker` (nested ones kept).
+fn parenthesised_after<'a>(text: &'a str, marker: &str) -> Vec<&'a str> {
+    let mut found = Vec::new();
+    let upper = text.to_ascii_uppercase();
+    let mut from = 0;
+    while let Some(at) = upper[from..].find(marker) {
+        let start = from + at + marker.len();
+        let Some(open) = text[start..].find('(') else {
+            break;
+        };
+        let open = start + open;
+        let mut depth = 0;
+        for (i, ch) in text[open..].char_indices() {
+            match ch {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                _ => {}
+            }
+            if depth == 0 {
+                found.push(&text[open + 1..open + i]);
+                break;
+            }
+        }
+        from = open + 1;
+    }
+    found
+}
+
+fn column_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(|column| column.trim().trim_matches('"').to_string())
+        .collect()
+}
+
+/// The table's columns named in `expression`.
+fn columns_in(expression: &str, table: &Table) -> BTreeSet<String> {
+    expression
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| table.columns.contains_key(*word))
+        .map(str::to_string)
+        .collect()
+}
+
+async fn rows<T>(pool: &AnyPool, sql: &str) -> Vec<T>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+{
+    sqlx::query_as::<_, T>(sql)
+        .fetch_all(pool)
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error}"))
+}
+
+async fn postgres_schema(pool: &AnyPool) -> Schema {
+    let mut schema = Schema::new();
+    let columns: Vec<(String, String, String, String)> = rows(
+        pool,
+        "SELECT table_name::text, column_name::text, data_type::text, is_nullable::text
+           FROM information_schema.columns
+          WHERE table_schema = 'public' AND table_name <> '_sqlx_migrations'",
+    )
+    .await;
+    for (table, column, data_type, nullable) in columns {
+        let entry = schema.entry(table).or_default();
+        entry
+            .columns
+            .insert(column, (type_family(&data_type), nullable == "NO"));
+    }
+    let constraints: Vec<(String, String, String, String)> = rows(
+        pool,
+        "SELECT conrelid::regclass::text, conname::text, contype::text, pg_get_constraintdef(oid)
+           FROM pg_constraint WHERE connamespace = 'public'::regnamespace",
+    )
+    .await;
+    let mut constraint_names = BTreeSet::new();
+    for (table, name, kind, definition) in constraints {
+        let Some(entry) = schema.get_mut(&table) else {
+            continue;
+        };
+        constraint_names.insert(name);
+        let inside = parenthesised_after(&definition, "")
+            .first()
+            .copied()
+            .unwrap_or_default();
+        match kind.as_str() {
+            "p" => entry.primary_key = column_list(inside),
+            "u" => {
+                entry.uniques.insert(column_list(inside));
+            }
+            "f" => {
+                let target = definition.split("REFERENCES ").nth(1).unwrap_or_default();
+                let (ref_table, rest) = target.split_once('(').unwrap_or_default();
+                entry.foreign_keys.insert((
+                    inside.to_string(),
+                    ref_table.trim().to_string(),
+                    rest.trim_end_matches(')').to_string(),
+                ));
+            }
+            "c" => {
+                let columns = columns_in(&definition, entry);
+                entry.check_columns.extend(columns);
+            }
+            _ => {}
+        }
+    }
+    let indexes: Vec<(String, String, String)> = rows(
+        pool,
+        "SELECT tablename::text, indexname::text, indexdef FROM pg_indexes
+          WHERE schemaname = 'public' AND tablename <> '_sqlx_migrations'",
+    )
+    .await;
+    for (table, name, definition) in indexes {
+        if constraint_names.contains(&name) {
+            continue;
+        }
+        let unique = definition.starts_with("CREATE UNIQUE");
+        let columns = parenthesised_after(&definition, "USING BTREE")
+            .first()
+            .copied()
+            .unwrap_or_default();
+        let predicate = definition.split(" WHERE ").nth(1).unwrap_or_default();
+        if let Some(entry) = schema.get_mut(&table) {
+            entry.indexes.insert(
+                name,
+                (unique, column_list(columns), normalise_predicate(predicate)),
+            );
+        }
+    }
+    schema
+}
+
+async fn sqlite_schema(pool: &AnyPool) -> Schema {
+    let mut schema = Schema::new();
+    let tables: Vec<(String, String)> = rows(
+        pool,
+        "SELECT name, sql FROM sqlite_master
+          WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> '_sqlx_migrations'",
+    )
+    .await;
+    for (table, create_sql) in tables {
+        let mut entry = Table::default();
+        let columns: Vec<(String, String, i64, i64)> = rows(
+            pool,
+            &format!(
+                "SELECT name, type, \"notnull\", pk FROM pragma_table_info('{table}') ORDER BY pk"
+            ),
+        )
+        .await;
+        for (column, declared, not_null, pk) in columns {
+            // A SQLite primary key column is NOT NULL in effect (rowid alias).
+            entry.columns.insert(
+                column.clone(),
+                (type_family(&declared), not_null == 1 || pk > 0),
+            );
+            if pk > 0 {
+                entry.primary_key.push(column);
+            }
+        }
+        for check in parenthesised_after(&create_sql, "CHECK") {
+            let columns = columns_in(check, &entry);
+            entry.check_columns.extend(columns);
+        }
+        let foreign_keys: Vec<(String, String, String)> = rows(
+            pool,
+            &format!("SELECT \"from\", \"table\", \"to\" FROM pragma_foreign_key_list('{table}')"),
+        )
+        .await;
+        entry.foreign_keys.extend(foreign_keys);
+        sqlite_indexes(pool, &table, &mut entry).await;
+        schema.insert(table, entry);
+    }
+    schema
+}
+
+async fn sqlite_indexes(pool: &AnyPool, table: &str, entry: &mut Table) {
+    let indexes: Vec<(String, i64, String)> = rows(
+        pool,
+        &format!("SELECT name, \"unique\", origin FROM pragma_index_list('{table}')"),
+    )
+    .await;
+    for (name, unique, origin) in indexes {
+        let columns: Vec<(String,)> = rows(
+            pool,
+            &format!("SELECT name FROM pragma_index_info('{name}') ORDER BY seqno"),
+        )
+        .await;
+        let columns: Vec<String> = columns.into_iter().map(|(column,)| column).collect();
+        match origin.as_str() {
+            "u" => {
+                entry.uniques.insert(columns);
+            }
+            "c" => {
+                let sql: Vec<(String,)> = rows(
+                    pool,
+                    &format!(
+                        "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = '{name}'"
+                    ),
+                )
+                .await;
+                let sql = sql.into_iter().next().map(|(sql,)| sql).unwrap_or_default();
+                let predicate = sql.split(" WHERE ").nth(1).unwrap_or_default();
+                entry
+                    .indexes
+                    .insert(name, (unique == 1, columns, normalise_predicate(predicate)));
+            }
+            _ => {} // "pk": the primary key, compared above
+        }
+    }
+}
