@@ -146,6 +146,9 @@ pub struct RewardsSettings {
     /// A delivered message not acknowledged after this long is delivered again (ms).
     #[arg(long = "rewards-redeliver-after-ms", env = "REWARDS_REDELIVER_AFTER_MS", default_value = "5000", value_parser = millis)]
     pub redeliver_after: Duration,
+    /// The audit expects a paid order's reward after this long (s).
+    #[arg(long = "rewards-settle-secs", env = "REWARDS_SETTLE_SECS", default_value = "30", value_parser = secs)]
+    pub settle: Duration,
 }
 
 fn secs(value: &str) -> Result<Duration, String> {

@@ -72,6 +72,8 @@ pub enum ApiError {
     Signature(#[from] SignatureError),
     #[error("unknown defense {0:?}")]
     UnknownDefense(String),
+    #[error("another experiment is running; try again when it ends")]
+    ExperimentRunning,
     #[error("the key store is unavailable: {0}")]
     KeyStore(#[from] KvError),
     #[error(transparent)]
@@ -123,6 +125,7 @@ impl ApiError {
             Self::Signature(SignatureError::Invalid) => P::SignatureInvalid,
             Self::Signature(SignatureError::Expired) => P::SignatureExpired,
             Self::UnknownDefense(_) => P::UnknownDefense,
+            Self::ExperimentRunning => P::ExperimentRunning,
             Self::KeyStore(_) => P::KeyStoreUnavailable,
             Self::Database(_) | Self::Serialize(_) | Self::Template(_) | Self::Internal(_) => {
                 P::InternalError

@@ -36,11 +36,19 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // Written only once the server holds its port: an instance that fails to
     // start must not overwrite the secrets of the one that runs.
     let generated = telemetry::report_generated_secrets(&secrets)?;
-    telemetry::announce(
-        &application.url(),
-        data_dir.as_deref(),
-        generated.as_deref(),
-    );
+    let url = application.url();
+    // The embedded default on loopback is a learner's own machine: the lab link
+    // carries the admin token in its fragment (a fragment is never sent to a server).
+    let lab_link = (data_dir.is_some() && application.is_loopback()).then(|| {
+        use secrecy::ExposeSecret;
+        format!("{url}/lab#token={}", secrets.admin_token.expose_secret())
+    });
+    telemetry::announce(&telemetry::Banner {
+        url: &url,
+        data_dir: data_dir.as_deref(),
+        lab_link: lab_link.as_deref(),
+        generated_secrets: generated.as_deref(),
+    });
     application.run_until_stopped().await?;
     Ok(())
 }

@@ -37,6 +37,7 @@ pub enum ProblemCode {
     SignatureInvalid,
     SignatureExpired,
     UnknownDefense,
+    ExperimentRunning,
     KeyStoreUnavailable,
     InternalError,
 }
@@ -303,6 +304,15 @@ impl ProblemCode {
                     "The admin API only knows the defenses listed by GET /api/admin/defenses.",
                 ),
             ),
+            Self::ExperimentRunning => spec(
+                409,
+                text("另一个实验正在运行", "Another experiment is running"),
+                text(
+                    "实验会临时切换全局的防线开关，所以一次只能跑一个。等它结束（不超过 10 秒）再试。",
+                    "An experiment switches the defenses of the whole server for a moment, so one runs at a time. Try again when it ends (within 10 seconds).",
+                ),
+            )
+            .retry_after(5),
             Self::KeyStoreUnavailable => spec(
                 503,
                 text("Redis 不可用", "Key store unavailable"),

@@ -62,6 +62,7 @@ impl Application {
         state
             .psp
             .set_callback_url(callback_url(&state.settings, &local));
+        state.lab.set_base_url(own_url(&local));
         spawn_background_work(&state);
         let server = run_server(listener, state.clone()).map_err(bind_error)?;
         Ok(Self {
@@ -73,6 +74,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.local.port()
+    }
+
+    /// Whether the server listens on the loopback interface only.
+    pub fn is_loopback(&self) -> bool {
+        self.local.ip().is_loopback()
     }
 
     pub fn url(&self) -> String {
@@ -115,15 +121,20 @@ async fn seed_if_empty(db: &Db) -> Result<(), StoreError> {
 
 /// Where the mock provider posts its callbacks: `PSP_CALLBACK_URL`, or this server.
 fn callback_url(settings: &Settings, local: &SocketAddr) -> String {
-    if let Some(url) = &settings.payments.psp_callback_url {
-        return url.clone();
+    match &settings.payments.psp_callback_url {
+        Some(url) => url.clone(),
+        None => format!("{}/api/payments/callback", own_url(local)),
     }
+}
+
+/// How this process reaches itself (loopback when it listens on every address).
+fn own_url(local: &SocketAddr) -> String {
     let host = if local.ip().is_unspecified() {
         "127.0.0.1".to_string()
     } else {
         local.ip().to_string()
     };
-    format!("http://{host}:{}/api/payments/callback", local.port())
+    format!("http://{host}:{}", local.port())
 }
 
 /// The periodic work of every instance; each step is safe on several at once.
@@ -184,6 +195,7 @@ fn run_server(listener: TcpListener, state: web::Data<AppState>) -> Result<Serve
     let metrics_handle = web::Data::new(metrics::handle());
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(routes::trace_when_on))
             .wrap(actix_web::middleware::from_fn(metrics::observe))
             .wrap(actix_web::middleware::from_fn(
                 crate::telemetry::echo_request_id,

@@ -13,6 +13,7 @@ use crate::defenses::payment_token::PaymentTokens;
 use crate::defenses::stock_gate::StockGate;
 use crate::defenses::version_lock::VersionLock;
 use crate::faults::Faults;
+use crate::lab::workbench::Lab;
 use crate::psp::MockProvider;
 use crate::store::{Db, KeyStore, MessageBus};
 use crate::switches::SwitchBoard;
@@ -31,6 +32,7 @@ pub struct AppState {
     pub order_locks: OrderLocks,
     pub payment_tokens: PaymentTokens,
     pub faults: Faults,
+    pub lab: Lab,
     /// Names this process among several instances (its consumer name on the bus).
     pub instance_id: String,
 }
@@ -43,21 +45,17 @@ impl AppState {
         kv: Arc<dyn KeyStore>,
         bus: Arc<dyn MessageBus>,
     ) -> Self {
-        let switches = Arc::new(SwitchBoard::new(settings.race_window));
-        let psp = MockProvider::new(
-            settings.secrets.psp_secret.clone(),
-            settings.payments.psp_retry_scale,
-        );
-        let idempotency = settings.idempotency.clone();
+        let switches = Arc::new(SwitchBoard::new(
+            settings.race_window,
+            settings.rewards.redeliver_after,
+        ));
+        let secret = settings.secrets.psp_secret.clone();
+        let psp = MockProvider::new(secret, settings.payments.psp_retry_scale);
+        let (idempotency, lease) = (settings.idempotency.clone(), settings.idempotency.lease);
         Self {
             keys: IdempotencyKeys::new(db.clone(), kv.clone(), switches.clone(), idempotency),
             // A gate claim lives as long as a key's lease.
-            gate: StockGate::new(
-                db.clone(),
-                kv.clone(),
-                switches.clone(),
-                settings.idempotency.lease,
-            ),
+            gate: StockGate::new(db.clone(), kv.clone(), switches.clone(), lease),
             version_lock: VersionLock::new(switches.clone(), settings.version_lock.clone()),
             order_locks: OrderLocks::new(kv.clone(), switches.clone(), &settings.payments),
             payment_tokens: PaymentTokens::new(
@@ -67,6 +65,7 @@ impl AppState {
             ),
             psp: Arc::new(psp),
             faults: Faults::default(),
+            lab: Lab::default(),
             instance_id: format!("instance-{}", uuid::Uuid::new_v4().simple()),
             settings: Arc::new(settings),
             switches,

@@ -216,25 +216,92 @@ impl Defense {
 }
 
 /// The on/off state of every defense in this process, plus the lab's run-time
-/// teaching aid (the race window). All defenses start on.
+/// settings (the race window, tracing, how soon an unacknowledged message is
+/// redelivered). All defenses start on.
 #[derive(Debug)]
 pub struct SwitchBoard {
     switches: [AtomicBool; Defense::COUNT],
     race_window_ms: AtomicU64,
+    redeliver_after_ms: AtomicU64,
+    trace: AtomicBool,
+}
+
+/// The lab's run-time settings (`GET/PUT /api/admin/lab`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LabSettings {
+    /// Pause between a read and the write that depends on it, only where the
+    /// defense that closes that race is off.
+    pub race_window_ms: u64,
+    /// Answers carry `Flashguard-Trace`: the path each request took.
+    pub trace: bool,
+    /// An unacknowledged "order paid" message is redelivered after this long.
+    pub redeliver_after_ms: u64,
+}
+
+/// Everything on the board at one moment, to put back after a lab experiment.
+#[derive(Debug, Clone)]
+pub struct BoardState {
+    switches: BTreeMap<&'static str, bool>,
+    lab: LabSettings,
 }
 
 impl Default for SwitchBoard {
     fn default() -> Self {
-        Self::new(Duration::ZERO)
+        Self::new(Duration::ZERO, Duration::from_secs(5))
     }
 }
 
 impl SwitchBoard {
-    pub fn new(race_window: Duration) -> Self {
+    pub fn new(race_window: Duration, redeliver_after: Duration) -> Self {
         Self {
             switches: std::array::from_fn(|_| AtomicBool::new(true)),
             race_window_ms: AtomicU64::new(duration_ms(race_window)),
+            redeliver_after_ms: AtomicU64::new(duration_ms(redeliver_after)),
+            trace: AtomicBool::new(false),
         }
+    }
+
+    pub fn lab_settings(&self) -> LabSettings {
+        LabSettings {
+            race_window_ms: self.race_window_ms.load(Ordering::SeqCst),
+            trace: self.trace.load(Ordering::SeqCst),
+            redeliver_after_ms: self.redeliver_after_ms.load(Ordering::SeqCst),
+        }
+    }
+
+    pub fn set_lab_settings(&self, lab: LabSettings) {
+        self.race_window_ms
+            .store(lab.race_window_ms, Ordering::SeqCst);
+        self.trace.store(lab.trace, Ordering::SeqCst);
+        self.redeliver_after_ms
+            .store(lab.redeliver_after_ms, Ordering::SeqCst);
+    }
+
+    pub fn is_tracing(&self) -> bool {
+        self.trace.load(Ordering::SeqCst)
+    }
+
+    pub fn redeliver_after(&self) -> Duration {
+        Duration::from_millis(self.redeliver_after_ms.load(Ordering::SeqCst))
+    }
+
+    /// Every switch and lab setting, as they are now.
+    pub fn save(&self) -> BoardState {
+        BoardState {
+            switches: self.snapshot(),
+            lab: self.lab_settings(),
+        }
+    }
+
+    /// Puts back what [`SwitchBoard::save`] saw.
+    pub fn restore(&self, saved: &BoardState) {
+        for defense in Defense::all() {
+            let on = saved.switches.get(defense.id()).copied().unwrap_or(true);
+            if self.is_on(defense) != on {
+                self.set(defense, on);
+            }
+        }
+        self.set_lab_settings(saved.lab);
     }
 
     pub fn is_on(&self, defense: Defense) -> bool {
@@ -259,15 +326,15 @@ impl SwitchBoard {
         Duration::from_millis(self.race_window_ms.load(Ordering::SeqCst))
     }
 
-    pub fn set_race_window(&self, window: Duration) {
-        self.race_window_ms
-            .store(duration_ms(window), Ordering::SeqCst);
-    }
-
     /// Sleeps for the race window when `defense` is off (never when it is on).
     pub async fn widen_race_unless(&self, defense: Defense) {
         let window = self.race_window();
         if !self.is_on(defense) && !window.is_zero() {
+            crate::trace::step(format!(
+                "race window {} ms ({} off)",
+                window.as_millis(),
+                defense.id()
+            ));
             tokio::time::sleep(window).await;
         }
     }

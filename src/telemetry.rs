@@ -94,24 +94,39 @@ fn write_private(path: &std::path::Path, contents: &str) -> Result<(), std::io::
     std::fs::write(path, contents)
 }
 
+/// What the start-up banner tells.
+#[derive(Debug)]
+pub struct Banner<'a> {
+    pub url: &'a str,
+    /// Where the embedded default keeps its data, when it is in use.
+    pub data_dir: Option<&'a std::path::Path>,
+    /// The lab's link with the admin token (embedded default on loopback only).
+    pub lab_link: Option<&'a str>,
+    pub generated_secrets: Option<&'a str>,
+}
+
 /// The start-up banner on standard output: where to point the browser, and
 /// where the embedded default keeps its data. A closed standard output (a pipe
 /// whose reader left) does not stop the server.
-pub fn announce(url: &str, data_dir: Option<&std::path::Path>, generated_secrets: Option<&str>) {
+pub fn announce(banner: &Banner<'_>) {
     use std::io::Write;
+    let url = banner.url;
     let mut lines = vec![
         format!("flashguard is listening on {url}"),
         format!(
-            "  sale page: {url}/   lab: {url}/lab   audit: {url}/api/audit   readiness: {url}/readyz"
+            "  sale page: {url}/   learn: {url}/learn   audit: {url}/api/audit   readiness: {url}/readyz"
         ),
     ];
-    if let Some(dir) = data_dir {
+    if let Some(link) = banner.lab_link {
+        lines.push(format!("  lab (this link carries the admin token): {link}"));
+    }
+    if let Some(dir) = banner.data_dir {
         lines.push(format!(
             "  data: {} (SQLite file and generated secrets; stop the server and delete it to start over)",
             dir.display()
         ));
     }
-    if let Some(report) = generated_secrets {
+    if let Some(report) = banner.generated_secrets {
         lines.push(format!("  {report}"));
     }
     let mut out = std::io::stdout().lock();

@@ -42,12 +42,14 @@ const fg = {
     }
     let json = null;
     try { json = await response.json(); } catch (_) { /* not JSON */ }
+    const trace = response.headers.get('Flashguard-Trace');
     return {
       status: response.status,
       body: json,
       defense: response.headers.get('Flashguard-Defense'),
       replayed: response.headers.get('Idempotent-Replayed') === 'true',
       retryAfter: response.headers.get('Retry-After'),
+      trace: trace ? trace.split(' > ') : [],
     };
   },
 
@@ -93,8 +95,9 @@ const fg = {
     text.textContent = words;
     item.append(head, text);
     if (answer.defense) {
-      const badge = document.createElement('span');
+      const badge = document.createElement('a');
       badge.className = 'defense';
+      badge.href = '/learn/defenses/' + answer.defense;
       badge.textContent = 'stopped by ' + answer.defense;
       item.append(' ', badge);
     }
@@ -107,9 +110,88 @@ const fg = {
     const keyNote = document.createElement('small');
     keyNote.textContent = ' key ' + key.slice(0, 8) + '…';
     item.append(keyNote);
+    if (answer.trace && answer.trace.length) {
+      // The path this request took through the layers (the lab's tracing).
+      const timeline = document.createElement('ol');
+      timeline.className = 'trace';
+      for (const step of answer.trace) {
+        const entry = document.createElement('li');
+        entry.textContent = step;
+        timeline.append(entry);
+      }
+      item.append(timeline);
+    }
     list.append(item);
   },
 
+  // The admin token: from the lab link's fragment (#token=…), kept in this browser.
+  adminToken() {
+    const match = window.location.hash.match(/token=([^&]+)/);
+    if (match) {
+      localStorage.setItem('fgAdminToken', decodeURIComponent(match[1]));
+      history.replaceState(null, '', window.location.pathname + window.location.search);
+    }
+    return localStorage.getItem('fgAdminToken') || '';
+  },
+
+  // Runs a lab experiment from a card or a lesson, and shows what it did.
+  async runExperiment(box, state) {
+    const result = box.querySelector('.run-result');
+    const token = fg.adminToken();
+    if (!token) {
+      result.textContent = 'Open the lab link from the start-up banner (it carries the admin token), or enter the token on the lab page. 需要管理员令牌';
+      return;
+    }
+    box.querySelectorAll('button').forEach((button) => { button.disabled = true; });
+    result.textContent = 'running… 运行中';
+    const answer = await fg.call('POST', '/api/lab/experiments/' + box.dataset.experiment + '/run', {
+      headers: { Authorization: 'Bearer ' + token }, body: { defense: state },
+    });
+    box.querySelectorAll('button').forEach((button) => { button.disabled = false; });
+    fg.showRun(result, answer);
+  },
+
+  showRun(result, answer) {
+    result.replaceChildren();
+    if (answer.status !== 200 || !answer.body) {
+      result.textContent = fg.describe(answer)[1];
+      return;
+    }
+    const run = answer.body;
+    const zh = document.documentElement.lang === 'zh';
+    const summary = document.createElement('p');
+    summary.className = run.anomalies > 0 ? 'anomaly' : 'clean';
+    summary.dataset.anomalies = String(run.anomalies);
+    const replies = Object.entries(run.replies).map(([status, n]) => status + '×' + n).join(', ');
+    summary.textContent = run.defense + ' ' + run.state.toUpperCase() + ': ' + run.requests + ' requests (' + replies + ') → '
+      + run.anomalies + ' ' + (zh ? run.anomaly.zh : run.anomaly.en);
+    // Only what the run broke; the full audit is below on the lab page.
+    const audit = document.createElement('ul');
+    audit.className = 'audit';
+    audit.dataset.ok = String(run.audit.ok);
+    const broken = run.audit.checks.filter((check) => !check.ok);
+    fg.fillAudit(audit, { checks: broken });
+    if (!broken.length) {
+      const ok = document.createElement('li');
+      ok.className = 'ok';
+      ok.textContent = zh ? '✓ 审计全部通过' : '✓ audit ok';
+      audit.append(ok);
+    }
+    result.append(summary, audit);
+  },
+
+  fillAudit(list, report) {
+    list.replaceChildren();
+    for (const check of report.checks) {
+      const item = document.createElement('li');
+      const warning = check.level === 'warning';
+      item.className = check.ok ? 'ok' : (warning ? 'warning' : 'broken');
+      item.textContent = (check.ok ? '✓ ' : (warning ? '! ' : '✗ ')) + check.name + ': ' + check.detail;
+      list.append(item);
+    }
+  },
+
+  // [lesson button_disable]
   // A submit button guarded by button_disable: one request at a time.
   guard(button, action) {
     button.addEventListener('click', async () => {
@@ -118,6 +200,7 @@ const fg = {
       try { await action(); } finally { if (disable) button.disabled = false; }
     });
   },
+  // [/lesson]
 
   async login(username) {
     const answer = await fg.call('POST', '/api/login', { body: { username } });
@@ -152,10 +235,12 @@ function setUpSale() {
   document.querySelectorAll('[data-buy]').forEach((button) => {
     button.addEventListener('click', () => {
       const card = button.closest('.card');
+      // [lesson popup_key]
       // popup_key: the key of this business action is made now, once.
       popup = { productId: Number(card.dataset.productId), key: fg.newKey(), answers: 0, opener: button };
       document.getElementById('buy-product').textContent = card.dataset.name + ' · ' + card.dataset.price;
       keyView.textContent = popup.key;
+      // [/lesson]
       document.getElementById('buy-key-hint').textContent = fg.defenses.popup_key
         ? 'Created when this popup opened; every submit here reuses it.'
         : 'popup_key is OFF: every click makes a new key, so the server sees a new intent each time.';
@@ -171,7 +256,10 @@ function setUpSale() {
       fg.showAnswer(results, ++popup.answers, { status: 401, body: { code: 'unauthorized' } }, popup.key);
       return;
     }
+    // [lesson popup_key_submit]
+    // Every submit of this popup reuses its key; with popup_key off, a new one each time.
     const key = fg.defenses.popup_key ? popup.key : fg.newKey();
+    // [/lesson]
     keyView.textContent = key;
     const number = ++popup.answers;
     const quantity = Number(document.getElementById('buy-quantity').value);
@@ -185,12 +273,14 @@ function setUpSale() {
 
   const close = () => dialog.close();
   document.getElementById('buy-close').addEventListener('click', close);
+  // [lesson popup_key_close]
   // Closing (button, Escape) discards the key: reopening is a new business action.
   dialog.addEventListener('close', () => {
     if (popup && popup.opener) popup.opener.focus();
     popup = null;
     keyView.textContent = '';
   });
+  // [/lesson]
 
   refreshStock();
   setInterval(refreshStock, 2000);
@@ -305,14 +395,14 @@ async function pollUntilPaid(orderNo) {
 
 function setUpLab() {
   const tokenInput = document.getElementById('admin-token');
-  tokenInput.value = sessionStorage.getItem('fgAdminToken') || '';
+  tokenInput.value = fg.adminToken();
   const auth = () => ({ Authorization: 'Bearer ' + tokenInput.value });
   const boxes = document.querySelectorAll('[data-defense]');
 
   async function loadSwitches() {
     const answer = await fg.call('GET', '/api/admin/defenses', { headers: auth() });
     if (answer.status !== 200) {
-      fg.banner(tokenInput.value ? 'The admin token was refused.' : 'Enter the admin token to switch defenses.');
+      fg.banner(tokenInput.value ? 'The admin token was refused. 管理员令牌不对' : 'Enter the admin token to switch defenses and run experiments. 请输入管理员令牌');
       boxes.forEach((box) => { box.disabled = true; });
       return;
     }
@@ -321,11 +411,46 @@ function setUpLab() {
       box.checked = Boolean(answer.body[box.dataset.defense]);
       box.disabled = false;
     });
+    loadSettings();
   }
+
+  async function loadSettings() {
+    const [lab, psp, faults] = await Promise.all([
+      fg.call('GET', '/api/admin/lab', { headers: auth() }),
+      fg.call('GET', '/api/admin/psp', { headers: auth() }),
+      fg.call('GET', '/api/admin/faults', { headers: auth() }),
+    ]);
+    if (lab.status === 200) {
+      document.getElementById('race-window').value = lab.body.race_window_ms;
+      document.getElementById('trace').checked = lab.body.trace;
+      document.getElementById('redeliver-after').value = lab.body.redeliver_after_ms;
+    }
+    if (psp.status === 200) {
+      document.getElementById('psp-callbacks').value = psp.body.callbacks;
+      document.getElementById('psp-late-failed').checked = psp.body.failed_after_success;
+    }
+    if (faults.status === 200) document.getElementById('crashes').value = faults.body.rewards_crash_after_effect;
+  }
+
+  document.getElementById('lab-settings').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const value = (id) => Number(document.getElementById(id).value);
+    const answers = await Promise.all([
+      fg.call('PUT', '/api/admin/lab', { headers: auth(), body: {
+        race_window_ms: value('race-window'), trace: document.getElementById('trace').checked,
+        redeliver_after_ms: value('redeliver-after') } }),
+      fg.call('PUT', '/api/admin/psp', { headers: auth(), body: {
+        callbacks: value('psp-callbacks'), failed_after_success: document.getElementById('psp-late-failed').checked } }),
+      fg.call('PUT', '/api/admin/faults', { headers: auth(), body: { rewards_crash_after_effect: value('crashes') } }),
+    ]);
+    const refused = answers.find((answer) => answer.status !== 200);
+    document.getElementById('settings-note').textContent = refused ? fg.describe(refused)[1] : 'Saved 已保存 ✓';
+    loadSettings();
+  });
 
   document.getElementById('admin-form').addEventListener('submit', (event) => {
     event.preventDefault();
-    sessionStorage.setItem('fgAdminToken', tokenInput.value);
+    localStorage.setItem('fgAdminToken', tokenInput.value);
     loadSwitches();
   });
   boxes.forEach((box) => box.addEventListener('change', async () => {
@@ -334,25 +459,56 @@ function setUpLab() {
   }));
   document.getElementById('audit-refresh').addEventListener('click', loadAudit);
   document.getElementById('reset-sale').addEventListener('click', async () => {
+    const note = document.getElementById('reset-note');
+    if (!window.confirm('Reset the sale? Every order, payment and reward is deleted. 确定重置？所有订单、支付和积分都会被删除。')) return;
     const answer = await fg.call('POST', '/api/admin/reset', { headers: auth() });
-    fg.banner(answer.status === 200 ? '' : 'Reset refused: ' + fg.describe(answer)[1]);
+    note.textContent = answer.status === 200 ? 'The sale was reset 已重置 ✓' : 'Reset refused: ' + fg.describe(answer)[1];
     loadAudit();
   });
+  setUpExperiments(loadAudit);
   if (tokenInput.value) loadSwitches();
   loadAudit();
+}
+
+function setUpExperiments(after) {
+  document.querySelectorAll('[data-experiment]').forEach((box) => {
+    box.querySelectorAll('[data-run]').forEach((button) => button.addEventListener('click', async () => {
+      await fg.runExperiment(box, button.dataset.run);
+      if (after) after();
+    }));
+  });
 }
 
 async function loadAudit() {
   const list = document.getElementById('audit');
   const answer = await fg.call('GET', '/api/audit');
-  list.replaceChildren();
   if (answer.status !== 200 || !answer.body) return;
-  for (const check of answer.body.checks) {
-    const item = document.createElement('li');
-    item.className = check.ok ? 'ok' : 'broken';
-    item.textContent = (check.ok ? '✓ ' : '✗ ') + check.name + ': ' + check.detail;
-    list.append(item);
-  }
+  list.dataset.ok = String(answer.body.ok);
+  fg.fillAudit(list, answer.body);
+}
+
+// ---- guided experiments for the browser defenses ----------------------------
+
+const guides = {
+  button_disable: 'Guide: switch button_disable off in the lab, then double-click "Place order" fast. Two requests leave; the server answers the second from the idempotency key (same key). Switch it on: one request. 引导：在实验室关掉 button_disable，再快速双击“提交订单”。',
+  popup_key: 'Guide: switch button_disable and popup_key off in the lab, then double-click "Place order": each click carries a new key, so two orders appear and the audit warns suspected_double_submit. 引导：关掉两道浏览器防线后双击，会出现两笔订单。',
+};
+
+function setUpGuide() {
+  const guide = new URLSearchParams(window.location.search).get('guide');
+  if (!guides[guide]) return;
+  const note = document.createElement('p');
+  note.className = 'guide-note';
+  note.id = 'guide';
+  note.textContent = guides[guide];
+  document.getElementById('main').prepend(note);
+  document.body.dataset.guide = guide;
+}
+
+function setUpLanguageToggle() {
+  document.querySelectorAll('[data-lang]').forEach((link) => link.addEventListener('click', () => {
+    document.cookie = 'flashguard_lang=' + link.dataset.lang + '; path=/; max-age=31536000; SameSite=Lax';
+  }));
 }
 
 document.addEventListener('DOMContentLoaded', async () => {
@@ -362,5 +518,8 @@ document.addEventListener('DOMContentLoaded', async () => {
   if (page === 'sale') setUpSale();
   if (page === 'order') setUpOrder();
   if (page === 'lab') setUpLab();
+  if (page === 'lesson') setUpExperiments(null);
+  setUpGuide();
+  setUpLanguageToggle();
   document.body.dataset.ready = 'true';
 });

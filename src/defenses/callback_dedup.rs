@@ -32,6 +32,7 @@ pub struct Event<'a> {
     pub applied: bool,
 }
 
+// [lesson callback_dedup::record_once]
 /// Records the event inside `tx`; `false` when this event id was already recorded.
 pub async fn record_once(
     tx: &mut Tx,
@@ -50,3 +51,4 @@ pub async fn record_once(
         .map(|()| true)
         .on_unique_violation(|| false)
 }
+// [/lesson]

@@ -41,6 +41,7 @@ use crate::metrics;
 use crate::store::idempotency_keys::{self, Completion, KeyId, KeyRow, NewKey};
 use crate::store::{Db, KeyStore, StoreError, millis, now_ms};
 use crate::switches::{DEFENSE_HEADER, Defense, SwitchBoard};
+use crate::trace;
 
 /// How often `admit` re-reads a row that changed under it before giving up.
 const ADMIT_ATTEMPTS: usize = 4;
@@ -199,6 +200,7 @@ enum Verdict {
     },
 }
 
+// [lesson idempotency_key::decide]
 /// The rules of the key table, as a pure function of the row and the clock.
 fn decide(row: &KeyRow, fingerprint: &str, now: i64) -> Result<Verdict, KeyError> {
     if row.expires_at <= now {
@@ -216,6 +218,19 @@ fn decide(row: &KeyRow, fingerprint: &str, now: i64) -> Result<Verdict, KeyError
     Ok(Verdict::TakeOver {
         expired_lease: row.lease_expires_at,
     })
+}
+// [/lesson]
+
+/// The error for a verdict that refuses the request (another body, or the
+/// first request still running).
+fn refusal(verdict: Verdict) -> KeyError {
+    if verdict == Verdict::Reused {
+        trace::step("key row: another request body");
+        return KeyError::Reused;
+    }
+    trace::step("key row: the first request still runs");
+    metrics::count(metrics::IN_FLIGHT_CONFLICTS);
+    KeyError::InProgress
 }
 
 fn completed_response(row: &KeyRow) -> Result<Option<StoredResponse>, KeyError> {
@@ -284,10 +299,12 @@ impl IdempotencyKeys {
         if cached.fingerprint != request.fingerprint {
             return Err(KeyError::Reused);
         }
+        trace::step("key cache: hit, replay");
         metrics::count(metrics::REPLAYS);
         Ok(Some(cached.response))
     }
 
+    // [lesson idempotency_key::admit]
     /// The source of truth: the key row decides which request runs.
     #[tracing::instrument(skip_all, fields(user_id = request.user_id, key = request.key.as_str()))]
     pub async fn admit_in_database(
@@ -295,12 +312,14 @@ impl IdempotencyKeys {
         request: &KeyedRequest<'_>,
     ) -> Result<Admission, KeyError> {
         if !self.is_on() {
+            trace::step("idempotency_key off: nothing recorded");
             return Ok(Admission::Run(Lease::Unguarded));
         }
         let owner = uuid::Uuid::new_v4().to_string();
         for _ in 0..ADMIT_ATTEMPTS {
             let now = now_ms();
             if self.claim(request, &owner, now).await? {
+                trace::step("key claimed");
                 return Ok(Admission::Run(held(request, owner)));
             }
             let Some(row) = idempotency_keys::find(self.db.pool(), request.id()).await? else {
@@ -310,23 +329,20 @@ impl IdempotencyKeys {
                 Verdict::Expired => {
                     idempotency_keys::delete_if_expired(self.db.pool(), request.id(), now).await?
                 }
-                Verdict::Reused => return Err(KeyError::Reused),
                 Verdict::Replay(stored) => {
                     return Ok(self.replay_from_database(request, stored).await);
-                }
-                Verdict::InProgress => {
-                    metrics::count(metrics::IN_FLIGHT_CONFLICTS);
-                    return Err(KeyError::InProgress);
                 }
                 Verdict::TakeOver { expired_lease } => {
                     if self.take_over(request, &owner, expired_lease, now).await? {
                         return Ok(Admission::Run(held(request, owner)));
                     }
                 }
+                refused => return Err(refusal(refused)),
             }
         }
         Err(KeyError::InProgress)
     }
+    // [/lesson]
 
     /// Inserts the key row in progress; true when this request won it.
     async fn claim(
@@ -363,6 +379,7 @@ impl IdempotencyKeys {
         )
         .await?;
         if taken {
+            trace::step("lease expired: key taken over");
             tracing::warn!("idempotency key lease expired; taken over by a retry");
         }
         Ok(taken)
@@ -376,6 +393,7 @@ impl IdempotencyKeys {
         let id = request.id();
         self.cache_response(id.user_id, id.key, &request.fingerprint, &stored)
             .await;
+        trace::step("key row: completed, replay");
         metrics::count(metrics::REPLAYS);
         Admission::Replay(stored)
     }
@@ -402,6 +420,7 @@ impl IdempotencyKeys {
             expires_at_ms: now_ms().saturating_add(millis(self.settings.retention)),
         };
         if idempotency_keys::complete(self.db.pool(), id, owner, &completion).await? {
+            trace::step("answer stored with the key");
             self.cache_response(*user_id, key, fingerprint, stored)
                 .await;
         } else {
@@ -425,6 +444,7 @@ impl IdempotencyKeys {
             user_id: *user_id,
             key,
         };
+        trace::step("key released: nothing stored, a retry runs again");
         if let Err(error) = idempotency_keys::release(self.db.pool(), id, owner).await {
             // The lease still expires by itself; a retry then takes the key over.
             tracing::error!(%error, "could not release an idempotency key");

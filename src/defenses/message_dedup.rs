@@ -19,6 +19,7 @@
 use crate::store::{StoreError, Tx, rewards};
 use crate::switches::{Defense, SwitchBoard};
 
+// [lesson message_dedup::first_delivery]
 /// Records `message_id` for `consumer` inside `tx`; `false` if it was processed before.
 pub async fn first_delivery(
     tx: &mut Tx,
@@ -31,3 +32,4 @@ pub async fn first_delivery(
     }
     rewards::record_processed(&mut **tx, consumer, message_id).await
 }
+// [/lesson]

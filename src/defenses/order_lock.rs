@@ -28,6 +28,7 @@ use crate::configuration::PaymentSettings;
 use crate::metrics;
 use crate::store::{KeyStore, KvError};
 use crate::switches::{Defense, SwitchBoard};
+use crate::trace;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
@@ -69,10 +70,12 @@ impl OrderLocks {
         }
     }
 
+    // [lesson order_lock::acquire_release]
     /// Takes the lock of `order_no`, waiting up to the configured time.
     pub async fn acquire(&self, order_no: &str) -> Result<OrderLock, LockError> {
         let key = format!("lock:order:{order_no}");
         if !self.switches.is_on(Defense::OrderLock) {
+            trace::step("order_lock off: no lock");
             return Ok(OrderLock { key, owner: None });
         }
         let owner = uuid::Uuid::new_v4().to_string();
@@ -84,6 +87,7 @@ impl OrderLocks {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        trace::step("order lock taken");
         Ok(OrderLock {
             key,
             owner: Some(owner),
@@ -96,11 +100,12 @@ impl OrderLocks {
             return;
         };
         match self.kv.compare_and_delete(&lock.key, &owner).await {
-            Ok(true) => {}
+            Ok(true) => trace::step("order lock released"),
             Ok(false) => tracing::warn!(key = %lock.key, "order lock expired before release"),
             Err(error) => tracing::warn!(%error, "order lock release failed; its TTL frees it"),
         }
     }
+    // [/lesson]
 
     /// The teaching aid: with the lock off, pause between the check and the insert.
     pub async fn race_window(&self) {

@@ -25,6 +25,7 @@ use crate::configuration::random_hex;
 use crate::metrics;
 use crate::store::{KeyStore, KvError};
 use crate::switches::{Defense, SwitchBoard};
+use crate::trace;
 
 pub const PAYMENT_TOKEN_HEADER: &str = "Payment-Token";
 
@@ -68,6 +69,7 @@ impl PaymentTokens {
         Ok((token, self.ttl))
     }
 
+    // [lesson payment_token::consume]
     /// Consumes the presented token: succeeds once, for its own user and order only.
     pub async fn consume(
         &self,
@@ -76,6 +78,7 @@ impl PaymentTokens {
         order_no: &str,
     ) -> Result<(), TokenError> {
         if !self.switches.is_on(Defense::PaymentToken) {
+            trace::step("payment_token off: no token needed");
             return Ok(());
         }
         let token = presented.ok_or(TokenError::Missing)?;
@@ -91,9 +94,12 @@ impl PaymentTokens {
             .compare_and_delete(&token_key(token), &binding(user_id, order_no))
             .await?;
         if !consumed {
+            trace::step("payment token refused (used, expired or foreign)");
             metrics::count(metrics::TOKEN_REFUSALS);
             return Err(TokenError::Invalid);
         }
+        trace::step("payment token consumed");
         Ok(())
     }
+    // [/lesson]
 }

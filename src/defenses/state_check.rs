@@ -29,6 +29,7 @@ pub fn checks_before_charge(switches: &SwitchBoard) -> bool {
     switches.is_on(Defense::StateCheck)
 }
 
+// [lesson state_check::move_order]
 /// Moves an order along `transition`; returns whether it moved.
 pub async fn move_order(
     tx: &mut Tx,
@@ -42,6 +43,7 @@ pub async fn move_order(
         orders::overwrite_status(&mut **tx, order_no, transition.to).await
     }
 }
+// [/lesson]
 
 /// Moves a payment along `transition`; returns whether it moved.
 pub async fn move_payment(

@@ -33,6 +33,7 @@ use std::time::Duration;
 use crate::domain::IdempotencyKey;
 use crate::store::{Claim, Db, KeyStore, KvError, StoreError, products};
 use crate::switches::{Defense, SwitchBoard};
+use crate::trace;
 
 /// How long a cached stock counter lives when loaded lazily (effectively forever).
 const COUNTER_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -84,6 +85,25 @@ pub enum Load {
     OnlyMissing,
 }
 
+/// What the claim script's answer means for the request.
+fn decision(claim: Claim, pass: GatePass) -> Result<Decision, GateError> {
+    match claim {
+        Claim::Taken { left } => {
+            trace::step(format!("gate: unit taken ({left} left)"));
+            Ok(Decision::Pass(Some(pass)))
+        }
+        Claim::Repeat => {
+            trace::step("gate: this key already holds a unit");
+            Ok(Decision::Repeat)
+        }
+        Claim::Short => {
+            trace::step("gate: not enough left");
+            Err(GateError::SoldOut)
+        }
+        Claim::NotLoaded => Ok(Decision::Pass(None)),
+    }
+}
+
 fn stock_key(product_id: i64) -> String {
     format!("gate:stock:{product_id}")
 }
@@ -111,6 +131,7 @@ impl StockGate {
         self.switches.is_on(Defense::StockGate)
     }
 
+    // [lesson stock_gate::admit]
     /// The atomic claim: refuses a repeat of (user, key), then takes `quantity`
     /// units if enough are left.
     pub async fn admit(
@@ -121,32 +142,34 @@ impl StockGate {
         quantity: i64,
     ) -> Result<Decision, GateError> {
         if !self.is_on() {
+            trace::step("stock_gate off: straight to the database");
             return Ok(Decision::Pass(None));
         }
-        let claim_key = claim_key(product_id, user_id, key);
+        let pass = GatePass {
+            product_id,
+            claim_key: claim_key(product_id, user_id, key),
+            quantity,
+        };
         for _ in 0..2 {
             let claim = self
                 .kv
-                .claim_and_decrement(&stock_key(product_id), &claim_key, quantity, self.claim_ttl)
+                .claim_and_decrement(
+                    &stock_key(product_id),
+                    &pass.claim_key,
+                    quantity,
+                    self.claim_ttl,
+                )
                 .await?;
-            match claim {
-                Claim::Taken { .. } => {
-                    let pass = GatePass {
-                        product_id,
-                        claim_key,
-                        quantity,
-                    };
-                    return Ok(Decision::Pass(Some(pass)));
-                }
-                Claim::Repeat => return Ok(Decision::Repeat),
-                Claim::Short => return Err(GateError::SoldOut),
-                // No such product: the database path answers 404.
-                Claim::NotLoaded if !self.load_one(product_id).await? => break,
-                Claim::NotLoaded => {}
+            if claim != Claim::NotLoaded {
+                return decision(claim, pass);
+            }
+            if !self.load_one(product_id).await? {
+                break; // No such product: the database path answers 404.
             }
         }
         Ok(Decision::Pass(None))
     }
+    // [/lesson]
 
     /// Gives the units of a pass back (its database step did not create an order).
     pub async fn give_back(&self, pass: GatePass) {

@@ -32,6 +32,7 @@ pub trait OnUniqueViolation<T> {
     fn on_unique_violation(self, on_violation: impl FnOnce() -> T) -> Result<T, StoreError>;
 }
 
+// [lesson unique_index::on_violation]
 impl<T> OnUniqueViolation<T> for Result<T, StoreError> {
     fn on_unique_violation(self, on_violation: impl FnOnce() -> T) -> Result<T, StoreError> {
         match self {
@@ -40,3 +41,4 @@ impl<T> OnUniqueViolation<T> for Result<T, StoreError> {
         }
     }
 }
+// [/lesson]

@@ -67,6 +67,7 @@ impl VersionLock {
         self.settings.max_retries
     }
 
+    // [lesson version_lock::take_stock]
     /// Decrements the stock read in `read` by `quantity`, inside `tx`.
     pub async fn take_stock(
         &self,
@@ -86,6 +87,7 @@ impl VersionLock {
             },
         )
     }
+    // [/lesson]
 
     /// The teaching aid: with the defense off, wait between the read and the
     /// write so that concurrent requests read the same stock.

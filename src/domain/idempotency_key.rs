@@ -1,5 +1,7 @@
-//! The client's idempotency key: 1–255 visible ASCII characters (IETF
-//! Idempotency-Key draft). It is scoped to the user who sends it.
+//! The client's idempotency key: 1–255 visible ASCII characters. 255 is Stripe's
+//! limit; the IETF Idempotency-Key draft asks for a Structured-Field string,
+//! which the quoted form of such a key is (docs/design.md §4). It is scoped to
+//! the user who sends it.
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct IdempotencyKey(String);

@@ -35,6 +35,7 @@ pub struct Transition<S> {
     pub to: S,
 }
 
+// [lesson status::transitions]
 impl OrderStatus {
     /// The payment succeeded.
     pub const PAY: Transition<Self> = Transition {
@@ -47,10 +48,6 @@ impl OrderStatus {
         to: Self::Closed,
     };
     pub const TRANSITIONS: [Transition<Self>; 2] = [Self::PAY, Self::CLOSE];
-
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
 }
 
 impl PaymentStatus {
@@ -63,7 +60,16 @@ impl PaymentStatus {
         to: Self::Failed,
     };
     pub const TRANSITIONS: [Transition<Self>; 2] = [Self::SUCCEED, Self::FAIL];
+}
+// [/lesson]
 
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+impl PaymentStatus {
     pub fn as_str(self) -> &'static str {
         self.into()
     }

@@ -9,7 +9,12 @@
 //! 5. at most one reward per paid order (message_dedup);
 //! 6. no idempotency key left in progress past its lease;
 //! 7. every loaded stock-gate counter equals the database's stock (while the gate
-//!    is on; meaningful once the load has stopped).
+//!    is on; meaningful once the load has stopped);
+//! 8. every PAID order has exactly one reward once the settle time has passed;
+//!
+//! and, as a warning that does not fail the audit, orders that look like a double
+//! submit (one user, one product, two keys, within a few seconds: what `popup_key`
+//! prevents).
 //!
 //! A defense switched off makes the matching check fail; that is the lab's proof.
 
@@ -18,7 +23,7 @@ use serde::Serialize;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::audit::{self, StockLine};
-use crate::store::{Db, StoreError, now_ms, products};
+use crate::store::{Db, StoreError, millis, now_ms, products};
 
 #[derive(Debug, Serialize)]
 pub struct AuditReport {
@@ -31,7 +36,19 @@ pub struct Check {
     pub name: &'static str,
     pub ok: bool,
     pub detail: String,
+    /// `error` fails the audit; `warning` is shown only.
+    pub level: Level,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Error,
+    Warning,
+}
+
+/// Two orders of one user for one product within this long look like a double submit.
+const DOUBLE_SUBMIT_WINDOW_MS: i64 = 5_000;
 
 impl Check {
     /// A check that holds when `broken` is zero.
@@ -40,6 +57,7 @@ impl Check {
             name,
             ok: broken == 0,
             detail,
+            level: Level::Error,
         }
     }
 }
@@ -54,10 +72,14 @@ pub async fn run(state: &AppState) -> Result<AuditReport, ApiError> {
         paid_orders_charged_once(db).await?,
         events_applied_once(db).await?,
         one_reward_per_order(db).await?,
+        paid_orders_rewarded_once(state).await?,
         no_stale_key_in_progress(db).await?,
+        suspected_double_submit(db).await?,
     ];
     Ok(AuditReport {
-        ok: checks.iter().all(|check| check.ok),
+        ok: checks
+            .iter()
+            .all(|check| check.ok || check.level == Level::Warning),
         checks,
     })
 }
@@ -88,11 +110,7 @@ async fn stock_conserved(db: &Db) -> Result<Check, StoreError> {
     } else {
         broken.join("; ")
     };
-    Ok(Check {
-        name: "stock_conserved",
-        ok: broken.is_empty(),
-        detail,
-    })
+    Ok(Check::zero("stock_conserved", broken.len() as i64, detail))
 }
 
 async fn one_order_per_key(db: &Db) -> Result<Check, StoreError> {
@@ -151,6 +169,34 @@ async fn one_reward_per_order(db: &Db) -> Result<Check, StoreError> {
         extra,
         format!("{extra} extra rewards (the same paid order rewarded again)"),
     ))
+}
+
+async fn paid_orders_rewarded_once(state: &AppState) -> Result<Check, StoreError> {
+    let settle = state.settings.rewards.settle;
+    let settled_before = now_ms().saturating_sub(millis(settle));
+    let wrong = audit::paid_without_one_reward(state.db.pool(), settled_before).await?;
+    Ok(Check::zero(
+        "paid_orders_rewarded_once",
+        wrong,
+        format!(
+            "{wrong} PAID orders (paid over {} s ago) without exactly one reward",
+            settle.as_secs()
+        ),
+    ))
+}
+
+async fn suspected_double_submit(db: &Db) -> Result<Check, StoreError> {
+    let pairs = audit::suspected_double_submits(db.pool(), DOUBLE_SUBMIT_WINDOW_MS).await?;
+    let mut check = Check::zero(
+        "suspected_double_submit",
+        pairs,
+        format!(
+            "{pairs} pairs of orders by one user for one product under two keys within {} s (what popup_key prevents)",
+            DOUBLE_SUBMIT_WINDOW_MS / 1000
+        ),
+    );
+    check.level = Level::Warning;
+    Ok(check)
 }
 
 async fn stock_gate_matches_database(state: &AppState) -> Result<Check, ApiError> {

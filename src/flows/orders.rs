@@ -21,6 +21,7 @@ use crate::store::orders::{self, NewOrder, Order};
 use crate::store::products::{self, StockSnapshot};
 use crate::store::{commit, now_ms, rollback};
 use crate::switches::Defense;
+use crate::trace;
 
 /// The body of `POST /api/orders`, as sent.
 #[derive(Debug, Deserialize)]
@@ -106,6 +107,7 @@ async fn repeat_at_gate(
     }
 }
 
+// [lesson version_lock::retry]
 /// Reads the stock row and places the order under the version lock, with retries.
 async fn place_in_database(
     state: &AppState,
@@ -121,27 +123,42 @@ async fn place_in_database(
         // Few writers per stock row at once: read and write inside the permit.
         let _writer = lock.enter(request.product_id).await;
         let read = read_stock(state, request).await?;
+        trace::step(format!(
+            "read stock {} (version {})",
+            read.stock, read.version
+        ));
         lock.race_window().await;
-        match try_place(state, user_id, key, &read, request.quantity.get()).await? {
-            Attempt::Placed(order) => {
-                return Ok(Placed {
-                    reply: created(&order, None)?,
-                    new_order: true,
-                });
-            }
-            Attempt::Duplicate => {
-                let reply = existing_order(state, user_id, key).await?;
-                return Ok(Placed {
-                    reply,
-                    new_order: false,
-                });
-            }
-            Attempt::Conflict => metrics::count(metrics::VERSION_CONFLICTS),
+        let attempted = try_place(state, user_id, key, &read, request.quantity.get()).await?;
+        if let Some(placed) = answer(state, user_id, key, attempted).await? {
+            return Ok(placed);
         }
+        trace::step(format!("version conflict, retry {}", attempt + 1));
+        metrics::count(metrics::VERSION_CONFLICTS);
     }
     tracing::warn!("version-lock retry budget exhausted");
     metrics::count(metrics::RETRIES_EXHAUSTED);
     Err(ApiError::BusyRetry)
+}
+// [/lesson]
+
+/// The answer to an attempt, or `None` after a version conflict (retry).
+async fn answer(
+    state: &AppState,
+    user_id: i64,
+    key: &IdempotencyKey,
+    attempted: Attempt,
+) -> Result<Option<Placed>, ApiError> {
+    Ok(match attempted {
+        Attempt::Placed(order) => Some(Placed {
+            reply: created(&order, None)?,
+            new_order: true,
+        }),
+        Attempt::Duplicate => Some(Placed {
+            reply: existing_order(state, user_id, key).await?,
+            new_order: false,
+        }),
+        Attempt::Conflict => None,
+    })
 }
 
 /// The stock row as read before the write: the product must exist, be on sale
@@ -189,6 +206,7 @@ fn new_order<'a>(
     })
 }
 
+// [lesson unique_index::try_place]
 /// One transaction: insert the order, then take the stock.
 async fn try_place(
     state: &AppState,
@@ -204,9 +222,11 @@ async fn try_place(
         .map(Some)
         .on_unique_violation(|| None)?;
     let Some(order) = inserted else {
+        trace::step("unique index: duplicate refused, rolled back");
         rollback(tx).await?;
         return Ok(Attempt::Duplicate);
     };
+    trace::step("order inserted");
     match state
         .version_lock
         .take_stock(&mut tx, read, quantity)
@@ -214,6 +234,7 @@ async fn try_place(
     {
         Take::Taken => {
             commit(tx).await?;
+            trace::step("stock taken, commit");
             Ok(Attempt::Placed(order))
         }
         Take::VersionConflict => {
@@ -222,6 +243,7 @@ async fn try_place(
         }
     }
 }
+// [/lesson]
 
 /// The answer for a duplicate caught by the unique index: the order that won.
 async fn existing_order(

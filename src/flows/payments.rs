@@ -26,6 +26,7 @@ use crate::store::orders::{self, Order};
 use crate::store::payments::{self, NewPayment, Payment};
 use crate::store::{StoreError, Tx, commit, rollback};
 use crate::switches::{Defense, SwitchBoard};
+use crate::trace;
 
 /// The body of a pay answer.
 #[derive(Debug, Serialize)]
@@ -61,6 +62,7 @@ fn payment_reply(
     Ok(Reply::json(status, &view, defense)?)
 }
 
+// [lesson order_lock::pay]
 /// Pays `order_no` for `user_id`: 202 PROCESSING, or 200 PAID when already paid.
 #[tracing::instrument(skip_all, fields(user_id, order_no = %order_no))]
 pub async fn pay(state: &AppState, user_id: i64, order_no: &OrderNo) -> Result<Reply, ApiError> {
@@ -81,15 +83,23 @@ async fn pay_under_lock(
     if state_check::checks_before_charge(&state.switches)
         && let Some(reply) = answer_from_state(state, &order).await?
     {
+        trace::step(format!(
+            "state check: order {}, answered without a charge",
+            order.status
+        ));
         return Ok(reply);
     }
     state.order_locks.race_window().await;
     match create_payment(state, &order).await? {
-        Created::New(payment) => charge(state, payment).await,
+        Created::New(payment) => {
+            trace::step("payment created, charge requested");
+            charge(state, payment).await
+        }
         // Another request created the active payment between our check and insert.
         Created::AlreadyActive(running) => processing(&running, Some(Defense::UniqueIndex)),
     }
 }
+// [/lesson]
 
 enum Created {
     New(Payment),
@@ -111,6 +121,7 @@ async fn create_payment(state: &AppState, order: &Order) -> Result<Created, ApiE
     if let Some(payment) = inserted {
         return Ok(Created::New(payment));
     }
+    trace::step("unique index: a payment is already active");
     let running = payments::find_active(state.db.pool(), &order.order_no)
         .await?
         .ok_or_else(|| ApiError::Internal("unique violation without an active payment".into()))?;
@@ -174,6 +185,7 @@ impl CallbackResult {
     }
 }
 
+// [lesson callback_dedup::apply]
 /// Applies one verified provider event.
 #[tracing::instrument(skip_all, fields(event_id = %event.event_id, payment_no = %event.payment_no))]
 pub async fn apply_callback(
@@ -204,6 +216,7 @@ pub async fn apply_callback(
     commit(tx).await?;
     Ok(effect)
 }
+// [/lesson]
 
 /// The event is for this payment: same order, same amount, same provider transaction.
 fn event_matches(payment: &Payment, event: &ProviderEvent) -> bool {

@@ -71,7 +71,7 @@ pub async fn consume_once(state: &AppState) -> Result<usize, JobError> {
             REWARDS_GROUP,
             &state.instance_id,
             BATCH,
-            state.settings.rewards.redeliver_after,
+            state.switches.redeliver_after(),
         )
         .await?;
     for delivery in &deliveries {
@@ -91,6 +91,7 @@ pub async fn consume_once(state: &AppState) -> Result<usize, JobError> {
     Ok(deliveries.len())
 }
 
+// [lesson message_dedup::award]
 /// The consumer's effect and its dedup record, in one transaction.
 async fn award_points(state: &AppState, delivery: &Delivery) -> Result<(), StoreError> {
     let Ok(message) = serde_json::from_str::<OrderPaid>(&delivery.payload) else {
@@ -119,3 +120,4 @@ async fn award_points(state: &AppState, delivery: &Delivery) -> Result<(), Store
     rewards::insert(&mut *tx, &reward).await?;
     commit(tx).await
 }
+// [/lesson]

@@ -3,6 +3,8 @@
 
 mod admin;
 mod health;
+mod lab;
+mod learn;
 mod orders;
 mod pages;
 mod payments;
@@ -10,10 +12,17 @@ mod products;
 mod request;
 mod session;
 mod static_files;
+mod viewer;
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
 use actix_web::{HttpResponse, web};
 
 use crate::error::ApiError;
+use crate::state::AppState;
+use crate::trace::{self, SEPARATOR, TRACE_HEADER};
 
 pub fn configure(config: &mut web::ServiceConfig) {
     config
@@ -44,9 +53,40 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(pages::lab)
         .service(session::me)
         .service(session::logout)
-        .service(pages::problem)
+        .service(learn::index)
+        .service(learn::interview)
+        .service(learn::lesson)
+        .service(learn::problem)
+        .service(lab::list)
+        .service(lab::run)
+        .service(lab::get_settings)
+        .service(lab::put_settings)
         .service(static_files::asset)
         .default_service(web::to(not_found));
+}
+
+/// Middleware: while the lab traces, every answer carries the path it took
+/// through the layers in `Flashguard-Trace`.
+pub async fn trace_when_on(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let tracing = request
+        .app_data::<web::Data<AppState>>()
+        .is_some_and(|state| state.switches.is_tracing());
+    if !tracing {
+        return next.call(request).await;
+    }
+    let (response, steps) = trace::traced(next.call(request)).await;
+    let mut response = response?;
+    if let Ok(value) = HeaderValue::from_str(&steps.join(SEPARATOR))
+        && !steps.is_empty()
+    {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(TRACE_HEADER), value);
+    }
+    Ok(response)
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {

@@ -12,6 +12,7 @@ use crate::flows::orders::{self as order_flow, OrderRequest};
 use crate::routes::request::idempotency_key_of;
 use crate::state::AppState;
 use crate::store::orders;
+use crate::trace;
 
 /// `POST /api/orders` with `Idempotency-Key`: one order per intent.
 #[post("/api/orders")]
@@ -32,6 +33,7 @@ async fn create(
     if let Some(stored) = state.keys.cached_answer(&keyed).await? {
         return Ok(stored.replay());
     }
+    trace::step("key cache: miss");
     // 2. stock_gate, fast path: a sold-out product is answered from the key
     //    store, before any database work.
     if state
@@ -39,6 +41,7 @@ async fn create(
         .is_sold_out(order.product_id, order.quantity.get())
         .await?
     {
+        trace::step("gate: sold out (fast path, no database work)");
         let sold_out = ApiError::SoldOutAtGate.to_reply()?;
         state.keys.remember(&keyed, &sold_out.stored).await;
         return Ok(sold_out.into_response());

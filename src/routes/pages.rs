@@ -2,30 +2,22 @@
 //! user from the session cookie; their JavaScript (static/app.js) calls the JSON
 //! API, where the browser defenses `button_disable` and `popup_key` live.
 
+use std::collections::HashMap;
+
 use actix_web::{HttpResponse, get, web};
 use askama::Template;
 
-use crate::auth::AuthUser;
 use crate::domain::{OrderNo, PaymentStatus};
 use crate::error::ApiError;
-use crate::problems::{ProblemCode, ProblemSpec};
+use crate::lab::experiments::{self, Experiment};
+use crate::routes::viewer::Viewer;
 use crate::state::AppState;
 use crate::store::now_ms;
 use crate::store::orders::{self, Order};
 use crate::store::payments::{self, Payment};
 use crate::store::products::{self, Product};
+use crate::store::rewards;
 use crate::switches::{Defense, DefenseInfo};
-
-/// What every page knows: who is logged in (from the session cookie).
-struct Viewer {
-    user: Option<AuthUser>,
-}
-
-impl Viewer {
-    fn username(&self) -> &str {
-        self.user.as_ref().map_or("", |user| user.username.as_str())
-    }
-}
 
 #[derive(Template)]
 #[template(path = "index.html")]
@@ -72,6 +64,7 @@ fn yuan(cents: i64) -> String {
 struct OrdersPage {
     viewer: Viewer,
     orders: Vec<OrderLine>,
+    total_points: i64,
 }
 
 struct OrderLine {
@@ -81,6 +74,8 @@ struct OrderLine {
     amount: String,
     status: String,
     created_at: String,
+    /// Loyalty points earned (0 until the reward arrives).
+    points: i64,
 }
 
 #[derive(Template)]
@@ -91,33 +86,38 @@ struct OrderPage {
     payments: Vec<Payment>,
     /// A payment is PROCESSING: the page shows it instead of a pay button.
     processing: bool,
+    /// More than one payment succeeded: the damage of a defense switched off.
+    charged_twice: bool,
 }
 
 #[derive(Template)]
 #[template(path = "lab.html")]
 struct LabPage {
     viewer: Viewer,
-    defenses: Vec<(&'static str, &'static str, DefenseInfo)>,
+    defenses: Vec<LabCard>,
 }
 
-#[derive(Template)]
-#[template(path = "problem.html")]
-struct ProblemPage {
-    viewer: Viewer,
-    code: &'static str,
-    spec: ProblemSpec,
-    defense: Option<&'static str>,
+/// A defense on the lab page, with the experiment that shows it.
+struct LabCard {
+    id: &'static str,
+    layer: &'static str,
+    info: DefenseInfo,
+    experiment: Option<&'static Experiment>,
 }
 
-fn render(template: &impl Template) -> Result<HttpResponse, ApiError> {
+pub(super) fn render(template: &impl Template) -> Result<HttpResponse, ApiError> {
     let html = template.render()?;
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .body(html))
 }
 
-async fn order_lines(state: &AppState, orders: Vec<Order>) -> Result<Vec<OrderLine>, ApiError> {
-    let names: std::collections::HashMap<i64, String> = products::list(state.db.pool())
+async fn order_lines(
+    state: &AppState,
+    orders: Vec<Order>,
+    points: &HashMap<String, i64>,
+) -> Result<Vec<OrderLine>, ApiError> {
+    let names: HashMap<i64, String> = products::list(state.db.pool())
         .await?
         .into_iter()
         .map(|product| (product.id, product.name))
@@ -131,6 +131,7 @@ async fn order_lines(state: &AppState, orders: Vec<Order>) -> Result<Vec<OrderLi
                 .unwrap_or_else(|| "—".into()),
             created_at: order.view().created_at,
             amount: yuan(order.amount_cents),
+            points: points.get(&order.order_no).copied().unwrap_or(0),
             order_no: order.order_no,
             quantity: order.quantity,
             status: order.status.to_string(),
@@ -140,29 +141,29 @@ async fn order_lines(state: &AppState, orders: Vec<Order>) -> Result<Vec<OrderLi
 
 /// The sale page: the catalogue with live stock and the buy popup.
 #[get("/")]
-async fn index(
-    state: web::Data<AppState>,
-    user: Option<AuthUser>,
-) -> Result<HttpResponse, ApiError> {
+async fn index(state: web::Data<AppState>, viewer: Viewer) -> Result<HttpResponse, ApiError> {
     let products = products::list(state.db.pool()).await?;
     render(&SalePage {
-        viewer: Viewer { user },
+        viewer,
         products: products.into_iter().map(ProductCard::from).collect(),
     })
 }
 
+/// My orders, with the loyalty points each paid order earned.
 #[get("/orders")]
-async fn orders_page(
-    state: web::Data<AppState>,
-    user: Option<AuthUser>,
-) -> Result<HttpResponse, ApiError> {
-    let orders = match &user {
-        Some(user) => orders::list_for_user(state.db.pool(), user.user_id).await?,
-        None => Vec::new(),
+async fn orders_page(state: web::Data<AppState>, viewer: Viewer) -> Result<HttpResponse, ApiError> {
+    let (orders, points) = match &viewer.user {
+        Some(user) => (
+            orders::list_for_user(state.db.pool(), user.user_id).await?,
+            rewards::points_by_order(state.db.pool(), user.user_id).await?,
+        ),
+        None => Default::default(),
     };
+    let total_points = points.values().sum();
     render(&OrdersPage {
-        orders: order_lines(&state, orders).await?,
-        viewer: Viewer { user },
+        orders: order_lines(&state, orders, &points).await?,
+        total_points,
+        viewer,
     })
 }
 
@@ -170,57 +171,54 @@ async fn orders_page(
 #[get("/orders/{order_no}")]
 async fn order_page(
     state: web::Data<AppState>,
-    user: Option<AuthUser>,
+    viewer: Viewer,
     order_no: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(viewer) = user.clone() else {
+    let Some(user) = &viewer.user else {
         return Ok(HttpResponse::SeeOther()
             .insert_header(("Location", "/orders"))
             .finish());
     };
     let order_no = OrderNo::parse(&order_no).ok_or(ApiError::OrderNotFound)?;
-    let order = orders::find_for_user(state.db.pool(), viewer.user_id, &order_no)
+    let order = orders::find_for_user(state.db.pool(), user.user_id, &order_no)
         .await?
         .ok_or(ApiError::OrderNotFound)?;
     let payments = payments::list_for_order(state.db.pool(), order_no.as_str()).await?;
-    let processing = payments
-        .iter()
-        .any(|payment| payment.status == PaymentStatus::Processing);
-    let order = order_lines(&state, vec![order]).await?.remove(0);
+    let has = |status| {
+        payments
+            .iter()
+            .filter(|payment| payment.status == status)
+            .count()
+    };
+    let (processing, succeeded) = (
+        has(PaymentStatus::Processing) > 0,
+        has(PaymentStatus::Succeeded),
+    );
+    let order = order_lines(&state, vec![order], &HashMap::new())
+        .await?
+        .remove(0);
     render(&OrderPage {
-        viewer: Viewer { user },
+        viewer,
         order,
         payments,
         processing,
+        charged_twice: succeeded > 1,
     })
 }
 
-/// The lab: switch defenses, reset the sale, read the audit (admin token needed).
+/// The lab: a card per defense with its experiment, the run-time settings, the
+/// switches, the audit and the reset (admin token needed to change anything).
 #[get("/lab")]
-async fn lab(user: Option<AuthUser>) -> Result<HttpResponse, ApiError> {
+async fn lab(viewer: Viewer) -> Result<HttpResponse, ApiError> {
     render(&LabPage {
-        viewer: Viewer { user },
+        viewer,
         defenses: Defense::all()
-            .map(|defense| {
-                let info = defense.info();
-                (defense.id(), info.layer.into(), info)
+            .map(|defense| LabCard {
+                id: defense.id(),
+                layer: defense.info().layer.into(),
+                info: defense.info(),
+                experiment: experiments::for_defense(defense),
             })
             .collect(),
-    })
-}
-
-/// `/learn/problems/<code>`: the page every problem's `type` links to.
-#[get("/learn/problems/{code}")]
-async fn problem(
-    code: web::Path<String>,
-    user: Option<AuthUser>,
-) -> Result<HttpResponse, ApiError> {
-    let code = ProblemCode::from_code(&code).ok_or(ApiError::NotFound)?;
-    let spec = code.spec();
-    render(&ProblemPage {
-        viewer: Viewer { user },
-        code: code.as_str(),
-        defense: spec.defense.map(Defense::id),
-        spec,
     })
 }

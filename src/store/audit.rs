@@ -121,7 +121,8 @@ pub async fn events_applied_twice<'e>(
     .await
 }
 
-/// Rewards beyond the first for one order.
+/// Rewards beyond the first for one existing order (a reward that arrives for an
+/// order a reset or the lab already removed is not a second reward).
 pub async fn extra_rewards<'e>(
     executor: impl Executor<'e, Database = Any>,
 ) -> Result<i64, StoreError> {
@@ -129,7 +130,42 @@ pub async fn extra_rewards<'e>(
         executor,
         "audit::extra_rewards",
         "SELECT CAST(COALESCE(SUM(n - 1), 0) AS BIGINT) FROM
-           (SELECT COUNT(*) AS n FROM rewards GROUP BY order_no HAVING COUNT(*) > 1) AS doubled",
+           (SELECT COUNT(*) AS n FROM rewards r JOIN orders o ON o.order_no = r.order_no
+             GROUP BY r.order_no HAVING COUNT(*) > 1) AS doubled",
     )
     .await
+}
+
+/// PAID orders, paid at or before `settled_before_ms`, without exactly one reward
+/// (missing, or more than one).
+pub async fn paid_without_one_reward<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    settled_before_ms: i64,
+) -> Result<i64, StoreError> {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM orders o
+          WHERE o.status = 'PAID' AND o.updated_at <= $1
+            AND (SELECT COUNT(*) FROM rewards r WHERE r.order_no = o.order_no) <> 1",
+    )
+    .bind(settled_before_ms)
+    .fetch_one(executor)
+    .await
+    .context("audit::paid_without_one_reward")
+}
+
+/// Pairs of orders of one user for one product, under different keys, created
+/// within `window_ms` of each other: what a double click without `popup_key` leaves.
+pub async fn suspected_double_submits<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    window_ms: i64,
+) -> Result<i64, StoreError> {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM orders a JOIN orders b
+             ON b.user_id = a.user_id AND b.product_id = a.product_id AND b.id > a.id
+          WHERE b.created_at - a.created_at <= $1 AND b.idempotency_key <> a.idempotency_key",
+    )
+    .bind(window_ms)
+    .fetch_one(executor)
+    .await
+    .context("audit::suspected_double_submits")
 }

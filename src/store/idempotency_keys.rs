@@ -48,6 +48,7 @@ pub struct Completion<'a> {
 pub const IN_PROGRESS: &str = "in_progress";
 pub const COMPLETED: &str = "completed";
 
+// [lesson idempotency_keys::insert_in_progress]
 /// The one statement that decides the race: of all concurrent first requests,
 /// exactly one inserts the row (`ON CONFLICT DO NOTHING`). True for the winner.
 pub async fn insert_in_progress<'e>(
@@ -72,6 +73,7 @@ pub async fn insert_in_progress<'e>(
     .context("idempotency_keys::insert_in_progress")?;
     Ok(inserted.rows_affected() == 1)
 }
+// [/lesson]
 
 pub async fn find<'e>(
     executor: impl Executor<'e, Database = Any>,

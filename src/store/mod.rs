@@ -11,6 +11,7 @@ pub mod db;
 pub mod error;
 pub mod idempotency_keys;
 pub mod kv;
+pub mod lab;
 pub mod memory_kv;
 pub mod orders;
 pub mod outbox;

@@ -158,6 +158,7 @@ pub async fn list_for_user<'e>(
     .context("orders::list_for_user")
 }
 
+// [lesson orders::move_status]
 /// The conditional update of the `state_check` defense: moves the order along
 /// `transition` only if it is still in `transition.from`. Returns whether it moved.
 pub async fn move_status<'e>(
@@ -177,6 +178,7 @@ pub async fn move_status<'e>(
     .context("orders::move_status")?;
     Ok(updated.rows_affected() > 0)
 }
+// [/lesson]
 
 /// The unguarded write (the lab's `state_check` off): sets the status whatever it was.
 pub async fn overwrite_status<'e>(

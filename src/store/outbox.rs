@@ -60,3 +60,13 @@ pub async fn mark_published<'e>(
         .context("outbox::mark_published")?;
     Ok(())
 }
+
+/// How many messages wait for the relay.
+pub async fn count_unpublished<'e>(
+    executor: impl Executor<'e, Database = Any>,
+) -> Result<i64, StoreError> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
+        .fetch_one(executor)
+        .await
+        .context("outbox::count_unpublished")
+}

@@ -93,6 +93,7 @@ pub async fn stock_snapshot<'e>(
     .context("products::stock_snapshot")
 }
 
+// [lesson products::take_stock_if_version]
 /// The optimistic lock (乐观锁) of the `version_lock` defense: takes `quantity`
 /// only if the row still has the version that was read, and enough stock.
 /// Returns false when someone wrote the row in between.
@@ -113,6 +114,7 @@ pub async fn take_stock_if_version<'e>(
     .context("products::take_stock_if_version")?;
     Ok(updated.rows_affected() == 1)
 }
+// [/lesson]
 
 /// The unprotected read-modify-write (the lab's `version_lock` off): whatever
 /// was read, minus the quantity, overwrites the row.
@@ -189,6 +191,7 @@ fn sale_start(product: &NewProduct) -> i64 {
 pub async fn reset_sale(db: &Db, products: &[NewProduct]) -> Result<Vec<Product>, StoreError> {
     let mut tx = db.begin().await?;
     let tables = [
+        "lab_products",
         "payment_events",
         "payments",
         "rewards",

@@ -10,6 +10,7 @@ use redis::{AsyncCommands, Script};
 
 use super::kv::{Claim, KeyStore, KvError};
 
+// [lesson redis::compare_and_delete]
 /// Deletes the key only when it still holds the caller's value.
 const COMPARE_AND_DELETE: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -17,7 +18,9 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 "#;
+// [/lesson]
 
+// [lesson redis::claim_and_decrement]
 /// The stock gate: repeat check before stock, decrement only if enough.
 /// Returns left stock, or -1 short, -2 repeat, -3 not loaded.
 const CLAIM_AND_DECREMENT: &str = r#"
@@ -44,6 +47,7 @@ if redis.call('DEL', KEYS[2]) == 1 then
 end
 return 0
 "#;
+// [/lesson]
 
 const ADD_IF_PRESENT: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then

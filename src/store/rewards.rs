@@ -6,6 +6,7 @@ use sqlx::{Any, Executor};
 use super::error::{QueryContext, StoreError};
 use super::now_ms;
 
+// [lesson rewards::record_processed]
 /// Records that `consumer` processed `message_id`; false when it had already.
 pub async fn record_processed<'e>(
     executor: impl Executor<'e, Database = Any>,
@@ -24,6 +25,7 @@ pub async fn record_processed<'e>(
     .context("rewards::record_processed")?;
     Ok(inserted.rows_affected() == 1)
 }
+// [/lesson]
 
 /// One award of points for a paid order.
 #[derive(Debug)]
@@ -51,4 +53,19 @@ pub async fn insert<'e>(
     .await
     .context("rewards::insert")?;
     Ok(())
+}
+
+/// Points per order of `user_id`.
+pub async fn points_by_order<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    user_id: i64,
+) -> Result<std::collections::HashMap<String, i64>, StoreError> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT order_no, CAST(SUM(points) AS BIGINT) FROM rewards WHERE user_id = $1 GROUP BY order_no",
+    )
+    .bind(user_id)
+    .fetch_all(executor)
+    .await
+    .context("rewards::points_by_order")?;
+    Ok(rows.into_iter().collect())
 }

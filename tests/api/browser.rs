@@ -396,3 +396,93 @@ async fn every_page_renders_without_errors() {
     );
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_lesson_and_problem_page_renders_in_both_languages_without_errors() {
+    let Some(browser) = open_browser().await else {
+        return;
+    };
+    let app = spawn_app().await;
+    let mut paths = vec!["/learn".to_string(), "/learn/interview".to_string()];
+    paths.extend(
+        flashguard::switches::Defense::all().map(|d| format!("/learn/defenses/{}", d.id())),
+    );
+    paths.extend(flashguard::problems::ProblemCode::all().map(|code| code.type_uri()));
+    for lang in ["zh", "en"] {
+        for path in &paths {
+            browser.goto(&app.url(&format!("{path}?lang={lang}"))).await;
+            assert_eq!(
+                browser.js("return document.documentElement.lang").await,
+                json!(lang),
+                "{path}"
+            );
+            assert_eq!(
+                browser.errors().await,
+                json!([]),
+                "errors on {path} ({lang})"
+            );
+        }
+    }
+    browser
+        .goto(&app.url("/learn/defenses/idempotency_key?lang=zh"))
+        .await;
+    browser
+        .js("const y = document.querySelector('.diagrams').getBoundingClientRect().top + window.scrollY - 170; window.scrollTo({top: y, behavior: 'instant'});")
+        .await;
+    browser.screenshot("lesson.png").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_experiment_run_from_the_lab_turns_the_audit_red_then_green() {
+    let Some(browser) = open_browser().await else {
+        return;
+    };
+    let app = spawn_app().await;
+    // The banner's lab link carries the admin token in its fragment.
+    browser
+        .goto(&app.url(&format!("/lab#token={}", app.admin_token)))
+        .await;
+    browser
+        .wait_for(
+            "the switches",
+            "return !document.querySelector('[data-defense]').disabled",
+        )
+        .await;
+    let card = "[data-card='idempotency_key'] [data-experiment]";
+
+    browser.click(&format!("{card} [data-run='off']")).await;
+    browser
+        .wait_for(
+            "the anomaly",
+            &format!("return !!document.querySelector(\"{card} .run-result .anomaly\")"),
+        )
+        .await;
+    browser
+        .wait_for(
+            "the audit turns red",
+            "return document.getElementById('audit').dataset.ok === 'false'",
+        )
+        .await;
+    browser
+        .js("const y = document.querySelector(\"[data-card='idempotency_key']\").getBoundingClientRect().top + window.scrollY - 110; window.scrollTo({top: y, behavior: 'instant'});")
+        .await;
+    browser.screenshot("experiment-off.png").await;
+    browser.js("window.scrollTo(0, 0);").await;
+
+    browser.click(&format!("{card} [data-run='on']")).await;
+    browser
+        .wait_for(
+            "no anomaly",
+            &format!("return !!document.querySelector(\"{card} .run-result .clean\")"),
+        )
+        .await;
+    browser
+        .wait_for(
+            "the audit turns green",
+            "return document.getElementById('audit').dataset.ok === 'true'",
+        )
+        .await;
+    assert_eq!(browser.errors().await, json!([]));
+    browser.close().await;
+}

@@ -92,6 +92,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
         rewards: RewardsSettings {
             poll_every: Duration::from_millis(20),
             redeliver_after: Duration::from_millis(200),
+            settle: Duration::from_secs(30),
         },
         race_window: Duration::ZERO,
     };
@@ -229,7 +230,20 @@ impl TestApp {
         body["products"][0]["id"].as_i64().expect("product id")
     }
 
-    async fn admin_put(&self, path: &str, body: Value) {
+    /// `GET path` with the admin token, which must answer 200 with JSON.
+    pub async fn get_admin_json(&self, path: &str) -> Value {
+        let response = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(&self.admin_token)
+            .send()
+            .await
+            .expect("admin GET");
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        response.json().await.expect("JSON body")
+    }
+
+    pub async fn admin_put(&self, path: &str, body: Value) {
         let response = self
             .client
             .put(self.url(path))

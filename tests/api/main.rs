@@ -12,6 +12,8 @@ mod flash_sale;
 mod health;
 mod helpers;
 mod idempotency;
+mod lab;
+mod learn;
 mod loadtest;
 mod login;
 mod orders;

@@ -1,0 +1,173 @@
+//! The experiments of the lab: for each server-side defense, a bounded attack
+//! that produces its anomaly when the defense is off and none when it is on.
+//! The layers that would hide the anomaly are off in both runs, so each
+//! experiment isolates one defense (docs/design.md §6).
+
+use crate::switches::Defense;
+use crate::text::{Text, text};
+
+/// Which attack an experiment runs (see `attacks.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attack {
+    /// 20 identical requests at once: one user, one key.
+    DoubleSubmit,
+    /// 30 buyers race for 10 units.
+    Oversell,
+    /// 60 buyers on 10 units: how many losers reach the database.
+    LosersToDatabase,
+    /// One pay request replayed with its used token and a new key.
+    TokenReplay,
+    /// 10 tabs pay one order at once, each with its own token and key.
+    TwoTabsPay,
+    /// SUCCEEDED, then a late FAILED for the same payment.
+    LateFailed,
+    /// One provider event delivered five times.
+    CallbackRedelivery,
+    /// Three paid orders whose reward messages are redelivered.
+    MessageRedelivery,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Experiment {
+    pub id: &'static str,
+    pub defense: Defense,
+    pub title: Text,
+    /// What `anomalies` counts.
+    pub anomaly: Text,
+    /// Layers switched off in both runs because they would hide the anomaly.
+    pub hidden: &'static [Defense],
+    /// The race window the attack needs (0: none).
+    pub race_window_ms: u64,
+    pub attack: Attack,
+}
+
+pub const EXPERIMENTS: &[Experiment] = &[
+    Experiment {
+        id: "double_submit_key",
+        defense: Defense::IdempotencyKey,
+        title: text(
+            "同一个幂等键并发提交 20 次",
+            "20 concurrent submits with one idempotency key",
+        ),
+        anomaly: text("同一意图多出来的订单数", "extra orders for one intent"),
+        hidden: &[Defense::UniqueIndex, Defense::StockGate],
+        race_window_ms: 0,
+        attack: Attack::DoubleSubmit,
+    },
+    Experiment {
+        id: "double_submit_index",
+        defense: Defense::UniqueIndex,
+        title: text(
+            "幂等键检查关闭时的并发重复提交",
+            "Concurrent duplicates with the key check off",
+        ),
+        anomaly: text(
+            "同一 (用户, 幂等键) 多出来的订单数",
+            "extra orders for one (user, key)",
+        ),
+        hidden: &[Defense::IdempotencyKey, Defense::StockGate],
+        race_window_ms: 0,
+        attack: Attack::DoubleSubmit,
+    },
+    Experiment {
+        id: "oversell",
+        defense: Defense::VersionLock,
+        title: text("30 个买家抢 10 件", "30 buyers race for 10 units"),
+        anomaly: text(
+            "丢失的库存扣减（超卖的件数）",
+            "lost stock updates (units oversold)",
+        ),
+        hidden: &[Defense::StockGate],
+        race_window_ms: 200,
+        attack: Attack::Oversell,
+    },
+    Experiment {
+        id: "losers_to_database",
+        defense: Defense::StockGate,
+        title: text(
+            "60 个买家抢 10 件：输家到哪儿了？",
+            "60 buyers on 10 units: where do the losers go?",
+        ),
+        anomaly: text(
+            "进了数据库的输家（由数据库回答的售罄）",
+            "losers that reached the database (sold out answered by it)",
+        ),
+        hidden: &[],
+        race_window_ms: 0,
+        attack: Attack::LosersToDatabase,
+    },
+    Experiment {
+        id: "token_replay",
+        defense: Defense::PaymentToken,
+        title: text(
+            "用过的支付令牌换个幂等键重放",
+            "A used payment token replayed with a new key",
+        ),
+        anomaly: text("同一订单多出来的扣款", "extra charges for one order"),
+        hidden: &[Defense::StateCheck, Defense::UniqueIndex],
+        race_window_ms: 0,
+        attack: Attack::TokenReplay,
+    },
+    Experiment {
+        id: "two_tabs_pay",
+        defense: Defense::OrderLock,
+        title: text(
+            "10 个标签页同时支付同一笔订单",
+            "10 tabs pay one order at once",
+        ),
+        anomaly: text("同一订单多出来的支付", "extra payments for one order"),
+        hidden: &[Defense::UniqueIndex],
+        race_window_ms: 200,
+        attack: Attack::TwoTabsPay,
+    },
+    Experiment {
+        id: "late_failed",
+        defense: Defense::StateCheck,
+        title: text(
+            "成功之后迟到的 FAILED 回调",
+            "A late FAILED after the SUCCEEDED",
+        ),
+        anomaly: text(
+            "被拉回未支付的已支付订单",
+            "paid orders moved back to unpaid",
+        ),
+        hidden: &[],
+        race_window_ms: 0,
+        attack: Attack::LateFailed,
+    },
+    Experiment {
+        id: "callback_redelivery",
+        defense: Defense::CallbackDedup,
+        title: text(
+            "同一个支付事件回调 5 次",
+            "One provider event delivered five times",
+        ),
+        anomaly: text("事件多应用的次数", "extra times the event was applied"),
+        hidden: &[Defense::StateCheck],
+        race_window_ms: 0,
+        attack: Attack::CallbackRedelivery,
+    },
+    Experiment {
+        id: "message_redelivery",
+        defense: Defense::MessageDedup,
+        title: text(
+            "积分消费者确认前崩溃，消息重投",
+            "The rewards consumer crashes before its ack; the message comes again",
+        ),
+        anomaly: text("多发的奖励", "extra rewards"),
+        hidden: &[],
+        race_window_ms: 0,
+        attack: Attack::MessageRedelivery,
+    },
+];
+
+pub fn find(id: &str) -> Option<&'static Experiment> {
+    EXPERIMENTS.iter().find(|experiment| experiment.id == id)
+}
+
+/// The experiment that shows `defense`, if there is one.
+pub fn for_defense(defense: Defense) -> Option<&'static Experiment> {
+    EXPERIMENTS
+        .iter()
+        .find(|experiment| experiment.defense == defense)
+}

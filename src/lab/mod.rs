@@ -1,0 +1,195 @@
+//! The lab's experiments, run from the lab page or a lesson
+//! (`POST /api/lab/experiments/{id}/run`): a bounded attack over real HTTP
+//! against this very server, on a product of its own, with the defense under
+//! study on or off and the layers that would hide it off; then every switch and
+//! setting is put back and the audit is read. Runs are serialized.
+
+pub mod attacks;
+pub mod experiments;
+pub mod workbench;
+
+use std::collections::BTreeMap;
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::defenses::stock_gate::{GateError, Load};
+use crate::flows::audit::{self, AuditReport};
+use crate::flows::rewards;
+use crate::psp::PspBehaviour;
+use crate::state::AppState;
+use crate::store::StoreError;
+use crate::store::products::NewProduct;
+use crate::switches::{BoardState, Defense};
+use crate::text::Text;
+use experiments::Experiment;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("no experiment {0:?}")]
+    UnknownExperiment(String),
+    #[error("another experiment is running")]
+    Running,
+    #[error("the lab does not know this server's address yet")]
+    NotListening,
+    #[error("an attack request failed: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("an attack step failed: {0}")]
+    Step(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Gate(#[from] GateError),
+    #[error("the audit failed: {0}")]
+    Audit(String),
+}
+
+/// The answer of a run (the contract of docs/design.md §4).
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    pub experiment: &'static str,
+    pub defense: &'static str,
+    /// `on` or `off`: the defense under study.
+    pub state: &'static str,
+    /// Every switch as it was during the run.
+    pub switches: BTreeMap<&'static str, bool>,
+    pub requests: u64,
+    /// Answers by HTTP status.
+    pub replies: BTreeMap<String, u64>,
+    pub anomalies: i64,
+    pub anomaly: Text,
+    pub audit: AuditReport,
+}
+
+/// What an attack saw.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub requests: u64,
+    pub replies: BTreeMap<String, u64>,
+    pub anomalies: i64,
+}
+
+/// Runs experiment `id` with its defense `on` or off.
+pub async fn run(state: &AppState, id: &str, on: bool) -> Result<RunReport, LabError> {
+    let experiment =
+        experiments::find(id).ok_or_else(|| LabError::UnknownExperiment(id.to_string()))?;
+    let _only_one = state.lab.try_start().ok_or(LabError::Running)?;
+    let saved = Saved::take(state);
+    let outcome = attack(state, experiment, on).await;
+    // The run's messages are consumed under the run's switches.
+    let quiet = quiesce(state).await;
+    let switches = state.switches.snapshot();
+    saved.put_back(state).await?;
+    let outcome = outcome?;
+    quiet?;
+    let audit = audit::run(state)
+        .await
+        .map_err(|error| LabError::Audit(error.to_string()))?;
+    Ok(RunReport {
+        experiment: experiment.id,
+        defense: experiment.defense.id(),
+        state: if on { "on" } else { "off" },
+        switches,
+        requests: outcome.requests,
+        replies: outcome.replies,
+        anomalies: outcome.anomalies,
+        anomaly: experiment.anomaly,
+        audit,
+    })
+}
+
+/// Waits (at most 4 s) until every "order paid" message is published and
+/// handled, so that nothing of this run lands during the next one.
+async fn quiesce(state: &AppState) -> Result<(), LabError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
+    loop {
+        let unpublished = crate::store::outbox::count_unpublished(state.db.pool()).await?;
+        let pending = state
+            .bus
+            .pending(rewards::ORDER_PAID_TOPIC, rewards::REWARDS_GROUP)
+            .await
+            .unwrap_or(0);
+        if (unpublished == 0 && pending == 0) || tokio::time::Instant::now() >= deadline {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Everything an experiment changes, to put back afterwards.
+struct Saved {
+    board: BoardState,
+    gate_on: bool,
+    psp: PspBehaviour,
+    crashes: u64,
+}
+
+impl Saved {
+    fn take(state: &AppState) -> Self {
+        Self {
+            board: state.switches.save(),
+            gate_on: state.gate.is_on(),
+            psp: state.psp.behaviour(),
+            crashes: state.faults.crash_after_effect(),
+        }
+    }
+
+    async fn put_back(self, state: &AppState) -> Result<(), LabError> {
+        let gate_was_off = !state.gate.is_on();
+        state.switches.restore(&self.board);
+        state.psp.set_behaviour(self.psp);
+        state.faults.set_crash_after_effect(self.crashes);
+        if self.gate_on && gate_was_off {
+            // The gate was bypassed during the run: start again from the database.
+            state.gate.load(Load::Overwrite).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Sets the stage (a fresh product, the switches) and runs the attack.
+async fn attack(state: &AppState, experiment: &Experiment, on: bool) -> Result<Outcome, LabError> {
+    let base_url = state.lab.base_url().ok_or(LabError::NotListening)?;
+    crate::store::lab::purge(&state.db).await?;
+    let product = NewProduct {
+        name: format!("lab: {}", experiment.id),
+        price_cents: 19_900,
+        stock: attacks::stock_for(experiment.attack),
+        starts_in_secs: None,
+    };
+    let product = crate::store::lab::create_product(&state.db, experiment.id, &product).await?;
+    configure(state, experiment, on).await?;
+    let context = attacks::Context {
+        state,
+        http: state.lab.http(),
+        base_url,
+        product_id: product.id,
+        initial_stock: product.initial_stock,
+        prefix: format!("lab-{}", experiment.id),
+    };
+    attacks::run(&context, experiment.attack).await
+}
+
+/// All defenses on, the hiding layers off, the one under study as asked.
+async fn configure(state: &AppState, experiment: &Experiment, on: bool) -> Result<(), LabError> {
+    let gate_was_off = !state.gate.is_on();
+    for defense in Defense::all() {
+        let wanted = if defense == experiment.defense {
+            on
+        } else {
+            !experiment.hidden.contains(&defense)
+        };
+        if state.switches.is_on(defense) != wanted {
+            state.switches.set(defense, wanted);
+        }
+    }
+    let mut lab = state.switches.lab_settings();
+    lab.race_window_ms = experiment.race_window_ms;
+    lab.redeliver_after_ms = 300;
+    state.switches.set_lab_settings(lab);
+    if gate_was_off && state.gate.is_on() {
+        state.gate.load(Load::Overwrite).await?;
+    }
+    Ok(())
+}
