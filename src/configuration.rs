@@ -41,6 +41,9 @@ pub struct Settings {
     /// Database pool size [default: 16 on Postgres, 8 on SQLite].
     #[arg(long, env = "DB_MAX_CONNECTIONS")]
     pub db_max_connections: Option<u32>,
+    /// How long a request waits for a database connection before 503 (ms).
+    #[arg(long = "db-acquire-timeout-ms", env = "DB_ACQUIRE_TIMEOUT_MS", default_value = "2000", value_parser = millis)]
+    pub db_acquire_timeout: Duration,
     #[command(flatten)]
     pub idempotency: IdempotencySettings,
     #[command(flatten)]
@@ -49,6 +52,12 @@ pub struct Settings {
     pub payments: PaymentSettings,
     #[command(flatten)]
     pub rewards: RewardsSettings,
+    /// How often each instance reconciles the stock gate with the database (s).
+    #[arg(long = "gate-reconcile-secs", env = "GATE_RECONCILE_SECS", default_value = "5", value_parser = secs)]
+    pub gate_reconcile_every: Duration,
+    /// How often each instance reads the shared defense switches (ms).
+    #[arg(long = "switches-refresh-ms", env = "SWITCHES_REFRESH_MS", default_value = "500", value_parser = millis)]
+    pub switches_refresh_every: Duration,
     /// Teaching aid: a pause between reading and writing shared state, applied
     /// only where the defense that closes that race is off (the lab can change it).
     #[arg(long = "race-window-ms", env = "RACE_WINDOW_MS", default_value = "0", value_parser = millis)]

@@ -95,6 +95,9 @@ pub struct Problem {
     pub status: u16,
     pub detail: String,
     pub code: &'static str,
+    /// For `dependency_unavailable`: `database` or `redis`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dependency: Option<&'static str>,
 }
 
 impl ApiError {
@@ -126,7 +129,8 @@ impl ApiError {
             Self::Signature(SignatureError::Expired) => P::SignatureExpired,
             Self::UnknownDefense(_) => P::UnknownDefense,
             Self::ExperimentRunning => P::ExperimentRunning,
-            Self::KeyStore(_) => P::KeyStoreUnavailable,
+            Self::KeyStore(_) => P::DependencyUnavailable,
+            Self::Database(error) if error.is_unavailable() => P::DependencyUnavailable,
             Self::Database(_) | Self::Serialize(_) | Self::Template(_) | Self::Internal(_) => {
                 P::InternalError
             }
@@ -145,6 +149,15 @@ impl ApiError {
         }
     }
 
+    /// The dependency that did not answer, for `dependency_unavailable`.
+    pub fn dependency(&self) -> Option<&'static str> {
+        match self {
+            Self::KeyStore(_) => Some("redis"),
+            Self::Database(error) if error.is_unavailable() => Some("database"),
+            _ => None,
+        }
+    }
+
     /// An outcome of the business that the idempotency key stores and replays.
     /// Everything else (validation, 5xx, busy) stores nothing, so that the
     /// client's retry can succeed.
@@ -155,11 +168,14 @@ impl ApiError {
     pub fn problem(&self) -> Problem {
         let code = self.code();
         let spec = code.spec();
-        let detail = match code {
+        let detail = match (code, self.dependency()) {
             // Never show internals to the client; they are in the log.
-            ProblemCode::InternalError => {
+            (ProblemCode::InternalError, _) => {
                 "the server failed; nothing was stored, so the request can be retried".to_string()
             }
+            (_, Some(dependency)) => format!(
+                "{dependency} did not answer in time; nothing was stored, retry after Retry-After"
+            ),
             _ => self.to_string(),
         };
         Problem {
@@ -168,6 +184,7 @@ impl ApiError {
             status: spec.status,
             detail,
             code: code.as_str(),
+            dependency: self.dependency(),
         }
     }
 

@@ -38,7 +38,7 @@ pub enum ProblemCode {
     SignatureExpired,
     UnknownDefense,
     ExperimentRunning,
-    KeyStoreUnavailable,
+    DependencyUnavailable,
     InternalError,
 }
 
@@ -313,12 +313,12 @@ impl ProblemCode {
                 ),
             )
             .retry_after(5),
-            Self::KeyStoreUnavailable => spec(
+            Self::DependencyUnavailable => spec(
                 503,
-                text("Redis 不可用", "Key store unavailable"),
+                text("依赖的服务不可用", "A dependency is unavailable"),
                 text(
-                    "Redis 没有应答。什么都没保存，稍后用同一个键重试。",
-                    "Redis did not answer. Nothing was stored: retry shortly with the same key.",
+                    "数据库或 Redis 没有及时应答（dependency 字段说明是哪一个）。服务端在有限时间内就放弃了，不会挂住请求；什么都没保存，过 Retry-After 秒后用同一个键重试。Redis 挂了时下单照常（键表在数据库里），支付会被拒绝，因为一次性令牌和订单锁在 Redis 里。",
+                    "The database or Redis did not answer in time (the dependency member says which). The server gave up within a bound instead of hanging; nothing was stored: retry with the same key after Retry-After seconds. With Redis down, orders are still served (the key table is in the database); paying is refused, because the one-time token and the order lock live in Redis.",
                 ),
             )
             .retry_after(1),

@@ -14,7 +14,7 @@ use tracing_actix_web::TracingLogger;
 use crate::auth::{AdminToken, SessionKeys};
 use crate::configuration::Settings;
 use crate::defenses::stock_gate::{GateError, Load};
-use crate::flows::{JobError, closing, rewards};
+use crate::flows::{JobError, closing, rewards, shared};
 use crate::state::AppState;
 use crate::store::bus::MemoryBus;
 use crate::store::db::DbSetupError;
@@ -34,6 +34,8 @@ pub enum StartupError {
     KeyStore(#[from] KvError),
     #[error("cannot load the stock gate: {0}")]
     Gate(#[from] GateError),
+    #[error("cannot read the shared switch board: {0}")]
+    Switches(#[from] JobError),
     #[error(
         "cannot listen on {addr}: {source} (another flashguard running? choose a port with BIND_ADDR=127.0.0.1:8081)"
     )]
@@ -52,6 +54,7 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let state = web::Data::new(build_state(settings).await?);
+        shared::load(&state).await?;
         state.gate.load(Load::OnlyMissing).await?;
         let bind_error = |source| StartupError::Bind {
             addr: state.settings.bind_addr.clone(),
@@ -96,7 +99,12 @@ impl Application {
 }
 
 async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
-    let db = Db::connect(&settings.database_url, settings.pool_size()).await?;
+    let db = Db::connect(
+        &settings.database_url,
+        settings.pool_size(),
+        settings.db_acquire_timeout,
+    )
+    .await?;
     db.migrate().await?;
     seed_if_empty(&db).await.map_err(StartupError::Seed)?;
     let (kv, bus): (Arc<dyn KeyStore>, Arc<dyn MessageBus>) = match &settings.redis_url {
@@ -139,6 +147,12 @@ fn own_url(local: &SocketAddr) -> String {
 
 /// The periodic work of every instance; each step is safe on several at once.
 fn spawn_background_work(state: &web::Data<AppState>) {
+    spawn_defense_work(state);
+    spawn_message_work(state);
+}
+
+/// Keys, gate and switches kept in step with the database.
+fn spawn_defense_work(state: &web::Data<AppState>) {
     let settings = &state.settings;
     every(
         state,
@@ -148,10 +162,28 @@ fn spawn_background_work(state: &web::Data<AppState>) {
     );
     every(
         state,
+        settings.gate_reconcile_every,
+        "stock gate reconciliation",
+        |state| async move { Ok(state.gate.reconcile_all().await?) },
+    );
+    every(
+        state,
+        settings.switches_refresh_every,
+        "shared switches",
+        |state| async move { shared::refresh(&state).await },
+    );
+    every(
+        state,
         settings.payments.close_every,
         "closing unpaid orders",
         |state| async move { closing::close_expired_orders(&state).await },
     );
+}
+
+/// The "order paid" messages: relay, consumer, and the reconciliation that
+/// publishes again what was lost.
+fn spawn_message_work(state: &web::Data<AppState>) {
+    let settings = &state.settings;
     every(
         state,
         settings.rewards.poll_every,
@@ -163,6 +195,13 @@ fn spawn_background_work(state: &web::Data<AppState>) {
         settings.rewards.poll_every,
         "rewards consumer",
         |state| async move { Ok(rewards::consume_once(&state).await? as u64) },
+    );
+    let reconcile_every = settings.rewards.settle / 2;
+    every(
+        state,
+        reconcile_every,
+        "rewards reconciliation",
+        |state| async move { rewards::republish_missing(&state).await },
     );
 }
 

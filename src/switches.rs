@@ -224,6 +224,9 @@ pub struct SwitchBoard {
     race_window_ms: AtomicU64,
     redeliver_after_ms: AtomicU64,
     trace: AtomicBool,
+    /// Held while the shared board is written or read back, so that a read
+    /// that started before a write never undoes it here.
+    shared: tokio::sync::Mutex<()>,
 }
 
 /// The lab's run-time settings (`GET/PUT /api/admin/lab`).
@@ -245,6 +248,32 @@ pub struct BoardState {
     lab: LabSettings,
 }
 
+impl LabSettings {
+    /// The settings as stored rows: `lab.<setting>` → its number.
+    pub fn entries(&self) -> Vec<(String, i64)> {
+        vec![
+            ("lab.race_window_ms".into(), as_i64(self.race_window_ms)),
+            ("lab.trace".into(), i64::from(self.trace)),
+            (
+                "lab.redeliver_after_ms".into(),
+                as_i64(self.redeliver_after_ms),
+            ),
+        ]
+    }
+}
+
+impl BoardState {
+    /// Every switch and setting as stored rows: `defense.<id>` → 0 or 1, then
+    /// the lab settings (docs/reliability.md: shared by every instance).
+    pub fn entries(&self) -> Vec<(String, i64)> {
+        let switches = self
+            .switches
+            .iter()
+            .map(|(id, on)| (format!("defense.{id}"), i64::from(*on)));
+        switches.chain(self.lab.entries()).collect()
+    }
+}
+
 impl Default for SwitchBoard {
     fn default() -> Self {
         Self::new(Duration::ZERO, Duration::from_secs(5))
@@ -258,7 +287,13 @@ impl SwitchBoard {
             race_window_ms: AtomicU64::new(duration_ms(race_window)),
             redeliver_after_ms: AtomicU64::new(duration_ms(redeliver_after)),
             trace: AtomicBool::new(false),
+            shared: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The turn to write the shared board or read it back (see `flows::shared`).
+    pub async fn shared_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.shared.lock().await
     }
 
     pub fn lab_settings(&self) -> LabSettings {
@@ -283,6 +318,34 @@ impl SwitchBoard {
 
     pub fn redeliver_after(&self) -> Duration {
         Duration::from_millis(self.redeliver_after_ms.load(Ordering::SeqCst))
+    }
+
+    /// Every switch and lab setting as stored rows (see [`BoardState::entries`]).
+    pub fn entries(&self) -> Vec<(String, i64)> {
+        self.save().entries()
+    }
+
+    /// Applies one stored row; returns whether it changed anything here.
+    pub fn apply(&self, name: &str, value: i64) -> bool {
+        if let Some(defense) = name.strip_prefix("defense.").and_then(Defense::from_id) {
+            let on = value != 0;
+            let changed = self.is_on(defense) != on;
+            if changed {
+                self.set(defense, on);
+            }
+            return changed;
+        }
+        let mut lab = self.lab_settings();
+        let number = u64::try_from(value).unwrap_or(0);
+        match name {
+            "lab.race_window_ms" => lab.race_window_ms = number,
+            "lab.trace" => lab.trace = value != 0,
+            "lab.redeliver_after_ms" => lab.redeliver_after_ms = number,
+            _ => return false,
+        }
+        let changed = lab != self.lab_settings();
+        self.set_lab_settings(lab);
+        changed
     }
 
     /// Every switch and lab setting, as they are now.
@@ -338,6 +401,10 @@ impl SwitchBoard {
             tokio::time::sleep(window).await;
         }
     }
+}
+
+fn as_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 fn duration_ms(duration: Duration) -> u64 {

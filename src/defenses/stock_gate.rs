@@ -20,7 +20,13 @@
 //!
 //! The gate is loaded from the database on reset, at start (only where absent, so
 //! a restart does not disturb other instances), and when switched back on; closed
-//! orders return their units to it. The audit compares it with the database.
+//! orders return their units to it. It heals itself: each claim is also a member
+//! of the product's set of pending claims, and every few seconds each instance
+//! sets, in one script, `counter = database stock − live claims without an
+//! order` (docs/reliability.md), so a claim whose request died gives its unit
+//! back after one lease. The audit compares each counter with that same value.
+//! When the key store does not answer, the gate steps aside (orders go to the
+//! database, guarded by `version_lock`) and the reconciliation repairs it later.
 //!
 //! **Switched off**, requests go straight to the database: still correct (the
 //! version lock), but every loser costs database work. Shown by
@@ -31,7 +37,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::domain::IdempotencyKey;
-use crate::store::{Claim, Db, KeyStore, KvError, StoreError, products};
+use crate::store::kv::{claim_member, claim_units};
+use crate::store::{
+    Claim, Db, GateKeys, KeyStore, KvError, StoreError, millis, now_ms, orders, products,
+};
 use crate::switches::{Defense, SwitchBoard};
 use crate::trace;
 
@@ -64,7 +73,19 @@ pub struct StockGate {
 pub struct GatePass {
     product_id: i64,
     claim_key: String,
+    member: String,
     quantity: i64,
+}
+
+impl GatePass {
+    fn keys<'a>(&'a self, counter: &'a str, pending: &'a str) -> GateKeys<'a> {
+        GateKeys {
+            counter,
+            pending,
+            claim: &self.claim_key,
+            member: &self.member,
+        }
+    }
 }
 
 /// What the gate decided.
@@ -108,6 +129,10 @@ fn stock_key(product_id: i64) -> String {
     format!("gate:stock:{product_id}")
 }
 
+fn pending_key(product_id: i64) -> String {
+    format!("gate:pending:{product_id}")
+}
+
 fn claim_key(product_id: i64, user_id: i64, key: &IdempotencyKey) -> String {
     format!("gate:claim:{product_id}:{user_id}:{}", key.as_str())
 }
@@ -148,34 +173,50 @@ impl StockGate {
         let pass = GatePass {
             product_id,
             claim_key: claim_key(product_id, user_id, key),
+            member: claim_member(quantity, user_id, key.as_str()),
             quantity,
         };
+        match self.claim(pass).await {
+            Ok(decision) => decision,
+            Err(GateError::KeyStore(error)) => {
+                tracing::warn!(%error, "stock gate unavailable; straight to the database");
+                trace::step("gate unavailable: straight to the database");
+                Ok(Decision::Pass(None))
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// The claim script, loading the counter first if it is absent.
+    async fn claim(&self, pass: GatePass) -> Result<Result<Decision, GateError>, GateError> {
+        let (counter, pending) = (stock_key(pass.product_id), pending_key(pass.product_id));
         for _ in 0..2 {
             let claim = self
                 .kv
                 .claim_and_decrement(
-                    &stock_key(product_id),
-                    &pass.claim_key,
-                    quantity,
+                    &pass.keys(&counter, &pending),
+                    pass.quantity,
                     self.claim_ttl,
+                    now_ms(),
                 )
                 .await?;
             if claim != Claim::NotLoaded {
-                return decision(claim, pass);
+                return Ok(decision(claim, pass));
             }
-            if !self.load_one(product_id).await? {
+            if !self.load_one(pass.product_id).await? {
                 break; // No such product: the database path answers 404.
             }
         }
-        Ok(Decision::Pass(None))
+        Ok(Ok(Decision::Pass(None)))
     }
     // [/lesson]
 
     /// Gives the units of a pass back (its database step did not create an order).
     pub async fn give_back(&self, pass: GatePass) {
+        let (counter, pending) = (stock_key(pass.product_id), pending_key(pass.product_id));
         let result = self
             .kv
-            .release_claim(&stock_key(pass.product_id), &pass.claim_key, pass.quantity)
+            .release_claim(&pass.keys(&counter, &pending), pass.quantity)
             .await;
         if let Err(error) = result {
             tracing::error!(%error, "stock gate give-back failed: the gate now holds less than the database");
@@ -184,14 +225,18 @@ impl StockGate {
 
     /// The fast path for losers: true when the cached stock is known to be short.
     /// A read, not a claim: it can only ever answer "sold out" a moment late.
-    pub async fn is_sold_out(&self, product_id: i64, quantity: i64) -> Result<bool, KvError> {
+    /// When the key store does not answer, the gate steps aside (false).
+    pub async fn is_sold_out(&self, product_id: i64, quantity: i64) -> bool {
         if !self.is_on() {
-            return Ok(false);
+            return false;
         }
-        Ok(self
-            .counter(product_id)
-            .await?
-            .is_some_and(|left| left < quantity))
+        match self.counter(product_id).await {
+            Ok(counter) => counter.is_some_and(|left| left < quantity),
+            Err(error) => {
+                tracing::warn!(%error, "stock gate unavailable; straight to the database");
+                false
+            }
+        }
     }
 
     /// The cached stock of a product, if the gate has loaded it.
@@ -219,17 +264,84 @@ impl StockGate {
         Ok(true)
     }
 
-    /// Loads the counters of every product from the database's stock.
+    /// Loads the counters of every product from the database's stock (with
+    /// `Overwrite`, less the claims in flight).
     pub async fn load(&self, mode: Load) -> Result<(), GateError> {
         for product in products::list(self.db.pool()).await? {
             let (key, stock) = (stock_key(product.id), product.stock.to_string());
             match mode {
-                Load::Overwrite => self.kv.set_forever(&key, &stock).await?,
+                Load::Overwrite => {
+                    self.kv.set_forever(&key, &stock).await?;
+                    self.reconcile(product.id).await?;
+                }
                 Load::OnlyMissing => {
                     self.kv.set_if_absent(&key, &stock, COUNTER_TTL).await?;
                 }
             }
         }
         Ok(())
+    }
+
+    /// The claims of `product_id` that already became orders, then its stock —
+    /// in that order, so that a commit in between makes the gate err low, never
+    /// high (docs/reliability.md).
+    async fn committed_and_stock(
+        &self,
+        product_id: i64,
+    ) -> Result<(Vec<String>, Option<i64>), GateError> {
+        let since = now_ms().saturating_sub(2 * millis(self.claim_ttl));
+        let committed = orders::recent_claims(self.db.pool(), product_id, since).await?;
+        let stock = products::find(self.db.pool(), product_id)
+            .await?
+            .map(|p| p.stock);
+        Ok((committed, stock))
+    }
+
+    /// Sets one loaded counter to the database's stock minus the live claims
+    /// without an order; returns the new value (`None`: not loaded, or no product).
+    pub async fn reconcile(&self, product_id: i64) -> Result<Option<i64>, GateError> {
+        let (committed, stock) = self.committed_and_stock(product_id).await?;
+        let Some(stock) = stock else {
+            return Ok(None);
+        };
+        let (counter, pending) = (stock_key(product_id), pending_key(product_id));
+        Ok(self
+            .kv
+            .reconcile_counter(&counter, &pending, stock, &committed, now_ms())
+            .await?)
+    }
+
+    /// The periodic reconciliation of every loaded counter (while the gate is on).
+    pub async fn reconcile_all(&self) -> Result<u64, GateError> {
+        if !self.is_on() {
+            return Ok(0);
+        }
+        let mut reconciled = 0;
+        for product in products::list(self.db.pool()).await? {
+            if self.reconcile(product.id).await?.is_some() {
+                reconciled += 1;
+            }
+        }
+        Ok(reconciled)
+    }
+
+    /// What a loaded counter should hold now: the database's stock minus the
+    /// live claims without an order (`None` when the counter is not loaded).
+    pub async fn expected(&self, product_id: i64) -> Result<Option<(i64, i64)>, GateError> {
+        let Some(counter) = self.counter(product_id).await? else {
+            return Ok(None);
+        };
+        let (committed, stock) = self.committed_and_stock(product_id).await?;
+        let live = self
+            .kv
+            .pending_members(&pending_key(product_id), now_ms())
+            .await?;
+        let in_flight: i64 = live
+            .iter()
+            .filter(|member| !committed.contains(member))
+            .map(|member| claim_units(member))
+            .sum();
+        let expected = stock.unwrap_or(0) - in_flight;
+        Ok(Some((counter, expected.max(0))))
     }
 }

@@ -207,17 +207,18 @@ async fn stock_gate_matches_database(state: &AppState) -> Result<Check, ApiError
     }
     let mut differences = Vec::new();
     for product in products::list(state.db.pool()).await? {
-        if let Some(cached) = state.gate.counter(product.id).await?
-            && cached != product.stock
+        if let Some((counter, expected)) = state.gate.expected(product.id).await?
+            && counter != expected
         {
             differences.push(format!(
-                "product {}: gate {cached}, database {}",
-                product.id, product.stock
+                "product {}: gate {counter}, database stock minus claims in flight {expected}",
+                product.id
             ));
         }
     }
     let detail = if differences.is_empty() {
-        "every loaded gate counter equals the database's stock".to_string()
+        "every loaded gate counter equals the database's stock minus the claims in flight"
+            .to_string()
     } else {
         differences.join("; ")
     };

@@ -8,6 +8,7 @@ pub mod keyed;
 pub mod orders;
 pub mod payments;
 pub mod rewards;
+pub mod shared;
 
 use crate::store::{KvError, StoreError};
 
@@ -21,6 +22,8 @@ pub enum JobError {
     KeyStore(#[from] KvError),
     #[error("cannot serialise a message: {0}")]
     Serialize(#[from] serde_json::Error),
+    #[error(transparent)]
+    Gate(#[from] crate::defenses::stock_gate::GateError),
 }
 
 impl From<JobError> for crate::error::ApiError {
@@ -29,6 +32,7 @@ impl From<JobError> for crate::error::ApiError {
             JobError::Store(error) => Self::Database(error),
             JobError::KeyStore(error) => Self::KeyStore(error),
             JobError::Serialize(error) => Self::Serialize(error),
+            JobError::Gate(error) => error.into(),
         }
     }
 }

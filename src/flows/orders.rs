@@ -217,10 +217,13 @@ async fn try_place(
 ) -> Result<Attempt, ApiError> {
     let new_order = new_order(state, user_id, key, read, quantity)?;
     let mut tx = state.db.begin().await?;
-    let inserted = orders::insert(&mut *tx, &new_order)
-        .await
-        .map(Some)
-        .on_unique_violation(|| None)?;
+    let inserted = match orders::insert(&mut *tx, &new_order).await {
+        // A reset removed the product while this order waited for it.
+        Err(error) if error.is_foreign_key_violation() => {
+            return Err(ApiError::ProductNotFound(read.id));
+        }
+        other => other.map(Some).on_unique_violation(|| None)?,
+    };
     let Some(order) = inserted else {
         trace::step("unique index: duplicate refused, rolled back");
         rollback(tx).await?;

@@ -9,6 +9,8 @@
 //!    effect and before the ack means redelivery (the lab's fault injection makes
 //!    that happen on demand).
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use super::JobError;
@@ -18,7 +20,7 @@ use crate::state::AppState;
 use crate::store::bus::Delivery;
 use crate::store::payments::Payment;
 use crate::store::rewards::{self, NewReward};
-use crate::store::{StoreError, Tx, commit, outbox, rollback};
+use crate::store::{StoreError, Tx, commit, millis, now_ms, outbox, rollback};
 
 pub const ORDER_PAID_TOPIC: &str = "order_paid";
 pub const REWARDS_GROUP: &str = "rewards";
@@ -45,21 +47,42 @@ pub async fn enqueue_order_paid(tx: &mut Tx, payment: &Payment) -> Result<(), Jo
         amount_cents: payment.amount_cents,
     };
     let payload = serde_json::to_string(&message)?;
-    outbox::insert(&mut **tx, ORDER_PAID_TOPIC, &payload).await?;
+    outbox::insert(&mut **tx, ORDER_PAID_TOPIC, &message.order_no, &payload).await?;
     Ok(())
 }
 
-/// Publishes what the outbox holds; returns how many messages went out.
+/// How long a relay holds the rows it claimed before another may take them.
+const RELAY_LEASE: Duration = Duration::from_secs(10);
+
+/// Claims what the outbox holds and publishes it; returns how many messages went
+/// out. Relays on several instances claim different rows.
 pub async fn relay_once(state: &AppState) -> Result<usize, JobError> {
-    let rows = outbox::unpublished(state.db.pool(), BATCH as i64).await?;
+    let lease_until = now_ms().saturating_add(millis(RELAY_LEASE));
+    let owner = &state.instance_id;
+    let rows = outbox::claim_batch(state.db.pool(), owner, lease_until, BATCH as i64).await?;
     for row in &rows {
         state
             .bus
             .publish(&row.topic, &row.message_id, &row.payload)
             .await?;
-        outbox::mark_published(state.db.pool(), row.id).await?;
+        outbox::mark_published(state.db.pool(), row.id, owner).await?;
     }
     Ok(rows.len())
+}
+
+/// The rewards' reconciliation: a PAID order still without its reward after the
+/// settle time has its message published again (same id: `message_dedup` keeps
+/// it to one reward).
+pub async fn republish_missing(state: &AppState) -> Result<u64, JobError> {
+    let settled_before = now_ms().saturating_sub(millis(state.settings.rewards.settle));
+    let again = outbox::republish_unrewarded(state.db.pool(), settled_before).await?;
+    if again > 0 {
+        tracing::warn!(
+            messages = again,
+            "paid orders without their reward: published again"
+        );
+    }
+    Ok(again)
 }
 
 /// Receives and handles one batch; returns how many deliveries were handled.

@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::defenses::stock_gate::{GateError, Load};
+use crate::defenses::stock_gate::GateError;
 use crate::flows::audit::{self, AuditReport};
-use crate::flows::rewards;
+use crate::flows::{JobError, rewards, shared};
 use crate::psp::PspBehaviour;
 use crate::state::AppState;
 use crate::store::StoreError;
@@ -41,6 +41,8 @@ pub enum LabError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Gate(#[from] GateError),
+    #[error(transparent)]
+    Shared(#[from] JobError),
     #[error("the audit failed: {0}")]
     Audit(String),
 }
@@ -120,7 +122,6 @@ async fn quiesce(state: &AppState) -> Result<(), LabError> {
 /// Everything an experiment changes, to put back afterwards.
 struct Saved {
     board: BoardState,
-    gate_on: bool,
     psp: PspBehaviour,
     crashes: u64,
 }
@@ -129,21 +130,16 @@ impl Saved {
     fn take(state: &AppState) -> Self {
         Self {
             board: state.switches.save(),
-            gate_on: state.gate.is_on(),
             psp: state.psp.behaviour(),
             crashes: state.faults.crash_after_effect(),
         }
     }
 
     async fn put_back(self, state: &AppState) -> Result<(), LabError> {
-        let gate_was_off = !state.gate.is_on();
-        state.switches.restore(&self.board);
         state.psp.set_behaviour(self.psp);
         state.faults.set_crash_after_effect(self.crashes);
-        if self.gate_on && gate_was_off {
-            // The gate was bypassed during the run: start again from the database.
-            state.gate.load(Load::Overwrite).await?;
-        }
+        // Every instance follows; the gate reloads if it comes back on.
+        shared::restore(state, &self.board).await?;
         Ok(())
     }
 }
@@ -173,23 +169,20 @@ async fn attack(state: &AppState, experiment: &Experiment, on: bool) -> Result<O
 
 /// All defenses on, the hiding layers off, the one under study as asked.
 async fn configure(state: &AppState, experiment: &Experiment, on: bool) -> Result<(), LabError> {
-    let gate_was_off = !state.gate.is_on();
-    for defense in Defense::all() {
-        let wanted = if defense == experiment.defense {
-            on
-        } else {
-            !experiment.hidden.contains(&defense)
-        };
-        if state.switches.is_on(defense) != wanted {
-            state.switches.set(defense, wanted);
-        }
-    }
+    let switches: Vec<(Defense, bool)> = Defense::all()
+        .map(|defense| {
+            let wanted = if defense == experiment.defense {
+                on
+            } else {
+                !experiment.hidden.contains(&defense)
+            };
+            (defense, wanted)
+        })
+        .collect();
+    shared::set_defenses(state, &switches).await?;
     let mut lab = state.switches.lab_settings();
     lab.race_window_ms = experiment.race_window_ms;
     lab.redeliver_after_ms = 300;
-    state.switches.set_lab_settings(lab);
-    if gate_was_off && state.gate.is_on() {
-        state.gate.load(Load::Overwrite).await?;
-    }
+    shared::set_lab(state, lab).await?;
     Ok(())
 }

@@ -10,7 +10,7 @@ use crate::auth::Admin;
 use crate::defenses::stock_gate::Load;
 use crate::error::ApiError;
 use crate::flows::audit as audit_flow;
-use crate::flows::rewards;
+use crate::flows::{rewards, shared};
 use crate::psp::PspBehaviourPatch;
 use crate::state::AppState;
 use crate::store::products::{self, NewProduct};
@@ -49,14 +49,8 @@ async fn put_defenses(
                 .ok_or(ApiError::UnknownDefense(id))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    for (defense, on) in changes {
-        let switched_on = on && !state.switches.is_on(defense);
-        state.switches.set(defense, on);
-        if defense == Defense::StockGate && switched_on {
-            // The gate was bypassed while off: start again from the database's stock.
-            state.gate.load(Load::Overwrite).await?;
-        }
-    }
+    // Every instance follows within a second (the shared switch board).
+    shared::set_defenses(&state, &changes).await?;
     Ok(HttpResponse::Ok().json(state.switches.snapshot()))
 }
 

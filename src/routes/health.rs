@@ -1,5 +1,7 @@
 //! Liveness (the process answers) and readiness (the database and the key store do).
 
+use std::time::Duration;
+
 use actix_web::{HttpResponse, get, web};
 use serde_json::json;
 
@@ -20,22 +22,52 @@ async fn metrics(handle: web::Data<PrometheusHandle>) -> HttpResponse {
         .body(handle.render())
 }
 
+/// How long readiness waits for each dependency.
+const READINESS_BOUND: Duration = Duration::from_millis(800);
+
+/// Ready when the database and the key store both answer within the bound
+/// (checked together); otherwise 503 naming the one that did not.
 #[get("/readyz")]
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let database = state.db.ping().await.map_err(|e| e.to_string());
-    let key_store = state.kv.ping().await.map_err(|e| e.to_string());
+    let (database, key_store) = tokio::join!(
+        within(READINESS_BOUND, async {
+            state.db.ping().await.map_err(|e| e.to_string())
+        }),
+        within(READINESS_BOUND, async {
+            state.kv.ping().await.map_err(|e| e.to_string())
+        }),
+    );
+    let ready = database.is_ok() && key_store.is_ok();
+    let failing = [("database", &database), ("redis", &key_store)]
+        .into_iter()
+        .filter(|(_, result)| result.is_err())
+        .map(|(name, _)| name)
+        .collect::<Vec<_>>();
     let describe = |result: &Result<(), String>| match result {
         Ok(()) => "ok".to_string(),
         Err(error) => error.clone(),
     };
     let body = json!({
-        "status": if database.is_ok() && key_store.is_ok() { "ready" } else { "not_ready" },
+        "status": if ready { "ready" } else { "not_ready" },
         "database": describe(&database),
         "key_store": describe(&key_store),
+        "failing": failing,
     });
-    if database.is_ok() && key_store.is_ok() {
+    if ready {
         HttpResponse::Ok().json(body)
     } else {
-        HttpResponse::ServiceUnavailable().json(body)
+        HttpResponse::ServiceUnavailable()
+            .insert_header(("Retry-After", "1"))
+            .json(body)
     }
+}
+
+/// `check`, or an error when it takes longer than `bound`.
+async fn within(
+    bound: Duration,
+    check: impl std::future::Future<Output = Result<(), String>>,
+) -> Result<(), String> {
+    tokio::time::timeout(bound, check)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {} ms", bound.as_millis())))
 }

@@ -6,6 +6,7 @@ use serde_json::json;
 
 use crate::auth::Admin;
 use crate::error::ApiError;
+use crate::flows::shared;
 use crate::lab::{self, LabError, experiments};
 use crate::state::AppState;
 
@@ -95,7 +96,7 @@ async fn put_settings(
         settings.redeliver_after_ms = after;
     }
     settings.trace = patch.trace.unwrap_or(settings.trace);
-    state.switches.set_lab_settings(settings);
+    shared::set_lab(&state, settings).await?;
     Ok(HttpResponse::Ok().json(settings))
 }
 

@@ -6,6 +6,7 @@
 //! that SQLite takes its write lock up front (waiting on its busy timeout) instead
 //! of failing when a read transaction tries to upgrade.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -31,6 +32,15 @@ pub enum DbSetupError {
         path: String,
         source: std::io::Error,
     },
+    #[error(
+        "another flashguard is already using {path}: stop it, or start this one on another file with DATABASE_URL=sqlite://other.db?mode=rwc"
+    )]
+    InUse { path: String },
+    #[error("cannot lock the SQLite file {path}: {source}")]
+    Lock {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot connect to the database: {0}")]
     Connect(#[source] sqlx::Error),
     #[error("cannot apply migrations: {0}")]
@@ -41,18 +51,29 @@ pub enum DbSetupError {
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    /// The embedded default's exclusive lock on its file: one instance per file
+    /// (its in-process key store cannot be shared). Released when the last
+    /// clone of the pool is dropped, or the process ends.
+    _file_lock: Option<Arc<std::fs::File>>,
 }
 
 impl Db {
-    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, DbSetupError> {
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> Result<Self, DbSetupError> {
         install_default_drivers();
         let backend = backend_of(url)?;
-        if backend == Backend::Sqlite {
+        let file_lock = if backend == Backend::Sqlite {
             create_sqlite_directory(url)?;
-        }
+            lock_sqlite_file(&sqlite_path(url))?
+        } else {
+            None
+        };
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(30))
+            .acquire_timeout(acquire_timeout)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -69,7 +90,11 @@ impl Db {
             .connect(url)
             .await
             .map_err(DbSetupError::Connect)?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            _file_lock: file_lock,
+        })
     }
 
     /// Applies the migrations of this backend (append-only, embedded in the binary).
@@ -120,14 +145,43 @@ fn backend_of(url: &str) -> Result<Backend, DbSetupError> {
     }
 }
 
-fn create_sqlite_directory(url: &str) -> Result<(), DbSetupError> {
-    let path = url
-        .trim_start_matches("sqlite://")
+/// The file path of a `sqlite:` URL (empty or `:memory:` for an in-memory one).
+fn sqlite_path(url: &str) -> String {
+    url.trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:")
         .split('?')
         .next()
-        .unwrap_or_default();
-    let Some(parent) = std::path::Path::new(path).parent() else {
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Takes the exclusive lock of `<path>.lock`, or says who holds it.
+fn lock_sqlite_file(path: &str) -> Result<Option<Arc<std::fs::File>>, DbSetupError> {
+    if path.is_empty() || path.starts_with(":memory:") {
+        return Ok(None);
+    }
+    let lock_error = |source| DbSetupError::Lock {
+        path: path.to_string(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(format!("{path}.lock"))
+        .map_err(lock_error)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(Arc::new(file))),
+        Err(std::fs::TryLockError::WouldBlock) => Err(DbSetupError::InUse {
+            path: path.to_string(),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(lock_error(source)),
+    }
+}
+
+fn create_sqlite_directory(url: &str) -> Result<(), DbSetupError> {
+    let path = sqlite_path(url);
+    let Some(parent) = std::path::Path::new(&path).parent() else {
         return Ok(());
     };
     if parent.as_os_str().is_empty() {

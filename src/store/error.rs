@@ -11,6 +11,28 @@ pub struct StoreError {
 }
 
 impl StoreError {
+    /// The database could not be reached (no connection in time, a broken
+    /// connection, a server shutting down): a 503, not a 500.
+    pub fn is_unavailable(&self) -> bool {
+        match &self.source {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(error) => error.code().is_some_and(|code| {
+                code.starts_with("08") || ["57P01", "57P02", "57P03"].contains(&code.as_ref())
+            }),
+            _ => false,
+        }
+    }
+
+    /// The row refers to a row that is gone (a foreign key), e.g. a product
+    /// removed by a reset while an order for it was being placed.
+    pub fn is_foreign_key_violation(&self) -> bool {
+        matches!(&self.source, sqlx::Error::Database(error) if error.is_foreign_key_violation())
+    }
+
     /// The database refused a row that a unique index already holds.
     pub fn is_unique_violation(&self) -> bool {
         matches!(&self.source, sqlx::Error::Database(error) if error.is_unique_violation())

@@ -15,6 +15,31 @@ pub enum KvError {
     Unavailable(#[from] redis::RedisError),
 }
 
+/// The keys of one stock-gate claim: the product's counter and set of pending
+/// claims, the claim's own key, and its member in the pending set.
+#[derive(Debug, Clone, Copy)]
+pub struct GateKeys<'a> {
+    pub counter: &'a str,
+    pub pending: &'a str,
+    pub claim: &'a str,
+    pub member: &'a str,
+}
+
+/// A pending gate claim as a member of the pending set:
+/// `<units>|<user id>:<idempotency key>`. The reconciliation adds up the units,
+/// and recognises a claim that became an order by the same text.
+pub fn claim_member(units: i64, user_id: i64, key: &str) -> String {
+    format!("{units}|{user_id}:{key}")
+}
+
+/// The units of a pending claim (1 when the member carries none).
+pub fn claim_units(member: &str) -> i64 {
+    member
+        .split_once('|')
+        .and_then(|(units, _)| units.parse().ok())
+        .unwrap_or(1)
+}
+
 /// What [`KeyStore::claim_and_decrement`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
@@ -38,27 +63,42 @@ pub trait KeyStore: Send + Sync + std::fmt::Debug {
     /// Deletes `key` only if it still holds `expected`; true when it was deleted.
     async fn compare_and_delete(&self, key: &str, expected: &str) -> Result<bool, KvError>;
 
-    /// The stock gate's one atomic step: if `claim_key` exists → [`Claim::Repeat`]
-    /// (nothing else happens); if `counter_key` is absent → [`Claim::NotLoaded`];
-    /// if it holds less than `by` → [`Claim::Short`]; otherwise decrement it by
-    /// `by`, set `claim_key` (expiring after `claim_ttl`) and return
-    /// [`Claim::Taken`] with what is left.
+    /// The stock gate's one atomic step: if the claim key exists →
+    /// [`Claim::Repeat`] (nothing else happens); if the counter is absent →
+    /// [`Claim::NotLoaded`]; if it holds less than `by` → [`Claim::Short`];
+    /// otherwise decrement it by `by`, set the claim key (expiring after
+    /// `claim_ttl`), add the member to the pending set (scored by its expiry,
+    /// `now_ms + claim_ttl`) and return [`Claim::Taken`] with what is left.
     async fn claim_and_decrement(
         &self,
-        counter_key: &str,
-        claim_key: &str,
+        keys: &GateKeys<'_>,
         by: i64,
         claim_ttl: Duration,
+        now_ms: i64,
     ) -> Result<Claim, KvError>;
 
-    /// Undoes a claim: deletes `claim_key` and, only if it existed, adds `by`
-    /// back to `counter_key`. True when something was given back.
-    async fn release_claim(
+    /// Undoes a claim: deletes the claim key and, only if it existed, removes
+    /// the member from the pending set and adds `by` back to the counter. True
+    /// when something was given back.
+    async fn release_claim(&self, keys: &GateKeys<'_>, by: i64) -> Result<bool, KvError>;
+
+    /// The gate's reconciliation, atomic: drops pending members that expired by
+    /// `now_ms`, adds up the units of the live ones not in `committed` (a member
+    /// is `<units>|<user>:<key>`), and sets the counter to `stock` minus that sum
+    /// (at least 0). `None` (and nothing changes) when
+    /// the counter is not loaded.
+    async fn reconcile_counter(
         &self,
         counter_key: &str,
-        claim_key: &str,
-        by: i64,
-    ) -> Result<bool, KvError>;
+        pending_key: &str,
+        stock: i64,
+        committed: &[String],
+        now_ms: i64,
+    ) -> Result<Option<i64>, KvError>;
+
+    /// The members of a pending set that expire after `now_ms`.
+    async fn pending_members(&self, pending_key: &str, now_ms: i64)
+    -> Result<Vec<String>, KvError>;
 
     /// Adds `by` to the integer at `key` if the key exists (returned stock).
     async fn add_if_present(&self, key: &str, by: i64) -> Result<(), KvError>;

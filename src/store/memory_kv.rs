@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
-use super::kv::{Claim, KeyStore, KvError};
+use super::kv::{Claim, GateKeys, KeyStore, KvError, claim_units};
 
 #[derive(Debug)]
 struct Entry {
@@ -28,6 +28,9 @@ impl Entry {
 #[derive(Debug, Default)]
 pub struct MemoryKv {
     entries: Mutex<HashMap<String, Entry>>,
+    /// Sorted sets (the gate's pending claims): member → score. Always locked
+    /// after `entries` when both are needed, so operations stay atomic.
+    sets: Mutex<HashMap<String, HashMap<String, i64>>>,
     /// Counts writes so that expired entries are purged now and then.
     writes: std::sync::atomic::AtomicU64,
 }
@@ -135,16 +138,16 @@ impl KeyStore for MemoryKv {
 
     async fn claim_and_decrement(
         &self,
-        counter_key: &str,
-        claim_key: &str,
+        keys: &GateKeys<'_>,
         by: i64,
         claim_ttl: Duration,
+        now_ms: i64,
     ) -> Result<Claim, KvError> {
-        let claim = self.with_live(&[counter_key, claim_key], |entries| {
-            if entries.contains_key(claim_key) {
+        let claim = self.with_live(&[keys.counter, keys.claim], |entries| {
+            if entries.contains_key(keys.claim) {
                 return Claim::Repeat;
             }
-            let Some(counter) = entries.get_mut(counter_key) else {
+            let Some(counter) = entries.get_mut(keys.counter) else {
                 return Claim::NotLoaded;
             };
             let Ok(stock) = counter.value.parse::<i64>() else {
@@ -154,26 +157,73 @@ impl KeyStore for MemoryKv {
                 return Claim::Short;
             }
             counter.value = (stock - by).to_string();
-            entries.insert(claim_key.to_string(), entry(&by.to_string(), claim_ttl));
+            entries.insert(keys.claim.to_string(), entry(&by.to_string(), claim_ttl));
+            let expires_at =
+                now_ms.saturating_add(i64::try_from(claim_ttl.as_millis()).unwrap_or(i64::MAX));
+            self.sets
+                .lock()
+                .entry(keys.pending.to_string())
+                .or_default()
+                .insert(keys.member.to_string(), expires_at);
             Claim::Taken { left: stock - by }
         });
         self.note_write();
         Ok(claim)
     }
 
-    async fn release_claim(
-        &self,
-        counter_key: &str,
-        claim_key: &str,
-        by: i64,
-    ) -> Result<bool, KvError> {
-        Ok(self.with_live(&[counter_key, claim_key], |entries| {
-            if entries.remove(claim_key).is_none() {
+    async fn release_claim(&self, keys: &GateKeys<'_>, by: i64) -> Result<bool, KvError> {
+        Ok(self.with_live(&[keys.counter, keys.claim], |entries| {
+            if entries.remove(keys.claim).is_none() {
                 return false;
             }
-            add_to(entries, counter_key, by);
+            if let Some(set) = self.sets.lock().get_mut(keys.pending) {
+                set.remove(keys.member);
+            }
+            add_to(entries, keys.counter, by);
             true
         }))
+    }
+
+    async fn reconcile_counter(
+        &self,
+        counter_key: &str,
+        pending_key: &str,
+        stock: i64,
+        committed: &[String],
+        now_ms: i64,
+    ) -> Result<Option<i64>, KvError> {
+        Ok(self.with_entries(counter_key, |entries| {
+            let counter = entries.get_mut(counter_key)?;
+            let mut sets = self.sets.lock();
+            let set = sets.entry(pending_key.to_string()).or_default();
+            set.retain(|_, expires_at| *expires_at > now_ms);
+            let pending: i64 = set
+                .keys()
+                .filter(|member| !committed.contains(member))
+                .map(|member| claim_units(member))
+                .sum();
+            let value = stock.saturating_sub(pending).max(0);
+            counter.value = value.to_string();
+            Some(value)
+        }))
+    }
+
+    async fn pending_members(
+        &self,
+        pending_key: &str,
+        now_ms: i64,
+    ) -> Result<Vec<String>, KvError> {
+        Ok(self
+            .sets
+            .lock()
+            .get(pending_key)
+            .map(|set| {
+                set.iter()
+                    .filter(|(_, expires_at)| **expires_at > now_ms)
+                    .map(|(member, _)| member.clone())
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     async fn add_if_present(&self, key: &str, by: i64) -> Result<(), KvError> {
@@ -201,6 +251,7 @@ impl KeyStore for MemoryKv {
 
     async fn clear_namespace(&self) -> Result<(), KvError> {
         self.entries.lock().clear();
+        self.sets.lock().clear();
         Ok(())
     }
 
@@ -245,16 +296,29 @@ mod tests {
         assert_eq!(kv.get("lock").await.unwrap(), None);
     }
 
+    fn gate(claim: &'static str) -> GateKeys<'static> {
+        GateKeys {
+            counter: "stock",
+            pending: "pending",
+            claim,
+            member: claim,
+        }
+    }
+
     #[tokio::test]
     async fn a_claim_refuses_the_repeat_before_touching_stock() {
         let kv = MemoryKv::new();
         kv.set_forever("stock", "2").await.unwrap();
         assert_eq!(
-            kv.claim_and_decrement("stock", "a", 1, LONG).await.unwrap(),
+            kv.claim_and_decrement(&gate("a"), 1, LONG, 0)
+                .await
+                .unwrap(),
             Claim::Taken { left: 1 }
         );
         assert_eq!(
-            kv.claim_and_decrement("stock", "a", 1, LONG).await.unwrap(),
+            kv.claim_and_decrement(&gate("a"), 1, LONG, 0)
+                .await
+                .unwrap(),
             Claim::Repeat
         );
         assert_eq!(
@@ -263,21 +327,35 @@ mod tests {
             "the repeat took nothing"
         );
         assert_eq!(
-            kv.claim_and_decrement("stock", "b", 2, LONG).await.unwrap(),
+            kv.claim_and_decrement(&gate("b"), 2, LONG, 0)
+                .await
+                .unwrap(),
             Claim::Short
         );
         assert_eq!(
-            kv.claim_and_decrement("stock", "c", 1, LONG).await.unwrap(),
+            kv.claim_and_decrement(&gate("c"), 1, LONG, 0)
+                .await
+                .unwrap(),
             Claim::Taken { left: 0 }
         );
         assert_eq!(
-            kv.claim_and_decrement("stock", "d", 1, LONG).await.unwrap(),
+            kv.claim_and_decrement(&gate("d"), 1, LONG, 0)
+                .await
+                .unwrap(),
             Claim::Short
         );
         assert_eq!(
-            kv.claim_and_decrement("missing", "e", 1, LONG)
-                .await
-                .unwrap(),
+            kv.claim_and_decrement(
+                &GateKeys {
+                    counter: "missing",
+                    ..gate("e")
+                },
+                1,
+                LONG,
+                0
+            )
+            .await
+            .unwrap(),
             Claim::NotLoaded
         );
     }
@@ -286,16 +364,48 @@ mod tests {
     async fn a_released_claim_gives_its_stock_back_once() {
         let kv = MemoryKv::new();
         kv.set_forever("stock", "1").await.unwrap();
-        kv.claim_and_decrement("stock", "a", 1, LONG).await.unwrap();
-        assert!(kv.release_claim("stock", "a", 1).await.unwrap());
-        assert!(
-            !kv.release_claim("stock", "a", 1).await.unwrap(),
-            "only once"
-        );
+        kv.claim_and_decrement(&gate("a"), 1, LONG, 0)
+            .await
+            .unwrap();
+        assert!(kv.release_claim(&gate("a"), 1).await.unwrap());
+        assert!(!kv.release_claim(&gate("a"), 1).await.unwrap(), "only once");
         assert_eq!(kv.get("stock").await.unwrap().as_deref(), Some("1"));
         kv.add_if_present("stock", 2).await.unwrap();
         kv.add_if_present("absent", 2).await.unwrap();
         assert_eq!(kv.get("stock").await.unwrap().as_deref(), Some("3"));
         assert_eq!(kv.get("absent").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn the_reconciliation_counts_live_claims_without_an_order() {
+        let kv = MemoryKv::new();
+        kv.set_forever("stock", "10").await.unwrap();
+        for claim in ["a", "b", "c"] {
+            kv.claim_and_decrement(&gate(claim), 1, Duration::from_millis(100), 0)
+                .await
+                .unwrap();
+        }
+        // The database sold "a" (stock 9); "b" and "c" are still in flight.
+        let committed = vec!["a".to_string()];
+        assert_eq!(
+            kv.reconcile_counter("stock", "pending", 9, &committed, 50)
+                .await
+                .unwrap(),
+            Some(7)
+        );
+        // After their lease, the claims without an order give their units back.
+        assert_eq!(
+            kv.reconcile_counter("stock", "pending", 9, &committed, 200)
+                .await
+                .unwrap(),
+            Some(9)
+        );
+        assert!(kv.pending_members("pending", 200).await.unwrap().is_empty());
+        assert_eq!(
+            kv.reconcile_counter("absent", "pending", 9, &[], 0)
+                .await
+                .unwrap(),
+            None
+        );
     }
 }

@@ -19,11 +19,13 @@ pub mod payment_events;
 pub mod payments;
 pub mod products;
 pub mod redis_bus;
+pub mod redis_connection;
 pub mod redis_kv;
 pub mod rewards;
+pub mod switch_board;
 pub mod users;
 
 pub use bus::MessageBus;
 pub use db::{Db, Tx, commit, millis, now_ms, rollback};
 pub use error::{QueryContext, StoreError};
-pub use kv::{Claim, KeyStore, KvError};
+pub use kv::{Claim, GateKeys, KeyStore, KvError};

@@ -6,6 +6,7 @@ use serde::Serialize;
 use sqlx::{Any, Executor, FromRow};
 
 use super::error::{QueryContext, StoreError};
+use super::kv::claim_member;
 use super::now_ms;
 use crate::domain::{OrderNo, OrderStatus, Transition};
 
@@ -220,4 +221,26 @@ pub async fn unpaid_since<'e>(
     .fetch_all(executor)
     .await
     .context("orders::unpaid_since")
+}
+
+/// `"<quantity>|<user_id>:<idempotency key>"` of the product's orders created at
+/// or after `since_ms`: the gate claims that already became orders.
+pub async fn recent_claims<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    product_id: i64,
+    since_ms: i64,
+) -> Result<Vec<String>, StoreError> {
+    let rows: Vec<(i64, i64, String)> = sqlx::query_as(
+        "SELECT quantity, user_id, idempotency_key FROM orders
+          WHERE product_id = $1 AND created_at >= $2",
+    )
+    .bind(product_id)
+    .bind(since_ms)
+    .fetch_all(executor)
+    .await
+    .context("orders::recent_claims")?;
+    Ok(rows
+        .into_iter()
+        .map(|(quantity, user_id, key)| claim_member(quantity, user_id, &key))
+        .collect())
 }

@@ -3,8 +3,9 @@
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, Executor, FromRow};
 
+use super::db::Backend;
 use super::error::{QueryContext, StoreError};
-use super::{Db, now_ms};
+use super::{Db, Tx, now_ms};
 
 #[derive(Debug, Clone, Serialize, FromRow)]
 pub struct Product {
@@ -157,6 +158,12 @@ pub async fn count<'e>(executor: impl Executor<'e, Database = Any>) -> Result<i6
 /// Inserts `products` in one transaction and returns them with their ids.
 pub async fn insert_all(db: &Db, products: &[NewProduct]) -> Result<Vec<Product>, StoreError> {
     let mut tx = db.begin().await?;
+    let created = insert_in(&mut tx, products).await?;
+    super::db::commit(tx).await?;
+    Ok(created)
+}
+
+async fn insert_in(tx: &mut Tx, products: &[NewProduct]) -> Result<Vec<Product>, StoreError> {
     let mut created = Vec::with_capacity(products.len());
     for product in products {
         let row = sqlx::query_as::<_, Product>(&format!(
@@ -167,12 +174,11 @@ pub async fn insert_all(db: &Db, products: &[NewProduct]) -> Result<Vec<Product>
         .bind(product.price_cents)
         .bind(product.stock)
         .bind(sale_start(product))
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut **tx)
         .await
         .context("products::insert_all")?;
         created.push(row);
     }
-    super::db::commit(tx).await?;
     Ok(created)
 }
 
@@ -186,27 +192,42 @@ fn sale_start(product: &NewProduct) -> i64 {
     now_ms().saturating_add(delay_ms)
 }
 
+/// The sale's tables, children first.
+const SALE_TABLES: [&str; 9] = [
+    "lab_products",
+    "payment_events",
+    "payments",
+    "rewards",
+    "processed_messages",
+    "outbox",
+    "idempotency_keys",
+    "orders",
+    "products",
+];
+
 /// Deletes every order, payment, event, message, reward, key and product, then
-/// creates `products`: a clean sale.
+/// creates `products`: a clean sale, in one transaction. On Postgres the tables
+/// are locked first, so an order placed meanwhile waits and then finds its
+/// product gone (a clean 404), instead of the reset failing on a foreign key.
 pub async fn reset_sale(db: &Db, products: &[NewProduct]) -> Result<Vec<Product>, StoreError> {
     let mut tx = db.begin().await?;
-    let tables = [
-        "lab_products",
-        "payment_events",
-        "payments",
-        "rewards",
-        "processed_messages",
-        "outbox",
-        "idempotency_keys",
-        "orders",
-        "products",
-    ];
-    for table in tables {
+    if db.backend() == Backend::Postgres {
+        let lock = format!(
+            "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
+            SALE_TABLES.join(", ")
+        );
+        sqlx::query(&lock)
+            .execute(&mut *tx)
+            .await
+            .context("products::reset_sale")?;
+    }
+    for table in SALE_TABLES {
         sqlx::query(&format!("DELETE FROM {table}"))
             .execute(&mut *tx)
             .await
             .context("products::reset_sale")?;
     }
+    let created = insert_in(&mut tx, products).await?;
     super::db::commit(tx).await?;
-    insert_all(db, products).await
+    Ok(created)
 }

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 use redis::streams::{
     StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamPendingReply, StreamReadOptions,
     StreamReadReply,
@@ -14,10 +13,11 @@ use redis::streams::{
 
 use super::bus::{Delivery, MessageBus};
 use super::kv::KvError;
+use super::redis_connection::BoundedConnection;
 
 #[derive(Clone)]
 pub struct RedisBus {
-    connection: ConnectionManager,
+    connection: BoundedConnection,
     prefix: String,
 }
 
@@ -30,7 +30,7 @@ impl std::fmt::Debug for RedisBus {
 }
 
 impl RedisBus {
-    pub fn new(connection: ConnectionManager, prefix: &str) -> Self {
+    pub fn new(connection: BoundedConnection, prefix: &str) -> Self {
         Self {
             connection,
             prefix: prefix.to_string(),

@@ -5,10 +5,11 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
-use super::kv::{Claim, KeyStore, KvError};
+use super::kv::{Claim, GateKeys, KeyStore, KvError};
+use super::redis_connection::BoundedConnection;
 
 // [lesson redis::compare_and_delete]
 /// Deletes the key only when it still holds the caller's value.
@@ -21,7 +22,10 @@ return 0
 // [/lesson]
 
 // [lesson redis::claim_and_decrement]
-/// The stock gate: repeat check before stock, decrement only if enough.
+/// The stock gate: repeat check before stock, decrement only if enough, and the
+/// claim recorded twice: its own key (refuses a repeat) and a member of the
+/// product's pending set, scored by its expiry (for the reconciliation).
+/// KEYS: counter, claim, pending. ARGV: by, ttl ms, member, expires at (ms).
 /// Returns left stock, or -1 short, -2 repeat, -3 not loaded.
 const CLAIM_AND_DECREMENT: &str = r#"
 if redis.call('EXISTS', KEYS[2]) == 1 then
@@ -36,16 +40,42 @@ if stock < by then
   return -1
 end
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
 return redis.call('DECRBY', KEYS[1], by)
 "#;
 
 /// Gives a claim back: the stock returns only if the claim was still there.
+/// KEYS: counter, claim, pending. ARGV: by, member.
 const RELEASE_CLAIM: &str = r#"
 if redis.call('DEL', KEYS[2]) == 1 then
+  redis.call('ZREM', KEYS[3], ARGV[2])
   redis.call('INCRBY', KEYS[1], ARGV[1])
   return 1
 end
 return 0
+"#;
+
+/// The reconciliation: counter = database stock − units of the live claims
+/// without an order (a member is `<units>|<user>:<key>`).
+/// KEYS: counter, pending. ARGV: stock, now (ms), committed members...
+const RECONCILE: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return false
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[2])
+local committed = {}
+for i = 3, #ARGV do
+  committed[ARGV[i]] = true
+end
+local pending = 0
+for _, member in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  if not committed[member] then
+    pending = pending + (tonumber(string.match(member, '^(%d+)|')) or 1)
+  end
+end
+local value = math.max(0, tonumber(ARGV[1]) - pending)
+redis.call('SET', KEYS[1], value)
+return value
 "#;
 // [/lesson]
 
@@ -58,12 +88,13 @@ return 0
 
 #[derive(Clone)]
 pub struct RedisKv {
-    connection: ConnectionManager,
+    connection: BoundedConnection,
     prefix: String,
     url_for_logs: String,
     compare_and_delete: Script,
     claim_and_decrement: Script,
     release_claim: Script,
+    reconcile: Script,
     add_if_present: Script,
 }
 
@@ -79,7 +110,8 @@ impl std::fmt::Debug for RedisKv {
 impl RedisKv {
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, KvError> {
         let client = redis::Client::open(url)?;
-        let connection = ConnectionManager::new(client).await?;
+        let manager = ConnectionManager::new_with_config(client, bounded()).await?;
+        let connection = BoundedConnection::new(manager);
         Ok(Self {
             connection,
             prefix: prefix.to_string(),
@@ -87,6 +119,7 @@ impl RedisKv {
             compare_and_delete: Script::new(COMPARE_AND_DELETE),
             claim_and_decrement: Script::new(CLAIM_AND_DECREMENT),
             release_claim: Script::new(RELEASE_CLAIM),
+            reconcile: Script::new(RECONCILE),
             add_if_present: Script::new(ADD_IF_PRESENT),
         })
     }
@@ -112,6 +145,19 @@ fn strip_password(raw: &str) -> String {
         Ok(parsed) => parsed.to_string(),
         Err(_) => "(unparsable URL)".to_string(),
     }
+}
+
+/// Every wait bounded (docs/reliability.md): a command or a connection attempt
+/// gives up after 500 ms, and reconnecting backs off 100 ms × 2ⁿ, at most 1 s,
+/// so an instance is back within about a second of Redis coming back.
+fn bounded() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Duration::from_millis(500))
+        .set_response_timeout(Duration::from_millis(500))
+        .set_exponent_base(2)
+        .set_factor(100)
+        .set_max_delay(1_000)
+        .set_number_of_retries(2)
 }
 
 fn ttl_ms(ttl: Duration) -> u64 {
@@ -159,18 +205,23 @@ impl KeyStore for RedisKv {
 
     async fn claim_and_decrement(
         &self,
-        counter_key: &str,
-        claim_key: &str,
+        keys: &GateKeys<'_>,
         by: i64,
         claim_ttl: Duration,
+        now_ms: i64,
     ) -> Result<Claim, KvError> {
         let mut connection = self.connection.clone();
+        let ttl = ttl_ms(claim_ttl);
+        let expires_at = now_ms.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX));
         let answer: i64 = self
             .claim_and_decrement
-            .key(self.key(counter_key))
-            .key(self.key(claim_key))
+            .key(self.key(keys.counter))
+            .key(self.key(keys.claim))
+            .key(self.key(keys.pending))
             .arg(by)
-            .arg(ttl_ms(claim_ttl))
+            .arg(ttl)
+            .arg(keys.member)
+            .arg(expires_at)
             .invoke_async(&mut connection)
             .await?;
         Ok(match answer {
@@ -181,21 +232,47 @@ impl KeyStore for RedisKv {
         })
     }
 
-    async fn release_claim(
-        &self,
-        counter_key: &str,
-        claim_key: &str,
-        by: i64,
-    ) -> Result<bool, KvError> {
+    async fn release_claim(&self, keys: &GateKeys<'_>, by: i64) -> Result<bool, KvError> {
         let mut connection = self.connection.clone();
         let released: i64 = self
             .release_claim
-            .key(self.key(counter_key))
-            .key(self.key(claim_key))
+            .key(self.key(keys.counter))
+            .key(self.key(keys.claim))
+            .key(self.key(keys.pending))
             .arg(by)
+            .arg(keys.member)
             .invoke_async(&mut connection)
             .await?;
         Ok(released == 1)
+    }
+
+    async fn reconcile_counter(
+        &self,
+        counter_key: &str,
+        pending_key: &str,
+        stock: i64,
+        committed: &[String],
+        now_ms: i64,
+    ) -> Result<Option<i64>, KvError> {
+        let mut connection = self.connection.clone();
+        let mut invocation = self.reconcile.key(self.key(counter_key));
+        invocation.key(self.key(pending_key)).arg(stock).arg(now_ms);
+        for member in committed {
+            invocation.arg(member);
+        }
+        Ok(invocation.invoke_async(&mut connection).await?)
+    }
+
+    async fn pending_members(
+        &self,
+        pending_key: &str,
+        now_ms: i64,
+    ) -> Result<Vec<String>, KvError> {
+        let mut connection = self.connection.clone();
+        let members: Vec<String> = connection
+            .zrangebyscore(self.key(pending_key), format!("({now_ms}"), "+inf")
+            .await?;
+        Ok(members)
     }
 
     async fn add_if_present(&self, key: &str, by: i64) -> Result<(), KvError> {

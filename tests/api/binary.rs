@@ -1,11 +1,18 @@
 //! The built binary on its own: copied out of the source tree into an empty
 //! directory, it starts on the embedded default, keeps its data in `./data/`
-//! there, and serves the pages and the static files embedded in it.
+//! there, and serves the pages and the static files embedded in it. And killed
+//! with SIGKILL in the middle of a sale, then started again: every purchase
+//! retried with its key ends as exactly one order, and the gate heals.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
+use std::time::Duration;
+
 use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{create_postgres_database, real_stack};
 
 /// The server binary, started in `dir` on a free port; killed when dropped.
 struct Server {
@@ -22,12 +29,18 @@ impl Drop for Server {
 
 /// Starts `binary` in `dir` and reads the URL from its start-up banner.
 fn start(binary: &std::path::Path, dir: &std::path::Path) -> Server {
+    start_with(binary, dir, &[])
+}
+
+/// Like [`start`], with these environment variables on top of the embedded default.
+fn start_with(binary: &std::path::Path, dir: &std::path::Path, env: &[(&str, String)]) -> Server {
     let mut child = Command::new(binary)
         .current_dir(dir)
         .env_remove("DATABASE_URL")
         .env_remove("REDIS_URL")
         .env("BIND_ADDR", "127.0.0.1:0")
         .env("RUST_LOG", "warn")
+        .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -90,4 +103,154 @@ async fn the_binary_runs_outside_the_source_tree() {
     );
     assert!(dir.path().join("data/generated-secrets.env").is_file());
     drop(server);
+}
+
+/// The stack the killed server runs on: this run's Postgres and Redis (own
+/// database, own key prefix), or a SQLite file in `dir` and the in-process store.
+async fn crash_env(dir: &std::path::Path) -> Vec<(&'static str, String)> {
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let (database, redis) = real_stack();
+    let database_url = match database {
+        Some(server) => create_postgres_database(&server, &run_id).await,
+        None => format!("sqlite://{}/crash.db?mode=rwc", dir.display()),
+    };
+    let mut env = vec![
+        ("DATABASE_URL", database_url),
+        ("KV_PREFIX", format!("fgtest:{run_id}:")),
+        ("ADMIN_TOKEN", format!("admin-{run_id}")),
+        ("SESSION_SECRET", format!("session-{run_id}")),
+        ("PSP_SECRET", format!("psp-{run_id}")),
+        ("IDEMPOTENCY_LEASE_SECS", "2".into()),
+        ("GATE_RECONCILE_SECS", "1".into()),
+    ];
+    if let Some(redis) = redis {
+        env.push(("REDIS_URL", redis));
+    }
+    env
+}
+
+/// Sends `request` and reads its JSON answer.
+async fn call(request: reqwest::RequestBuilder) -> Value {
+    let response = request.send().await.expect("an answer");
+    response.json().await.unwrap_or(Value::Null)
+}
+
+async fn order(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    key: &str,
+    product: i64,
+) -> Option<(u16, Value)> {
+    let response = client
+        .post(format!("{url}/api/orders"))
+        .bearer_auth(token)
+        .header("Idempotency-Key", key)
+        .json(&json!({ "product_id": product, "quantity": 1 }))
+        .send()
+        .await
+        .ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.json().await.unwrap_or(Value::Null)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_mid_sale_loses_nothing_and_the_retries_make_one_order_each() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_flashguard"));
+    let env = crash_env(dir.path()).await;
+    let admin = env
+        .iter()
+        .find(|(name, _)| *name == "ADMIN_TOKEN")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let first = tokio::task::spawn_blocking({
+        let (binary, dir, env) = (binary.clone(), dir.path().to_path_buf(), env.clone());
+        move || start_with(&binary, &dir, &env)
+    })
+    .await
+    .unwrap();
+    let catalogue = json!({ "products": [{ "name": "crash", "price_cents": 100, "stock": 30 }] });
+    let reset_url = format!("{}/api/admin/reset", first.url);
+    let reset = call(client.post(reset_url).bearer_auth(&admin).json(&catalogue)).await;
+    let product = reset["products"][0]["id"].as_i64().expect("product");
+    let mut tokens = Vec::new();
+    for i in 0..20 {
+        let name = json!({ "username": format!("crash{i}") });
+        let login = call(client.post(format!("{}/api/login", first.url)).json(&name)).await;
+        tokens.push(login["token"].as_str().expect("token").to_string());
+    }
+
+    // Twenty purchases in flight, then SIGKILL.
+    let in_flight: Vec<_> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, token)| {
+            let (client, url, token) = (client.clone(), first.url.clone(), token.clone());
+            tokio::spawn(async move {
+                order(&client, &url, &token, &format!("crash-{i}"), product).await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(15)).await;
+    drop(first); // SIGKILL
+    for task in in_flight {
+        let _ = task.await;
+    }
+
+    let second = tokio::task::spawn_blocking({
+        let (binary, dir, env) = (binary.clone(), dir.path().to_path_buf(), env.clone());
+        move || start_with(&binary, &dir, &env)
+    })
+    .await
+    .unwrap();
+    for (i, token) in tokens.iter().enumerate() {
+        let key = format!("crash-{i}");
+        let mut answer = None;
+        for _ in 0..100 {
+            answer = order(&client, &second.url, token, &key, product).await;
+            // A key whose request died is "in progress" until its lease ends.
+            if answer
+                .as_ref()
+                .is_some_and(|(status, _)| *status != 409 && *status != 503)
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (status, body) = answer.expect("the retry is answered");
+        assert_eq!(status, 201, "{key}: {body}");
+        let mine = call(
+            client
+                .get(format!("{}/api/orders", second.url))
+                .bearer_auth(token),
+        )
+        .await;
+        assert_eq!(
+            mine["orders"].as_array().map(Vec::len),
+            Some(1),
+            "{key}: one order"
+        );
+    }
+    let mut audit = Value::Null;
+    for _ in 0..100 {
+        audit = call(
+            client
+                .get(format!("{}/api/audit", second.url))
+                .bearer_auth(&admin),
+        )
+        .await;
+        if audit["ok"] == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        audit["ok"], true,
+        "the gate heals within a lease and a reconciliation: {audit}"
+    );
 }

@@ -11,7 +11,7 @@ use flashguard::configuration::{
 use flashguard::startup::Application;
 use flashguard::state::AppState;
 use reqwest::{Response, StatusCode};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use sqlx::Connection;
 
@@ -21,7 +21,9 @@ pub struct TestApp {
     pub admin_token: String,
     pub psp_secret: SecretString,
     pub state: web::Data<AppState>,
-    _sqlite_dir: Option<tempfile::TempDir>,
+    /// The settings it was built with (a twin instance starts from them).
+    pub settings: Settings,
+    _sqlite_dir: Option<std::sync::Arc<tempfile::TempDir>>,
 }
 
 #[derive(Debug, Clone)]
@@ -61,7 +63,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
         redis_url,
         bind_addr: "127.0.0.1:0".into(),
         secrets: Secrets {
-            admin_token: SecretString::from(admin_token.clone()),
+            admin_token: SecretString::from(admin_token),
             psp_secret: SecretString::from(format!("psp-{run_id}")),
             session_secret: SecretString::from(format!("session-{run_id}")),
             generated: Vec::new(),
@@ -95,24 +97,38 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
             settle: Duration::from_secs(30),
         },
         race_window: Duration::ZERO,
+        db_acquire_timeout: Duration::from_secs(2),
+        gate_reconcile_every: Duration::from_secs(3600),
+        switches_refresh_every: Duration::from_millis(100),
     };
     customize(&mut settings);
-    let psp_secret = settings.secrets.psp_secret.clone();
-    let application = Application::build(settings).await.expect("the app builds");
+    start(settings, sqlite_dir.map(std::sync::Arc::new))
+        .await
+        .expect("the app builds")
+}
+
+/// Builds and runs an application from `settings`.
+async fn start(
+    settings: Settings,
+    sqlite_dir: Option<std::sync::Arc<tempfile::TempDir>>,
+) -> Result<TestApp, flashguard::startup::StartupError> {
+    let application = Application::build(settings.clone()).await?;
     let address = application.url();
     let state = application.state();
     tokio::spawn(application.run_until_stopped());
-    TestApp {
+    Ok(TestApp {
         address,
         client: reqwest::Client::builder()
             .pool_max_idle_per_host(64)
+            .timeout(Duration::from_secs(30))
             .build()
             .expect("HTTP client"),
-        admin_token,
-        psp_secret,
+        admin_token: settings.secrets.admin_token.expose_secret().to_string(),
+        psp_secret: settings.secrets.psp_secret.clone(),
         state,
+        settings,
         _sqlite_dir: sqlite_dir,
-    }
+    })
 }
 
 /// Creates `fg_test_<run id>` on the server of `server_url` and returns its URL.
@@ -132,6 +148,12 @@ pub async fn create_postgres_database(server_url: &str, run_id: &str) -> String 
 }
 
 impl TestApp {
+    /// A second instance on the same database and key store (several instances
+    /// behind a load balancer).
+    pub async fn twin(&self) -> Result<TestApp, flashguard::startup::StartupError> {
+        start(self.settings.clone(), self._sqlite_dir.clone()).await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
@@ -157,6 +179,32 @@ impl TestApp {
             token: body["token"].as_str().expect("token").to_string(),
             user_id: body["user_id"].as_i64().expect("user_id"),
         }
+    }
+
+    /// The request of `POST /api/orders`, not yet sent.
+    pub fn post_order_request(
+        &self,
+        user: &TestUser,
+        key: &str,
+        product_id: i64,
+        quantity: i64,
+    ) -> reqwest::RequestBuilder {
+        self.client
+            .post(self.url("/api/orders"))
+            .bearer_auth(&user.token)
+            .header("Idempotency-Key", key)
+            .json(&json!({ "product_id": product_id, "quantity": quantity }))
+    }
+
+    /// The request of `POST /api/orders/{order_no}/payment-token`, not yet sent.
+    pub fn payment_token_request(
+        &self,
+        user: &TestUser,
+        order_no: &str,
+    ) -> reqwest::RequestBuilder {
+        self.client
+            .post(self.url(&format!("/api/orders/{order_no}/payment-token")))
+            .bearer_auth(&user.token)
     }
 
     /// `POST /api/orders` with a raw body and an optional key.
@@ -225,8 +273,9 @@ impl TestApp {
             .send()
             .await
             .expect("reset request");
-        assert_eq!(response.status(), StatusCode::OK);
-        let body: Value = response.json().await.expect("reset JSON");
+        let reply = Reply::read(response).await;
+        assert_eq!(reply.status, StatusCode::OK, "reset: {}", reply.body);
+        let body = reply.json();
         body["products"][0]["id"].as_i64().expect("product id")
     }
 

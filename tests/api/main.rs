@@ -8,6 +8,7 @@ mod binary;
 mod browser;
 mod callbacks;
 mod defenses;
+mod faults;
 mod flash_sale;
 mod health;
 mod helpers;

@@ -230,5 +230,6 @@ async fn with_state_check_a_late_failed_changes_nothing() {
     let order_no = late_failure(&app).await;
 
     assert_eq!(app.order_status(&order_no).await, "PAID");
-    assert_eq!(app.audit().await["ok"], true);
+    let audit = app.audit().await;
+    assert_eq!(audit["ok"], true, "{audit}");
 }

@@ -76,7 +76,9 @@ async fn both_migration_sets_build_the_same_schema() {
 }
 
 async fn migrated(url: &str) -> Db {
-    let db = Db::connect(url, 2).await.expect("connect");
+    let db = Db::connect(url, 2, std::time::Duration::from_secs(5))
+        .await
+        .expect("connect");
     db.migrate().await.expect("migrations apply");
     db
 }

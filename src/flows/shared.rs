@@ -1,0 +1,78 @@
+//! The switch board shared by every instance (docs/reliability.md): a change is
+//! written to the `switch_board` table first, then applied here; every instance
+//! reads the table every half second and applies what changed. The stock gate is
+//! reloaded wherever it is switched back on.
+
+use super::JobError;
+use crate::defenses::stock_gate::Load;
+use crate::state::AppState;
+use crate::store::switch_board;
+use crate::switches::{BoardState, Defense, LabSettings};
+
+/// Switches defenses everywhere.
+pub async fn set_defenses(state: &AppState, changes: &[(Defense, bool)]) -> Result<(), JobError> {
+    let _turn = state.switches.shared_turn().await;
+    let gate_was_on = state.gate.is_on();
+    for (defense, on) in changes {
+        let name = format!("defense.{}", defense.id());
+        switch_board::put(state.db.pool(), &name, i64::from(*on)).await?;
+        if state.switches.is_on(*defense) != *on {
+            state.switches.set(*defense, *on);
+        }
+    }
+    reload_gate_if_switched_on(state, gate_was_on).await
+}
+
+/// Changes the lab's run-time settings everywhere.
+pub async fn set_lab(state: &AppState, lab: LabSettings) -> Result<(), JobError> {
+    let _turn = state.switches.shared_turn().await;
+    write(state, &lab.entries()).await?;
+    state.switches.set_lab_settings(lab);
+    Ok(())
+}
+
+/// Puts back everything [`crate::switches::SwitchBoard::save`] saw, everywhere.
+pub async fn restore(state: &AppState, saved: &BoardState) -> Result<(), JobError> {
+    let _turn = state.switches.shared_turn().await;
+    let gate_was_on = state.gate.is_on();
+    write(state, &saved.entries()).await?;
+    state.switches.restore(saved);
+    reload_gate_if_switched_on(state, gate_was_on).await
+}
+
+async fn write(state: &AppState, rows: &[(String, i64)]) -> Result<(), JobError> {
+    for (name, value) in rows {
+        switch_board::put(state.db.pool(), name, *value).await?;
+    }
+    Ok(())
+}
+
+/// Applies what the table says; returns how many settings changed here.
+pub async fn refresh(state: &AppState) -> Result<u64, JobError> {
+    let _turn = state.switches.shared_turn().await;
+    let gate_was_on = state.gate.is_on();
+    let rows = switch_board::all(state.db.pool()).await?;
+    let changed = rows
+        .iter()
+        .filter(|(name, value)| state.switches.apply(name, *value))
+        .count();
+    reload_gate_if_switched_on(state, gate_was_on).await?;
+    Ok(changed as u64)
+}
+
+/// At start: join the shared board, or create it from this instance's defaults.
+pub async fn load(state: &AppState) -> Result<(), JobError> {
+    if switch_board::all(state.db.pool()).await?.is_empty() {
+        let _turn = state.switches.shared_turn().await;
+        return write(state, &state.switches.entries()).await;
+    }
+    refresh(state).await.map(drop)
+}
+
+/// The gate was bypassed while off: start again from the database's stock.
+async fn reload_gate_if_switched_on(state: &AppState, gate_was_on: bool) -> Result<(), JobError> {
+    if !gate_was_on && state.gate.is_on() {
+        state.gate.load(Load::Overwrite).await?;
+    }
+    Ok(())
+}
