@@ -49,6 +49,7 @@ redis_start() {
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly yes \
     --appendfsync everysec --dir "$WORK" --logfile "$WORK/redis.log" &
   REDIS_PID=$!
+  disown "$REDIS_PID"
   for _ in $(seq 1 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && return; sleep 0.1; done
 }
 log "Redis: a server of our own on port $REDIS_PORT (append-only)"
@@ -63,6 +64,7 @@ PORTS=($(free_port) $(free_port) $(free_port))
 instance_start() { # index
   BIND_ADDR="127.0.0.1:${PORTS[$1]}" "$BIN/flashguard" >"$WORK/app$1.log" 2>&1 &
   PIDS[$1]=$!
+  disown "${PIDS[$1]}"
 }
 ready() { curl -fsS -m 1 "http://127.0.0.1:$1/readyz" >/dev/null 2>&1; }
 wait_all_ready() { # prints the seconds it took
@@ -81,11 +83,11 @@ log "three instances on ports ${PORTS[*]}: ready after $(wait_all_ready) s"
 TARGETS=$(printf 'http://127.0.0.1:%s,' "${PORTS[@]}"); TARGETS=${TARGETS%,}
 log "load: mixed scenario for $DURATION s against all three"
 "$BIN/loadtest" --target "$TARGETS" --admin-token "$ADMIN_TOKEN" --reset --scenario mixed \
-  --users 400 --stock 300 --concurrency 32 --duration "$DURATION" --client-timeout-ms 3000 \
+  --users "${USERS:-3000}" --stock 1500 --concurrency 32 --duration "$DURATION" --client-timeout-ms 3000 \
   --no-audit --json >"$WORK/load.json" 2>"$WORK/load.err" &
 LOAD=$!
 
-sleep 8; log "fault 1: kill -9 Redis"; kill -9 "$REDIS_PID"; wait "$REDIS_PID" 2>/dev/null || true
+sleep 8; log "fault 1: kill -9 Redis"; kill -9 "$REDIS_PID"
 sleep 3; log "Redis restarted"; redis_start; REDIS_BACK=$(now)
 log "  every instance ready again after $(wait_all_ready) s"
 
@@ -95,7 +97,7 @@ sleep 3; log "Postgres started"; pg_start
 log "  every instance ready again after $(wait_all_ready) s"
 
 sleep 5; log "fault 3: kill -9 the instance on port ${PORTS[1]}"
-kill -9 "${PIDS[1]}"; wait "${PIDS[1]}" 2>/dev/null || true
+kill -9 "${PIDS[1]}"
 sleep 2; instance_start 1; log "  restarted: ready after $(wait_all_ready) s"
 
 wait "$LOAD" || true
