@@ -364,6 +364,7 @@ async fn two_instances_share_switches_and_sell_the_stock_exactly_once() {
     .await;
 
     assert_eq!(app.order_count(product).await, 20);
+    pay_through_both(&instances, &users).await;
     for instance in [&app, &twin] {
         instance
             .state
@@ -458,5 +459,50 @@ async fn a_reward_whose_message_was_lost_is_published_again() {
     assert_eq!(
         check(&app.audit().await, "paid_orders_rewarded_once")["ok"],
         true
+    );
+}
+
+/// Pays the orders through both instances; both relays run, and each "order
+/// paid" message reaches the stream once.
+async fn pay_through_both(instances: &[Arc<TestApp>; 2], users: &[crate::helpers::TestUser]) {
+    let app = &instances[0];
+    for instance in instances {
+        instance
+            .set_psp(json!({ "callbacks": 1, "delay_ms": 0 }))
+            .await;
+    }
+    let orders: Vec<(String, i64)> = sqlx::query_as("SELECT order_no, user_id FROM orders")
+        .fetch_all(app.state.db.pool())
+        .await
+        .expect("orders");
+    for (i, (order_no, user_id)) in orders.iter().enumerate() {
+        let user = users
+            .iter()
+            .find(|u| u.user_id == *user_id)
+            .expect("the buyer");
+        instances[i % 2].pay_fresh(user, order_no).await;
+    }
+    app.wait_until("every order rewarded", || async {
+        app.count("SELECT COUNT(*) FROM rewards").await == orders.len() as i64
+    })
+    .await;
+    let Some(redis_url) = real_stack().1 else {
+        return;
+    };
+    let client = redis::Client::open(redis_url).expect("Redis URL");
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis");
+    let stream = format!("{}stream:order_paid", app.settings.kv_prefix);
+    let entries: i64 = redis::cmd("XLEN")
+        .arg(&stream)
+        .query_async(&mut connection)
+        .await
+        .expect("XLEN");
+    assert_eq!(
+        entries,
+        orders.len() as i64,
+        "each message published once, by one of the two relays"
     );
 }
