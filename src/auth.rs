@@ -1,31 +1,38 @@
-//! Demo authentication: `POST /api/login` hands out a token signed by the server
-//! (HMAC-SHA256 with `SESSION_SECRET`), so it cannot be forged or altered. The API
-//! reads it from `Authorization: Bearer …`, the pages from the `flashguard_session`
-//! cookie. The admin API compares `ADMIN_TOKEN` in constant time. Both keys are
-//! registered as their own `web::Data` ([`SessionKeys`], [`AdminToken`]), so the
-//! extractors need nothing else.
+//! Demo authentication: `POST /api/login` hands out a signed, expiring JWT (HS256
+//! with `SESSION_SECRET`, `jsonwebtoken`), so it cannot be forged or altered and
+//! stops working after `LOGIN_TOKEN_TTL_SECS`. `POST /api/logout` revokes it: its
+//! id goes to the `revoked_tokens` table, mirrored in each instance's memory
+//! (refreshed with the shared switch board), so checking a token stays one HMAC.
+//! The API reads the token from `Authorization: Bearer …`, the pages from the
+//! `flashguard_session` cookie. The admin API compares `ADMIN_TOKEN` in constant
+//! time. Both keys are registered as their own `web::Data` ([`SessionKeys`],
+//! [`AdminToken`]), so the extractors need nothing else.
 
+use std::collections::HashMap;
 use std::future::{Ready, ready};
+use std::time::Duration;
 
 use actix_web::dev::Payload;
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::{FromRequest, HttpRequest, web};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use parking_lot::RwLock;
 use secrecy::{ExposeSecret, SecretString};
-use sha2::Sha256;
+use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
 
 pub const SESSION_COOKIE: &str = "flashguard_session";
-const TOKEN_VERSION: &str = "v1";
 
-/// Signs and checks login tokens.
-#[derive(Clone)]
+/// Signs and checks login tokens, and knows which were revoked.
 pub struct SessionKeys {
-    secret: SecretString,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    ttl: Duration,
+    /// Revoked token ids → when they expire anyway (epoch seconds).
+    revoked: RwLock<HashMap<String, u64>>,
 }
 
 impl std::fmt::Debug for SessionKeys {
@@ -39,45 +46,110 @@ impl std::fmt::Debug for SessionKeys {
 pub struct AuthUser {
     pub user_id: i64,
     pub username: String,
+    /// The token's id and expiry (epoch seconds), to revoke it on logout.
+    pub token_id: String,
+    pub expires_at: u64,
+}
+
+/// Why a presented token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Invalid,
+    Expired,
+    Revoked,
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Invalid => Self::Unauthorized,
+            Refusal::Expired => Self::TokenExpired,
+            Refusal::Revoked => Self::TokenRevoked,
+        }
+    }
+}
+
+/// What the token says.
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    name: String,
+    iat: u64,
+    exp: u64,
+    jti: String,
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or_default()
 }
 
 impl SessionKeys {
-    pub fn new(secret: SecretString) -> Self {
-        Self { secret }
+    /// Keys from the session secret and the login token lifetime.
+    pub fn from_settings(settings: &crate::configuration::Settings) -> Self {
+        Self::new(&settings.secrets.session_secret, settings.login_token_ttl)
     }
 
-    fn mac(&self, payload: &str) -> Hmac<Sha256> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(self.secret.expose_secret().as_bytes())
-            .expect("HMAC accepts keys of any length");
-        mac.update(payload.as_bytes());
-        mac
+    pub fn new(secret: &SecretString, ttl: Duration) -> Self {
+        let bytes = secret.expose_secret().as_bytes();
+        Self {
+            encoding: EncodingKey::from_secret(bytes),
+            decoding: DecodingKey::from_secret(bytes),
+            ttl,
+            revoked: RwLock::new(HashMap::new()),
+        }
     }
 
-    /// `v1.<user id>.<base64url username>.<hex signature>`
-    pub fn issue(&self, user: &AuthUser) -> String {
-        let payload = format!(
-            "{TOKEN_VERSION}.{}.{}",
-            user.user_id,
-            URL_SAFE_NO_PAD.encode(&user.username)
-        );
-        let signature = hex::encode(self.mac(&payload).finalize().into_bytes());
-        format!("{payload}.{signature}")
-    }
-
-    pub fn verify(&self, token: &str) -> Option<AuthUser> {
-        let (payload, signature) = token.rsplit_once('.')?;
-        let signature = hex::decode(signature).ok()?;
-        self.mac(payload).verify_slice(&signature).ok()?;
-        let mut parts = payload.split('.');
-        let (Some(TOKEN_VERSION), Some(user_id), Some(username), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return None;
+    /// A fresh token for `user_id`; `None` only if signing failed.
+    pub fn issue(&self, user_id: i64, username: &str) -> Option<String> {
+        let now = now_secs();
+        let claims = Claims {
+            sub: user_id.to_string(),
+            name: username.to_string(),
+            iat: now,
+            exp: now.saturating_add(self.ttl.as_secs().max(1)),
+            jti: uuid::Uuid::new_v4().simple().to_string(),
         };
-        Some(AuthUser {
-            user_id: user_id.parse().ok()?,
-            username: String::from_utf8(URL_SAFE_NO_PAD.decode(username).ok()?).ok()?,
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .inspect_err(|error| tracing::error!(%error, "cannot sign a login token"))
+            .ok()
+    }
+
+    pub fn verify(&self, token: &str) -> Result<AuthUser, Refusal> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(
+            |error| match error.kind() {
+                ErrorKind::ExpiredSignature => Refusal::Expired,
+                _ => Refusal::Invalid,
+            },
+        )?;
+        let claims = data.claims;
+        if self.revoked.read().contains_key(&claims.jti) {
+            return Err(Refusal::Revoked);
+        }
+        Ok(AuthUser {
+            user_id: claims.sub.parse().map_err(|_| Refusal::Invalid)?,
+            username: claims.name,
+            token_id: claims.jti,
+            expires_at: claims.exp,
         })
+    }
+
+    /// Marks a token revoked here (the caller records it for the others).
+    pub fn revoke(&self, token_id: &str, expires_at: u64) {
+        self.revoked
+            .write()
+            .insert(token_id.to_string(), expires_at);
+    }
+
+    /// Replaces what this instance knows with the stored list (expired ones go).
+    pub fn set_revoked(&self, revoked: impl IntoIterator<Item = (String, u64)>) {
+        let now = now_secs();
+        let live = revoked.into_iter().filter(|(_, expires)| *expires > now);
+        *self.revoked.write() = live.collect();
     }
 }
 
@@ -98,12 +170,21 @@ impl AdminToken {
         Self(token)
     }
 
-    fn matches(&self, presented: &str) -> bool {
+    pub fn matches(&self, presented: &str) -> bool {
         bool::from(
             presented
                 .as_bytes()
                 .ct_eq(self.0.expose_secret().as_bytes()),
         )
+    }
+
+    /// Whether `request` carries the admin bearer.
+    pub fn presented_by(request: &HttpRequest) -> bool {
+        let token = request.app_data::<web::Data<AdminToken>>();
+        match (token, bearer_token(request)) {
+            (Some(token), Some(presented)) => token.matches(&presented),
+            _ => false,
+        }
     }
 }
 
@@ -133,7 +214,7 @@ impl FromRequest for AuthUser {
                         .map(|c| c.value().to_string())
                 })
                 .ok_or(ApiError::Unauthorized)?;
-            keys.verify(&token).ok_or(ApiError::Unauthorized)
+            Ok(keys.verify(&token)?)
         }))
     }
 }
@@ -147,9 +228,8 @@ impl FromRequest for Admin {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(registered::<AdminToken>(request).and_then(|admin_token| {
-            let presented = bearer_token(request).ok_or(ApiError::AdminUnauthorized)?;
-            if admin_token.matches(&presented) {
+        ready(registered::<AdminToken>(request).and_then(|_| {
+            if AdminToken::presented_by(request) {
                 Ok(Admin)
             } else {
                 Err(ApiError::AdminUnauthorized)
@@ -163,29 +243,40 @@ mod tests {
     use super::*;
 
     fn keys(secret: &str) -> SessionKeys {
-        SessionKeys::new(SecretString::from(secret.to_string()))
-    }
-
-    fn alice() -> AuthUser {
-        AuthUser {
-            user_id: 7,
-            username: "alice".into(),
-        }
+        SessionKeys::new(
+            &SecretString::from(secret.to_string()),
+            Duration::from_secs(60),
+        )
     }
 
     #[test]
     fn a_token_verifies_with_its_key_only() {
-        let token = keys("one").issue(&alice());
-        assert_eq!(keys("one").verify(&token), Some(alice()));
-        assert_eq!(keys("two").verify(&token), None);
+        let token = keys("one").issue(7, "alice").expect("signed");
+        let user = keys("one").verify(&token).expect("valid");
+        assert_eq!((user.user_id, user.username.as_str()), (7, "alice"));
+        assert_eq!(keys("two").verify(&token), Err(Refusal::Invalid));
     }
 
     #[test]
     fn a_tampered_token_is_refused() {
-        let token = keys("one").issue(&alice());
-        let forged = token.replacen("v1.7.", "v1.8.", 1);
-        assert_eq!(keys("one").verify(&forged), None);
-        assert_eq!(keys("one").verify("garbage"), None);
-        assert_eq!(keys("one").verify(""), None);
+        let token = keys("one").issue(7, "alice").expect("signed");
+        let mut parts: Vec<&str> = token.split('.').collect();
+        let other = keys("one").issue(8, "bob").expect("signed");
+        parts[1] = other.split('.').nth(1).unwrap_or_default();
+        assert_eq!(keys("one").verify(&parts.join(".")), Err(Refusal::Invalid));
+        assert_eq!(keys("one").verify("garbage"), Err(Refusal::Invalid));
+        assert_eq!(keys("one").verify(""), Err(Refusal::Invalid));
+    }
+
+    #[test]
+    fn an_expired_or_revoked_token_is_refused_as_such() {
+        let short = SessionKeys::new(&SecretString::from("k".to_string()), Duration::from_secs(1));
+        let token = short.issue(7, "alice").expect("signed");
+        let user = short.verify(&token).expect("valid");
+        short.revoke(&user.token_id, user.expires_at);
+        assert_eq!(short.verify(&token), Err(Refusal::Revoked));
+        short.set_revoked(Vec::new());
+        std::thread::sleep(Duration::from_millis(2_100));
+        assert_eq!(short.verify(&token), Err(Refusal::Expired));
     }
 }

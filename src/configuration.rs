@@ -35,6 +35,9 @@ pub struct Settings {
     pub bind_addr: String,
     #[command(flatten)]
     pub secrets: Secrets,
+    /// How long a login token is valid (s).
+    #[arg(long = "login-token-ttl-secs", env = "LOGIN_TOKEN_TTL_SECS", default_value = "43200", value_parser = secs)]
+    pub login_token_ttl: Duration,
     /// Prefix of every key this instance writes to the key store.
     #[arg(long, env = "KV_PREFIX", default_value = "flashguard:")]
     pub kv_prefix: String,
@@ -52,6 +55,8 @@ pub struct Settings {
     pub payments: PaymentSettings,
     #[command(flatten)]
     pub rewards: RewardsSettings,
+    #[command(flatten)]
+    pub limits: LimitSettings,
     /// How often each instance reconciles the stock gate with the database (s).
     #[arg(long = "gate-reconcile-secs", env = "GATE_RECONCILE_SECS", default_value = "5", value_parser = secs)]
     pub gate_reconcile_every: Duration,
@@ -158,6 +163,34 @@ pub struct RewardsSettings {
     /// The audit expects a paid order's reward after this long (s).
     #[arg(long = "rewards-settle-secs", env = "REWARDS_SETTLE_SECS", default_value = "30", value_parser = secs)]
     pub settle: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LimitSettings {
+    /// Logins per second per client IP, with bursts of ten times that (0: off).
+    #[arg(
+        long = "rate-limit-login-per-sec",
+        env = "RATE_LIMIT_LOGIN_PER_SEC",
+        default_value = "10"
+    )]
+    pub login_per_ip: u32,
+    /// Writes (POST, PUT) per second per logged-in user, bursts of ten times that (0: off).
+    #[arg(
+        long = "rate-limit-writes-per-sec",
+        env = "RATE_LIMIT_WRITES_PER_SEC",
+        default_value = "20"
+    )]
+    pub writes_per_user: u32,
+    /// Writes per second per client IP, bursts of ten times that (0: off).
+    #[arg(
+        long = "rate-limit-ip-writes-per-sec",
+        env = "RATE_LIMIT_IP_WRITES_PER_SEC",
+        default_value = "200"
+    )]
+    pub writes_per_ip: u32,
+    /// A write's whole body must arrive within this long, or 408 (s).
+    #[arg(long = "request-body-timeout-secs", env = "REQUEST_BODY_TIMEOUT_SECS", default_value = "10", value_parser = secs)]
+    pub body_timeout: Duration,
 }
 
 fn secs(value: &str) -> Result<Duration, String> {

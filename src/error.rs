@@ -58,6 +58,10 @@ pub enum ApiError {
     BusyRetry,
     #[error("a valid bearer token (from POST /api/login) is required")]
     Unauthorized,
+    #[error("the login token has expired: log in again")]
+    TokenExpired,
+    #[error("the login token was revoked by a logout: log in again")]
+    TokenRevoked,
     #[error("the admin token is missing or wrong")]
     AdminUnauthorized,
     #[error("the Payment-Token header is missing: open the payment popup to get one")]
@@ -74,6 +78,14 @@ pub enum ApiError {
     UnknownDefense(String),
     #[error("another experiment is running; try again when it ends")]
     ExperimentRunning,
+    #[error("too many requests; retry after {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("this address takes {allow}")]
+    MethodNotAllowed { allow: String },
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
+    #[error("the request body is larger than 64 KiB")]
+    PayloadTooLarge,
     #[error("the key store is unavailable: {0}")]
     KeyStore(#[from] KvError),
     #[error(transparent)]
@@ -106,7 +118,9 @@ impl ApiError {
         use ProblemCode as P;
         match self {
             Self::IdempotencyKey(IdempotencyKeyError::Missing) => P::IdempotencyKeyMissing,
-            Self::IdempotencyKey(IdempotencyKeyError::Invalid) => P::IdempotencyKeyInvalid,
+            Self::IdempotencyKey(IdempotencyKeyError::Invalid | IdempotencyKeyError::Repeated) => {
+                P::IdempotencyKeyInvalid
+            }
             Self::IdempotencyKeyReused => P::IdempotencyKeyReused,
             Self::RequestInProgress | Self::RepeatAtGate => P::RequestInProgress,
             Self::MalformedBody(_) => P::MalformedBody,
@@ -120,6 +134,8 @@ impl ApiError {
             Self::SaleNotStarted => P::SaleNotStarted,
             Self::BusyRetry => P::BusyRetry,
             Self::Unauthorized => P::Unauthorized,
+            Self::TokenExpired => P::TokenExpired,
+            Self::TokenRevoked => P::TokenRevoked,
             Self::AdminUnauthorized => P::AdminUnauthorized,
             Self::PaymentTokenMissing => P::PaymentTokenMissing,
             Self::PaymentTokenInvalid => P::PaymentTokenInvalid,
@@ -129,6 +145,10 @@ impl ApiError {
             Self::Signature(SignatureError::Expired) => P::SignatureExpired,
             Self::UnknownDefense(_) => P::UnknownDefense,
             Self::ExperimentRunning => P::ExperimentRunning,
+            Self::RateLimited { .. } => P::RateLimited,
+            Self::MethodNotAllowed { .. } => P::MethodNotAllowed,
+            Self::RequestTimeout => P::RequestTimeout,
+            Self::PayloadTooLarge => P::PayloadTooLarge,
             Self::KeyStore(_) => P::DependencyUnavailable,
             Self::Database(error) if error.is_unavailable() => P::DependencyUnavailable,
             Self::Database(_) | Self::Serialize(_) | Self::Template(_) | Self::Internal(_) => {
@@ -209,13 +229,23 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
         response.insert_header((CONTENT_TYPE, PROBLEM_CONTENT_TYPE));
-        if let Some(seconds) = self.code().spec().retry_after_secs {
+        let retry_after = match self {
+            Self::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            _ => self.code().spec().retry_after_secs,
+        };
+        if let Some(seconds) = retry_after {
             response.insert_header((RETRY_AFTER, seconds.to_string()));
+        }
+        if let Self::MethodNotAllowed { allow } = self {
+            response.insert_header((actix_web::http::header::ALLOW, allow.as_str()));
         }
         if let Some(defense) = self.defense() {
             response.insert_header((DEFENSE_HEADER, defense.id()));
         }
-        if matches!(self, Self::Unauthorized | Self::AdminUnauthorized) {
+        if matches!(
+            self,
+            Self::Unauthorized | Self::AdminUnauthorized | Self::TokenExpired | Self::TokenRevoked
+        ) {
             response.insert_header(("WWW-Authenticate", "Bearer"));
         }
         response.body(problem_body(&self.problem()))

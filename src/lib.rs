@@ -16,6 +16,7 @@ pub mod faults;
 pub mod flows;
 pub mod lab;
 pub mod learn;
+pub mod limits;
 pub mod loadtest;
 pub mod metrics;
 pub mod problems;

@@ -26,6 +26,7 @@ pub const CALLBACK_DUPLICATES: &str = "flashguard_callback_duplicates_total";
 pub const REDELIVERIES: &str = "flashguard_message_redeliveries_total";
 pub const DUPLICATES_STOPPED: &str = "flashguard_duplicates_stopped_total";
 pub const REQUEST_DURATION: &str = "flashguard_http_request_duration_seconds";
+pub const RATE_LIMITED: &str = "flashguard_rate_limited_total";
 
 /// Latency buckets in seconds, from 0.5 ms to 10 s.
 const BUCKETS: [f64; 14] = [
@@ -55,6 +56,11 @@ pub fn handle() -> PrometheusHandle {
 /// Counts one event.
 pub fn count(name: &'static str) {
     metrics::counter!(name).increment(1);
+}
+
+/// Counts one event with one label.
+pub fn count_labelled(name: &'static str, label: &'static str, value: &'static str) {
+    metrics::counter!(name, label => value).increment(1);
 }
 
 /// Middleware: the latency of every request, and every reply a defense produced.

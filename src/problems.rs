@@ -29,6 +29,8 @@ pub enum ProblemCode {
     SaleNotStarted,
     BusyRetry,
     Unauthorized,
+    TokenExpired,
+    TokenRevoked,
     AdminUnauthorized,
     PaymentTokenMissing,
     PaymentTokenInvalid,
@@ -39,6 +41,10 @@ pub enum ProblemCode {
     UnknownDefense,
     ExperimentRunning,
     DependencyUnavailable,
+    RateLimited,
+    MethodNotAllowed,
+    RequestTimeout,
+    PayloadTooLarge,
     InternalError,
 }
 
@@ -234,6 +240,22 @@ impl ProblemCode {
                     "Log in with POST /api/login and send the token as 'Authorization: Bearer <token>'. Tokens are signed by the server and cannot be forged.",
                 ),
             ),
+            Self::TokenExpired => spec(
+                401,
+                text("登录令牌已过期", "Login token expired"),
+                text(
+                    "登录令牌带有过期时间（LOGIN_TOKEN_TTL_SECS），过期后不再有效。重新登录拿一个新令牌。",
+                    "A login token carries an expiry (LOGIN_TOKEN_TTL_SECS) and is refused after it. Log in again for a new one.",
+                ),
+            ),
+            Self::TokenRevoked => spec(
+                401,
+                text("登录令牌已注销", "Login token revoked"),
+                text(
+                    "这个令牌已经通过 POST /api/logout 注销了；注销在所有实例上都生效。重新登录拿一个新令牌。",
+                    "This token was revoked by POST /api/logout, on every instance. Log in again for a new one.",
+                ),
+            ),
             Self::AdminUnauthorized => spec(
                 401,
                 text("需要管理员令牌", "Admin token required"),
@@ -322,6 +344,38 @@ impl ProblemCode {
                 ),
             )
             .retry_after(1),
+            Self::RateLimited => spec(
+                429,
+                text("请求太频繁", "Too many requests"),
+                text(
+                    "登录按客户端 IP 限流，写请求按用户和 IP 限流（令牌桶，允许短时突发）。等 Retry-After 秒再试；同一个幂等键重试是安全的。压测时可以把 RATE_LIMIT_* 设为 0 关掉限流。",
+                    "Logins are limited per client IP, writes per user and per IP (a token bucket that allows short bursts). Wait Retry-After seconds and retry; retrying with the same idempotency key is safe. For load tests, set the RATE_LIMIT_* variables to 0.",
+                ),
+            ),
+            Self::MethodNotAllowed => spec(
+                405,
+                text("不支持这个方法", "Method not allowed"),
+                text(
+                    "这个地址存在，但不接受这个 HTTP 方法；Allow 头列出它接受的方法。",
+                    "This address exists but does not take this HTTP method; the Allow header lists the ones it takes.",
+                ),
+            ),
+            Self::RequestTimeout => spec(
+                408,
+                text("请求体来得太慢", "Request body too slow"),
+                text(
+                    "写请求的请求体必须在 REQUEST_BODY_TIMEOUT_SECS 秒内完整到达，慢慢发的请求体会被切断，不会占着连接。什么都没保存，可以重试。",
+                    "A write's body must arrive whole within REQUEST_BODY_TIMEOUT_SECS seconds; a body that trickles in is cut instead of holding a connection. Nothing was stored: retry.",
+                ),
+            ),
+            Self::PayloadTooLarge => spec(
+                413,
+                text("请求体太大", "Payload too large"),
+                text(
+                    "请求体最多 64 KiB。",
+                    "A request body is at most 64 KiB.",
+                ),
+            ),
             Self::InternalError => spec(
                 500,
                 text("服务器内部错误", "Internal error"),

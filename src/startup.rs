@@ -11,7 +11,7 @@ use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use tracing_actix_web::TracingLogger;
 
-use crate::auth::{AdminToken, SessionKeys};
+use crate::auth::AdminToken;
 use crate::configuration::Settings;
 use crate::defenses::stock_gate::{GateError, Load};
 use crate::flows::{JobError, closing, rewards, shared};
@@ -148,6 +148,7 @@ fn own_url(local: &SocketAddr) -> String {
 /// The periodic work of every instance; each step is safe on several at once.
 fn spawn_background_work(state: &web::Data<AppState>) {
     spawn_defense_work(state);
+    spawn_session_work(state);
     spawn_message_work(state);
 }
 
@@ -177,6 +178,25 @@ fn spawn_defense_work(state: &web::Data<AppState>) {
         settings.payments.close_every,
         "closing unpaid orders",
         |state| async move { closing::close_expired_orders(&state).await },
+    );
+}
+
+/// Revoked login tokens shared between instances; the rate limiters' memory.
+fn spawn_session_work(state: &web::Data<AppState>) {
+    every(
+        state,
+        state.settings.switches_refresh_every,
+        "revoked login tokens",
+        |state| async move { shared::refresh_revoked_tokens(&state).await },
+    );
+    every(
+        state,
+        Duration::from_secs(60),
+        "rate limiter cleanup",
+        |state| async move {
+            state.limits.retain_recent();
+            Ok(0)
+        },
     );
 }
 
@@ -229,12 +249,15 @@ where
 
 fn run_server(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, std::io::Error> {
     let secrets = &state.settings.secrets;
-    let session_keys = web::Data::new(SessionKeys::new(secrets.session_secret.clone()));
+    let session_keys = web::Data::from(state.sessions.clone());
+    let limits = web::Data::from(state.limits.clone());
     let admin_token = web::Data::new(AdminToken::new(secrets.admin_token.clone()));
     let metrics_handle = web::Data::new(metrics::handle());
     let server = HttpServer::new(move || {
         App::new()
             .wrap(actix_web::middleware::from_fn(routes::trace_when_on))
+            .wrap(actix_web::middleware::from_fn(crate::limits::enforce))
+            .wrap(actix_web::middleware::from_fn(routes::problems_everywhere))
             .wrap(actix_web::middleware::from_fn(metrics::observe))
             .wrap(actix_web::middleware::from_fn(
                 crate::telemetry::echo_request_id,
@@ -243,6 +266,7 @@ fn run_server(listener: TcpListener, state: web::Data<AppState>) -> Result<Serve
             .app_data(state.clone())
             .app_data(session_keys.clone())
             .app_data(admin_token.clone())
+            .app_data(limits.clone())
             .app_data(metrics_handle.clone())
             .app_data(routes::json_config())
             .app_data(routes::path_config())

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use crate::auth::SessionKeys;
 use crate::configuration::Settings;
 use crate::defenses::idempotency_key::IdempotencyKeys;
 use crate::defenses::order_lock::OrderLocks;
@@ -14,6 +15,7 @@ use crate::defenses::stock_gate::StockGate;
 use crate::defenses::version_lock::VersionLock;
 use crate::faults::Faults;
 use crate::lab::workbench::Lab;
+use crate::limits::Limits;
 use crate::psp::MockProvider;
 use crate::store::{Db, KeyStore, MessageBus};
 use crate::switches::SwitchBoard;
@@ -33,6 +35,12 @@ pub struct AppState {
     pub payment_tokens: PaymentTokens,
     pub faults: Faults,
     pub lab: Lab,
+    /// Signs and checks login tokens (also registered as its own `web::Data`).
+    pub sessions: Arc<SessionKeys>,
+    /// Request rates and body bounds (also registered as its own `web::Data`).
+    pub limits: Arc<Limits>,
+    /// The public audit: computed at most once a second (the admin's is fresh).
+    pub public_audit: tokio::sync::Mutex<Option<(std::time::Instant, String)>>,
     /// Names this process among several instances (its consumer name on the bus).
     pub instance_id: String,
 }
@@ -49,8 +57,10 @@ impl AppState {
             settings.race_window,
             settings.rewards.redeliver_after,
         ));
-        let secret = settings.secrets.psp_secret.clone();
-        let psp = MockProvider::new(secret, settings.payments.psp_retry_scale);
+        let psp = MockProvider::new(
+            settings.secrets.psp_secret.clone(),
+            settings.payments.psp_retry_scale,
+        );
         let (idempotency, lease) = (settings.idempotency.clone(), settings.idempotency.lease);
         Self {
             keys: IdempotencyKeys::new(db.clone(), kv.clone(), switches.clone(), idempotency),
@@ -66,6 +76,9 @@ impl AppState {
             psp: Arc::new(psp),
             faults: Faults::default(),
             lab: Lab::default(),
+            limits: Arc::new(Limits::new(&settings.limits)),
+            public_audit: tokio::sync::Mutex::new(None),
+            sessions: Arc::new(SessionKeys::from_settings(&settings)),
             instance_id: format!("instance-{}", uuid::Uuid::new_v4().simple()),
             settings: Arc::new(settings),
             switches,

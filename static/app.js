@@ -481,7 +481,9 @@ function setUpExperiments(after) {
 
 async function loadAudit() {
   const list = document.getElementById('audit');
-  const answer = await fg.call('GET', '/api/audit');
+  // With the admin token the audit is fresh; without, it may be a second old.
+  const token = fg.adminToken();
+  const answer = await fg.call('GET', '/api/audit', { headers: token ? { Authorization: 'Bearer ' + token } : {} });
   if (answer.status !== 200 || !answer.body) return;
   list.dataset.ok = String(answer.body.ok);
   fg.fillAudit(list, answer.body);

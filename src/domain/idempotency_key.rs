@@ -14,6 +14,8 @@ pub enum IdempotencyKeyError {
     Missing,
     #[error("the Idempotency-Key must be 1 to 255 visible ASCII characters")]
     Invalid,
+    #[error("the Idempotency-Key header was sent more than once: one request, one key")]
+    Repeated,
 }
 
 impl IdempotencyKey {

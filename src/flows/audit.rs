@@ -67,6 +67,7 @@ pub async fn run(state: &AppState) -> Result<AuditReport, ApiError> {
     let checks = vec![
         stock_gate_matches_database(state).await?,
         stock_conserved(db).await?,
+        order_amounts_match(db).await?,
         one_order_per_key(db).await?,
         one_charge_per_order(db).await?,
         paid_orders_charged_once(db).await?,
@@ -111,6 +112,15 @@ async fn stock_conserved(db: &Db) -> Result<Check, StoreError> {
         broken.join("; ")
     };
     Ok(Check::zero("stock_conserved", broken.len() as i64, detail))
+}
+
+async fn order_amounts_match(db: &Db) -> Result<Check, StoreError> {
+    let wrong = audit::wrong_amounts(db.pool()).await?;
+    Ok(Check::zero(
+        "order_amounts_match",
+        wrong,
+        format!("{wrong} orders whose amount is not price × quantity > 0"),
+    ))
 }
 
 async fn one_order_per_key(db: &Db) -> Result<Check, StoreError> {

@@ -6,7 +6,7 @@
 use super::JobError;
 use crate::defenses::stock_gate::Load;
 use crate::state::AppState;
-use crate::store::switch_board;
+use crate::store::{now_ms, revoked_tokens, switch_board};
 use crate::switches::{BoardState, Defense, LabSettings};
 
 /// Switches defenses everywhere.
@@ -74,5 +74,30 @@ async fn reload_gate_if_switched_on(state: &AppState, gate_was_on: bool) -> Resu
     if !gate_was_on && state.gate.is_on() {
         state.gate.load(Load::Overwrite).await?;
     }
+    Ok(())
+}
+
+/// Mirrors the revoked login tokens of every instance here; forgets expired ones.
+pub async fn refresh_revoked_tokens(state: &AppState) -> Result<u64, JobError> {
+    let now = now_ms() / 1000;
+    revoked_tokens::forget_expired(state.db.pool(), now).await?;
+    let live = revoked_tokens::live(state.db.pool(), now).await?;
+    let count = live.len() as u64;
+    state.sessions.set_revoked(
+        live.into_iter()
+            .map(|(token, expires)| (token, u64::try_from(expires).unwrap_or(0))),
+    );
+    Ok(count)
+}
+
+/// Revokes a login token everywhere (logout).
+pub async fn revoke_token(
+    state: &AppState,
+    token_id: &str,
+    expires_at: u64,
+) -> Result<(), JobError> {
+    let expires = i64::try_from(expires_at).unwrap_or(i64::MAX);
+    revoked_tokens::insert(state.db.pool(), token_id, expires).await?;
+    state.sessions.revoke(token_id, expires_at);
     Ok(())
 }

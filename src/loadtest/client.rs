@@ -390,8 +390,14 @@ impl LoadClient {
     }
 
     /// The audit of the first target (they share their stores).
+    /// The audit after the load: fresh with the admin token (the public one
+    /// may be a second old).
     pub async fn audit(&self) -> Value {
-        match self.http.get(self.first_url("/api/audit")).send().await {
+        let mut request = self.http.get(self.first_url("/api/audit"));
+        if let Some(token) = &self.admin_token {
+            request = request.bearer_auth(token);
+        }
+        match request.send().await {
             Ok(response) => response.json().await.unwrap_or(Value::Null),
             Err(error) => json!({ "ok": false, "error": error.to_string() }),
         }

@@ -1,12 +1,13 @@
 //! The audit, the defense switches and the sale reset.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
-use actix_web::{HttpResponse, get, post, put, web};
+use actix_web::{HttpRequest, HttpResponse, get, post, put, web};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::auth::Admin;
+use crate::auth::{Admin, AdminToken};
 use crate::defenses::stock_gate::Load;
 use crate::error::ApiError;
 use crate::flows::audit as audit_flow;
@@ -16,9 +17,29 @@ use crate::state::AppState;
 use crate::store::products::{self, NewProduct};
 use crate::switches::Defense;
 
+/// How old the public audit may be.
+const PUBLIC_AUDIT_AGE: Duration = Duration::from_secs(1);
+
+/// The audit: fresh for the admin; for everyone else computed at most once a
+/// second (it reads every table), so a crowd of readers costs one run.
 #[get("/api/audit")]
-async fn audit(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(audit_flow::run(&state).await?))
+async fn audit(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    if AdminToken::presented_by(&request) {
+        return Ok(HttpResponse::Ok().json(audit_flow::run(&state).await?));
+    }
+    let mut cached = state.public_audit.lock().await;
+    let body = match cached.as_ref() {
+        Some((at, body)) if at.elapsed() < PUBLIC_AUDIT_AGE => body.clone(),
+        _ => {
+            let body = serde_json::to_string(&audit_flow::run(&state).await?)?;
+            *cached = Some((Instant::now(), body.clone()));
+            body
+        }
+    };
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header(("Cache-Control", "max-age=1"))
+        .body(body))
 }
 
 /// Read-only view of the switches, for the pages.
@@ -83,18 +104,14 @@ fn parse_catalogue(body: &[u8]) -> Result<Vec<NewProduct>, ApiError> {
     }
     let parsed: ResetBody =
         serde_json::from_slice(body).map_err(|error| ApiError::MalformedBody(error.to_string()))?;
-    for product in &parsed.products {
-        if product.name.trim().is_empty() || product.price_cents < 0 || product.stock < 0 {
-            return Err(ApiError::InvalidRequest(format!(
-                "product {:?}: name must not be empty, price_cents and stock must be >= 0",
-                product.name
-            )));
-        }
+    if parsed.products.is_empty() || parsed.products.len() > products::MAX_PRODUCTS {
+        return Err(ApiError::InvalidRequest(format!(
+            "products must hold 1 to {} products",
+            products::MAX_PRODUCTS
+        )));
     }
-    if parsed.products.is_empty() {
-        return Err(ApiError::InvalidRequest(
-            "products must not be empty".into(),
-        ));
+    for product in &parsed.products {
+        product.check().map_err(ApiError::InvalidRequest)?;
     }
     Ok(parsed.products)
 }

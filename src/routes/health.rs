@@ -7,6 +7,7 @@ use serde_json::json;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::auth::Admin;
 use crate::state::AppState;
 
 #[get("/healthz")]
@@ -16,7 +17,7 @@ async fn healthz() -> HttpResponse {
 
 /// Prometheus text format.
 #[get("/metrics")]
-async fn metrics(handle: web::Data<PrometheusHandle>) -> HttpResponse {
+async fn metrics(handle: web::Data<PrometheusHandle>, _admin: Admin) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(handle.render())

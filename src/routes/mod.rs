@@ -14,13 +14,17 @@ mod session;
 mod static_files;
 mod viewer;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ResourceDef, ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{
+    ALLOW, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use actix_web::middleware::Next;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 
 use crate::error::ApiError;
+use crate::problems::PROBLEM_CONTENT_TYPE;
 use crate::state::AppState;
 use crate::trace::{self, SEPARATOR, TRACE_HEADER};
 
@@ -89,8 +93,101 @@ pub async fn trace_when_on(
     Ok(response)
 }
 
-async fn not_found() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound)
+/// Every route and the methods it takes: what a 405 names in `Allow`
+/// (`tests/api/errors.rs` checks each against the routes registered above).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("/api/login", "POST"),
+    ("/api/logout", "POST"),
+    ("/api/me", "GET"),
+    ("/api/products", "GET"),
+    ("/api/products/{id}", "GET"),
+    ("/api/orders", "GET, POST"),
+    ("/api/orders/{order_no}", "GET"),
+    ("/api/orders/{order_no}/payment-token", "POST"),
+    ("/api/orders/{order_no}/pay", "POST"),
+    ("/api/payments/callback", "POST"),
+    ("/api/audit", "GET"),
+    ("/api/defenses", "GET"),
+    ("/api/admin/defenses", "GET, PUT"),
+    ("/api/admin/reset", "POST"),
+    ("/api/admin/psp", "GET, PUT"),
+    ("/api/admin/faults", "GET, PUT"),
+    ("/api/admin/lab", "GET, PUT"),
+    ("/api/lab/experiments", "GET"),
+    ("/api/lab/experiments/{id}/run", "POST"),
+    ("/healthz", "GET"),
+    ("/readyz", "GET"),
+    ("/metrics", "GET"),
+    ("/", "GET"),
+    ("/orders", "GET"),
+    ("/orders/{order_no}", "GET"),
+    ("/lab", "GET"),
+    ("/learn", "GET"),
+    ("/learn/interview", "GET"),
+    ("/learn/defenses/{id}", "GET"),
+    ("/learn/problems/{code}", "GET"),
+    ("/static/{path:.*}", "GET"),
+];
+
+/// Nothing matched: 405 with `Allow` when the path exists under other methods,
+/// else 404.
+async fn not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let path = request.path();
+    let allowed = ROUTES
+        .iter()
+        .find(|(pattern, _)| ResourceDef::new(*pattern).is_match(path));
+    match allowed {
+        Some((_, methods)) => Err(ApiError::MethodNotAllowed {
+            allow: (*methods).to_string(),
+        }),
+        None => Err(ApiError::NotFound),
+    }
+}
+
+/// Middleware: every non-2xx answer is problem details. Answers the handlers
+/// give already are; this catches the ones made elsewhere (an extractor's
+/// default error, the framework's own refusals) and keeps their status.
+pub async fn problems_everywhere(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let response = next.call(request).await?;
+    let status = response.status();
+    // A handler's own JSON (a problem, or /readyz naming what fails) is kept as it is.
+    let is_json = response.headers().get(CONTENT_TYPE).is_some_and(|value| {
+        let value = value.as_bytes();
+        value.starts_with(PROBLEM_CONTENT_TYPE.as_bytes()) || value.starts_with(b"application/json")
+    });
+    if status.as_u16() < 400 || is_json {
+        return Ok(response.map_into_left_body());
+    }
+    let mut problem = problem_for(status).error_response();
+    *problem.status_mut() = status;
+    for name in [ALLOW, RETRY_AFTER, WWW_AUTHENTICATE] {
+        if let Some(value) = response.headers().get(&name) {
+            problem.headers_mut().insert(name, value.clone());
+        }
+    }
+    let (request, _) = response.into_parts();
+    Ok(ServiceResponse::new(request, problem).map_into_right_body())
+}
+
+/// The problem that stands for a bare error status.
+fn problem_for(status: StatusCode) -> ApiError {
+    match status.as_u16() {
+        401 => ApiError::Unauthorized,
+        404 => ApiError::NotFound,
+        405 => ApiError::MethodNotAllowed {
+            allow: String::new(),
+        },
+        408 => ApiError::RequestTimeout,
+        413 => ApiError::PayloadTooLarge,
+        429 => ApiError::RateLimited {
+            retry_after_secs: 1,
+        },
+        400..=499 => ApiError::InvalidRequest(format!("the request could not be read ({status})")),
+        _ => ApiError::Internal(format!("answered {status} outside the handlers")),
+    }
 }
 
 pub fn json_config() -> web::JsonConfig {

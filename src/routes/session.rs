@@ -7,10 +7,13 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{AuthUser, SESSION_COOKIE, SessionKeys};
 use crate::domain::Username;
 use crate::error::ApiError;
+use crate::flows::shared;
 use crate::state::AppState;
 use crate::store::users;
 
+/// `{"username":"…"}`: a JSON object with exactly that field.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct LoginBody {
     username: String,
 }
@@ -22,19 +25,31 @@ struct LoginReply {
     username: String,
 }
 
+impl LoginBody {
+    /// An object with one field, `username`: an array or extra fields are refused.
+    fn parse(body: &[u8]) -> Result<Self, ApiError> {
+        let json: serde_json::Value = serde_json::from_slice(body)
+            .map_err(|error| ApiError::MalformedBody(error.to_string()))?;
+        if !json.is_object() {
+            return Err(ApiError::MalformedBody(
+                "expected a JSON object {\"username\": …}".into(),
+            ));
+        }
+        serde_json::from_value(json).map_err(|error| ApiError::MalformedBody(error.to_string()))
+    }
+}
+
 #[post("/api/login")]
 async fn login(
     state: web::Data<AppState>,
     keys: web::Data<SessionKeys>,
-    body: web::Json<LoginBody>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let username = Username::parse(&body.username)?;
+    let username = Username::parse(&LoginBody::parse(&body)?.username)?;
     let user_id = users::find_or_create(&state.db, &username).await?;
-    let user = AuthUser {
-        user_id,
-        username: username.as_str().to_string(),
-    };
-    let token = keys.issue(&user);
+    let token = keys
+        .issue(user_id, username.as_str())
+        .ok_or_else(|| ApiError::Internal("cannot sign a login token".into()))?;
     let cookie = Cookie::build(SESSION_COOKIE, token.clone())
         .path("/")
         .http_only(true)
@@ -43,7 +58,7 @@ async fn login(
     Ok(HttpResponse::Ok().cookie(cookie).json(LoginReply {
         token,
         user_id,
-        username: user.username,
+        username: username.as_str().to_string(),
     }))
 }
 
@@ -54,12 +69,18 @@ async fn me(user: AuthUser) -> HttpResponse {
         .json(serde_json::json!({ "user_id": user.user_id, "username": user.username }))
 }
 
-/// Forgets the session cookie.
+/// Revokes the caller's token (on every instance) and forgets the cookie.
 #[post("/api/logout")]
-async fn logout() -> HttpResponse {
+async fn logout(
+    state: web::Data<AppState>,
+    user: Option<AuthUser>,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(user) = user {
+        shared::revoke_token(&state, &user.token_id, user.expires_at).await?;
+    }
     let mut cookie = Cookie::build(SESSION_COOKIE, "").path("/").finish();
     cookie.make_removal();
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .cookie(cookie)
-        .json(serde_json::json!({ "ok": true }))
+        .json(serde_json::json!({ "ok": true })))
 }

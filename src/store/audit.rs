@@ -169,3 +169,17 @@ pub async fn suspected_double_submits<'e>(
     .await
     .context("audit::suspected_double_submits")
 }
+
+/// Orders whose amount is not the product's price times the quantity, or not
+/// positive (an overflow, a price changed under a live order).
+pub async fn wrong_amounts<'e>(
+    executor: impl Executor<'e, Database = Any>,
+) -> Result<i64, StoreError> {
+    count(
+        executor,
+        "audit::wrong_amounts",
+        "SELECT COUNT(*) FROM orders o JOIN products p ON p.id = o.product_id
+          WHERE o.amount_cents <> p.price_cents * o.quantity OR o.amount_cents <= 0",
+    )
+    .await
+}

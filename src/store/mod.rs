@@ -21,6 +21,7 @@ pub mod products;
 pub mod redis_bus;
 pub mod redis_connection;
 pub mod redis_kv;
+pub mod revoked_tokens;
 pub mod rewards;
 pub mod switch_board;
 pub mod users;

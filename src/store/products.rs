@@ -40,6 +40,41 @@ pub struct NewProduct {
     pub starts_in_secs: Option<i64>,
 }
 
+/// Bounds of the catalogue (docs/design.md §4): money and time stay far from
+/// any overflow, and a reset cannot create a sale that never ends.
+pub const MAX_PRODUCTS: usize = 100;
+pub const MAX_NAME_CHARS: usize = 100;
+/// ¥1,000,000.00
+pub const MAX_PRICE_CENTS: i64 = 100_000_000;
+pub const MAX_STOCK: i64 = 1_000_000;
+/// 30 days.
+pub const MAX_STARTS_IN_SECS: i64 = 30 * 24 * 3600;
+
+impl NewProduct {
+    /// Says which field is out of its range, if one is.
+    pub fn check(&self) -> Result<(), String> {
+        let name = self.name.trim();
+        if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+            return Err(format!(
+                "product name must be 1 to {MAX_NAME_CHARS} characters"
+            ));
+        }
+        if !(1..=MAX_PRICE_CENTS).contains(&self.price_cents) {
+            return Err(format!("price_cents must be 1 to {MAX_PRICE_CENTS}"));
+        }
+        if !(0..=MAX_STOCK).contains(&self.stock) {
+            return Err(format!("stock must be 0 to {MAX_STOCK}"));
+        }
+        if self
+            .starts_in_secs
+            .is_some_and(|secs| !(0..=MAX_STARTS_IN_SECS).contains(&secs))
+        {
+            return Err(format!("starts_in_secs must be 0 to {MAX_STARTS_IN_SECS}"));
+        }
+        Ok(())
+    }
+}
+
 /// The catalogue a fresh database (and a reset without a body) starts with.
 pub fn seed_catalogue() -> Vec<NewProduct> {
     let product = |name: &str, price_cents, stock| NewProduct {

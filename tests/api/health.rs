@@ -72,7 +72,19 @@ async fn metrics_count_the_duplicates_each_defense_stopped() {
     let replay = Reply::read(app.post_order(&alice, "m", 1, 1).await).await;
     assert!(replay.replayed);
 
-    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let anonymous = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(
+        anonymous.status(),
+        StatusCode::UNAUTHORIZED,
+        "metrics need the admin token"
+    );
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(metrics.status(), StatusCode::OK);
     let text = metrics.text().await.unwrap();
 

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use actix_web::web;
 use flashguard::configuration::{
-    IdempotencySettings, PaymentSettings, RewardsSettings, Secrets, Settings, VersionLockSettings,
+    IdempotencySettings, LimitSettings, PaymentSettings, RewardsSettings, Secrets, Settings,
+    VersionLockSettings,
 };
 use flashguard::startup::Application;
 use flashguard::state::AppState;
@@ -69,6 +70,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
             generated: Vec::new(),
         },
         kv_prefix: format!("fgtest:{run_id}:"),
+        login_token_ttl: Duration::from_secs(3600),
         db_max_connections: Some(8),
         idempotency: IdempotencySettings {
             lease: Duration::from_secs(30),
@@ -98,6 +100,13 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
         },
         race_window: Duration::ZERO,
         db_acquire_timeout: Duration::from_secs(2),
+        // Off in tests (the rate-limit tests switch them on).
+        limits: LimitSettings {
+            login_per_ip: 0,
+            writes_per_user: 0,
+            writes_per_ip: 0,
+            body_timeout: Duration::from_secs(10),
+        },
         gate_reconcile_every: Duration::from_secs(3600),
         switches_refresh_every: Duration::from_millis(100),
     };
@@ -422,15 +431,9 @@ impl TestApp {
         }
     }
 
+    /// The audit, fresh (the admin's view; the public one may be a second old).
     pub async fn audit(&self) -> Value {
-        let response = self
-            .client
-            .get(self.url("/api/audit"))
-            .send()
-            .await
-            .expect("audit");
-        assert_eq!(response.status(), StatusCode::OK);
-        response.json().await.expect("audit JSON")
+        self.get_admin_json("/api/audit").await
     }
 
     pub async fn order_count(&self, product_id: i64) -> i64 {

@@ -1,0 +1,6 @@
+-- Logout revokes a login token: its id is kept here until it would have expired
+-- anyway; every instance mirrors the list in memory (docs/reliability.md).
+CREATE TABLE revoked_tokens (
+    jti         TEXT   PRIMARY KEY,
+    expires_at  BIGINT NOT NULL
+);
