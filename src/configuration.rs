@@ -63,6 +63,10 @@ pub struct Settings {
     /// How often each instance reads the shared defense switches (ms).
     #[arg(long = "switches-refresh-ms", env = "SWITCHES_REFRESH_MS", default_value = "500", value_parser = millis)]
     pub switches_refresh_every: Duration,
+    /// How old the audit served without the admin token may be (ms): a crowd
+    /// of readers costs one run per period.
+    #[arg(long = "audit-public-max-age-ms", env = "AUDIT_PUBLIC_MAX_AGE_MS", default_value = "1000", value_parser = millis)]
+    pub audit_public_max_age: Duration,
     /// Teaching aid: a pause between reading and writing shared state, applied
     /// only where the defense that closes that race is off (the lab can change it).
     #[arg(long = "race-window-ms", env = "RACE_WINDOW_MS", default_value = "0", value_parser = millis)]

@@ -6,6 +6,8 @@
 //! - counters for what each defense sees: replays, in-flight conflicts, version
 //!   conflicts and exhausted retries, token refusals, order-lock waits, callback
 //!   duplicates, message redeliveries, gate answers.
+//! - `flashguard_rate_limited_total{limit}`: requests refused 429 at the door
+//! - `flashguard_audit_runs_total{view}`: audits computed (`admin` fresh, `public` cached)
 
 use std::sync::OnceLock;
 
@@ -27,6 +29,7 @@ pub const REDELIVERIES: &str = "flashguard_message_redeliveries_total";
 pub const DUPLICATES_STOPPED: &str = "flashguard_duplicates_stopped_total";
 pub const REQUEST_DURATION: &str = "flashguard_http_request_duration_seconds";
 pub const RATE_LIMITED: &str = "flashguard_rate_limited_total";
+pub const AUDIT_RUNS: &str = "flashguard_audit_runs_total";
 
 /// Latency buckets in seconds, from 0.5 ms to 10 s.
 const BUCKETS: [f64; 14] = [

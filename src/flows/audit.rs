@@ -28,6 +28,8 @@ use crate::store::{Db, StoreError, millis, now_ms, products};
 #[derive(Debug, Serialize)]
 pub struct AuditReport {
     pub ok: bool,
+    /// When the checks ran (RFC 3339): the public audit may be a second old.
+    pub checked_at: String,
     pub checks: Vec<Check>,
 }
 
@@ -81,6 +83,7 @@ pub async fn run(state: &AppState) -> Result<AuditReport, ApiError> {
         ok: checks
             .iter()
             .all(|check| check.ok || check.level == Level::Warning),
+        checked_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         checks,
     })
 }

@@ -12,25 +12,26 @@ use crate::defenses::stock_gate::Load;
 use crate::error::ApiError;
 use crate::flows::audit as audit_flow;
 use crate::flows::{rewards, shared};
+use crate::metrics;
 use crate::psp::PspBehaviourPatch;
 use crate::state::AppState;
 use crate::store::products::{self, NewProduct};
 use crate::switches::Defense;
 
-/// How old the public audit may be.
-const PUBLIC_AUDIT_AGE: Duration = Duration::from_secs(1);
-
-/// The audit: fresh for the admin; for everyone else computed at most once a
-/// second (it reads every table), so a crowd of readers costs one run.
+/// The audit: fresh for the admin; for everyone else computed at most once per
+/// `AUDIT_PUBLIC_MAX_AGE_MS` (it reads every table), so a crowd of readers
+/// costs one run.
 #[get("/api/audit")]
 async fn audit(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     if AdminToken::presented_by(&request) {
+        metrics::count_labelled(metrics::AUDIT_RUNS, "view", "admin");
         return Ok(HttpResponse::Ok().json(audit_flow::run(&state).await?));
     }
     let mut cached = state.public_audit.lock().await;
     let body = match cached.as_ref() {
-        Some((at, body)) if at.elapsed() < PUBLIC_AUDIT_AGE => body.clone(),
+        Some((at, body)) if at.elapsed() < state.settings.audit_public_max_age => body.clone(),
         _ => {
+            metrics::count_labelled(metrics::AUDIT_RUNS, "view", "public");
             let body = serde_json::to_string(&audit_flow::run(&state).await?)?;
             *cached = Some((Instant::now(), body.clone()));
             body
@@ -38,8 +39,15 @@ async fn audit(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpR
     };
     Ok(HttpResponse::Ok()
         .content_type("application/json")
-        .insert_header(("Cache-Control", "max-age=1"))
+        .insert_header((
+            "Cache-Control",
+            cache_control(state.settings.audit_public_max_age),
+        ))
         .body(body))
+}
+
+fn cache_control(max_age: Duration) -> String {
+    format!("max-age={}", max_age.as_secs())
 }
 
 /// Read-only view of the switches, for the pages.

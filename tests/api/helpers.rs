@@ -109,6 +109,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
         },
         gate_reconcile_every: Duration::from_secs(3600),
         switches_refresh_every: Duration::from_millis(100),
+        audit_public_max_age: Duration::from_secs(1),
     };
     customize(&mut settings);
     start(settings, sqlite_dir.map(std::sync::Arc::new))

@@ -10,6 +10,7 @@ mod callbacks;
 mod defenses;
 mod faults;
 mod flash_sale;
+mod hardening;
 mod health;
 mod helpers;
 mod idempotency;
