@@ -99,13 +99,18 @@ pub enum ApiError {
 }
 
 /// The JSON body of every error (RFC 9457 plus our `code`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Problem {
+    /// The page that explains this problem (`/learn/problems/<code>`).
     #[serde(rename = "type")]
     pub type_uri: String,
     pub title: &'static str,
+    /// The HTTP status, repeated.
     pub status: u16,
+    /// What happened to this request.
     pub detail: String,
+    /// The stable code to branch on (docs/design.md §5).
+    #[schema(value_type = ProblemCode)]
     pub code: &'static str,
     /// For `dependency_unavailable`: `database` or `redis`.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -91,6 +91,22 @@ impl ProblemSpec {
     }
 }
 
+/// The codes as an OpenAPI string enum, from this table (nothing to keep in step).
+impl utoipa::PartialSchema for ProblemCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "A stable problem code; /learn/problems/<code> explains it.",
+            ))
+            .enum_values(Some(Self::all().map(Self::as_str)))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ProblemCode {}
+
 impl ProblemCode {
     pub fn all() -> impl Iterator<Item = ProblemCode> {
         Self::iter()

@@ -230,7 +230,9 @@ pub struct SwitchBoard {
 }
 
 /// The lab's run-time settings (`GET/PUT /api/admin/lab`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 pub struct LabSettings {
     /// Pause between a read and the write that depends on it, only where the
     /// defense that closes that race is off.

@@ -25,7 +25,7 @@ use crate::state::AppState;
 use crate::store::audit::{self, StockLine};
 use crate::store::{Db, StoreError, millis, now_ms, products};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditReport {
     pub ok: bool,
     /// When the checks ran (RFC 3339): the public audit may be a second old.
@@ -33,7 +33,7 @@ pub struct AuditReport {
     pub checks: Vec<Check>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Check {
     pub name: &'static str,
     pub ok: bool,
@@ -42,7 +42,7 @@ pub struct Check {
     pub level: Level,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     Error,

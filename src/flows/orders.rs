@@ -24,10 +24,14 @@ use crate::switches::Defense;
 use crate::trace;
 
 /// The body of `POST /api/orders`, as sent.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderRequestBody {
+    /// A product of `GET /api/products`.
+    #[schema(example = 1)]
     pub product_id: i64,
+    /// A flash sale sells 1 to 10 units per order.
+    #[schema(minimum = 1, maximum = 10)]
     pub quantity: i64,
 }
 

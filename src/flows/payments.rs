@@ -29,11 +29,12 @@ use crate::switches::{Defense, SwitchBoard};
 use crate::trace;
 
 /// The body of a pay answer.
-#[derive(Debug, Serialize)]
-struct PaymentView<'a> {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PaymentView<'a> {
     order_no: &'a str,
     payment_no: &'a str,
     provider_txn_id: Option<&'a str>,
+    /// `PROCESSING` or `PAID`.
     status: &'static str,
 }
 

@@ -180,12 +180,29 @@ impl Budget {
     }
 }
 
+/// With the admin token, the load test passes the server's rate limits as the
+/// lab does (`Flashguard-Lab`): it is the operator measuring, not a client.
+/// Without it, the limits apply and their 429s show in the report.
+fn past_the_rate_limits(
+    admin_token: Option<&str>,
+) -> Result<reqwest::header::HeaderMap, LoadTestError> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = admin_token {
+        let value = reqwest::header::HeaderValue::from_str(token).map_err(|_| {
+            LoadTestError::Setup("the admin token is not a valid header value".into())
+        })?;
+        headers.insert(crate::limits::LAB_HEADER, value);
+    }
+    Ok(headers)
+}
+
 impl LoadClient {
     pub fn new(config: &Config) -> Result<Self, LoadTestError> {
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(config.concurrency.max(1))
             .tcp_nodelay(true)
             .timeout(Duration::from_secs(30))
+            .default_headers(past_the_rate_limits(config.admin_token.as_deref())?)
             .build()?;
         let expected = match config.scenario {
             Scenario::Ping | Scenario::Replay | Scenario::Spread => config.requests,

@@ -15,7 +15,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 /// How the provider behaves; set with `PUT /api/admin/psp`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PspBehaviour {
     /// How many times the SUCCEEDED callback is delivered (0: none, a test sends its own).
     pub callbacks: u32,
@@ -39,12 +39,18 @@ impl Default for PspBehaviour {
 }
 
 /// A partial update of the behaviour; unknown fields are refused.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PspBehaviourPatch {
+    /// How many times the SUCCEEDED callback is delivered (0: none).
+    #[schema(maximum = 20)]
     pub callbacks: Option<u32>,
+    /// Delay before the first callback (ms).
+    #[schema(maximum = 60_000)]
     pub delay_ms: Option<u64>,
+    /// Send the copies at once instead of one after another.
     pub concurrent: Option<bool>,
+    /// After SUCCEEDED, send a late FAILED too.
     pub failed_after_success: Option<bool>,
 }
 
@@ -73,18 +79,48 @@ impl PspBehaviour {
 }
 
 /// The callback body (docs/design.md §4).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderEvent {
+    #[schema(min_length = 1, max_length = 64, pattern = "^[!-~]{1,64}$")]
     pub event_id: String,
+    #[schema(min_length = 1, max_length = 64, pattern = "^[!-~]{1,64}$")]
     pub order_no: String,
+    #[schema(min_length = 1, max_length = 64, pattern = "^[!-~]{1,64}$")]
     pub payment_no: String,
+    #[schema(min_length = 1, max_length = 64, pattern = "^[!-~]{1,64}$")]
     pub provider_txn_id: String,
     pub status: EventStatus,
     pub amount_cents: i64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The longest id a provider event may carry.
+pub const MAX_EVENT_ID_LEN: usize = 64;
+
+impl ProviderEvent {
+    /// Every id is 1 to 64 visible ASCII characters: what a provider sends.
+    /// Anything else (a NUL byte, which Postgres cannot store in text) is
+    /// refused here, before a query sees it.
+    pub fn check(&self) -> Result<(), String> {
+        let fields = [
+            ("event_id", &self.event_id),
+            ("order_no", &self.order_no),
+            ("payment_no", &self.payment_no),
+            ("provider_txn_id", &self.provider_txn_id),
+        ];
+        for (name, value) in fields {
+            let visible = value.bytes().all(|b| b.is_ascii_graphic());
+            if value.is_empty() || value.len() > MAX_EVENT_ID_LEN || !visible {
+                return Err(format!(
+                    "{name} must be 1 to {MAX_EVENT_ID_LEN} visible ASCII characters"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum EventStatus {
     Succeeded,

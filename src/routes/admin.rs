@@ -4,16 +4,18 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use actix_web::{HttpRequest, HttpResponse, get, post, put, web};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::auth::{Admin, AdminToken};
 use crate::defenses::stock_gate::Load;
 use crate::error::ApiError;
 use crate::flows::audit as audit_flow;
+use crate::flows::audit::AuditReport;
 use crate::flows::{rewards, shared};
 use crate::metrics;
-use crate::psp::PspBehaviourPatch;
+use crate::psp::{PspBehaviour, PspBehaviourPatch};
+use crate::routes::products::ProductList;
 use crate::state::AppState;
 use crate::store::products::{self, NewProduct};
 use crate::switches::Defense;
@@ -21,6 +23,13 @@ use crate::switches::Defense;
 /// The audit: fresh for the admin; for everyone else computed at most once per
 /// `AUDIT_PUBLIC_MAX_AGE_MS` (it reads every table), so a crowd of readers
 /// costs one run.
+/// The invariants, checked on the database. With the admin bearer: run now;
+/// without: a result at most `AUDIT_PUBLIC_MAX_AGE_MS` old (see `checked_at`).
+#[utoipa::path(
+    tag = "admin",
+    security((), ("admin" = [])),
+    responses((status = 200, description = "The audit", body = AuditReport)),
+)]
 #[get("/api/audit")]
 async fn audit(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     if AdminToken::presented_by(&request) {
@@ -51,11 +60,22 @@ fn cache_control(max_age: Duration) -> String {
 }
 
 /// Read-only view of the switches, for the pages.
+/// Every defense and whether it is on.
+#[utoipa::path(
+    tag = "admin",
+    responses((status = 200, description = "Defense id → on", body = DefenseBoard)),
+)]
 #[get("/api/defenses")]
 async fn public_defenses(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(state.switches.snapshot())
 }
 
+/// Every defense and whether it is on (admin).
+#[utoipa::path(
+    tag = "admin",
+    security(("admin" = [])),
+    responses((status = 200, description = "Defense id → on", body = DefenseBoard)),
+)]
 #[get("/api/admin/defenses")]
 async fn get_defenses(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
     HttpResponse::Ok().json(state.switches.snapshot())
@@ -63,6 +83,13 @@ async fn get_defenses(state: web::Data<AppState>, _admin: Admin) -> HttpResponse
 
 /// `{"version_lock": false}` switches one defense; every id must be known and
 /// every value a boolean, or nothing changes.
+/// Switches defenses on or off, on every instance (the lab's switch board).
+#[utoipa::path(
+    tag = "admin",
+    security(("admin" = [])),
+    request_body = DefenseBoard,
+    responses((status = 200, description = "The board after the change", body = DefenseBoard)),
+)]
 #[put("/api/admin/defenses")]
 async fn put_defenses(
     state: web::Data<AppState>,
@@ -83,14 +110,28 @@ async fn put_defenses(
     Ok(HttpResponse::Ok().json(state.switches.snapshot()))
 }
 
-#[derive(Debug, Deserialize)]
+/// Defense id → on. Ids are those of `GET /api/defenses`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // describes the JSON map only
+struct DefenseBoard(BTreeMap<String, bool>);
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ResetBody {
+    #[schema(min_items = 1, max_items = 100)]
     products: Vec<NewProduct>,
 }
 
 /// Starts a clean sale: deletes orders and keys, creates the given products
 /// (the seed catalogue when the body is empty).
+/// Deletes every order, payment and key and creates the catalogue (an empty
+/// body: the demo catalogue).
+#[utoipa::path(
+    tag = "admin",
+    security(("admin" = [])),
+    request_body(content = Option<ResetBody>, description = "The new catalogue; empty for the demo one"),
+    responses((status = 200, description = "The products created", body = ProductList)),
+)]
 #[post("/api/admin/reset")]
 async fn reset(
     state: web::Data<AppState>,
@@ -103,7 +144,7 @@ async fn reset(
     state.bus.clear(rewards::ORDER_PAID_TOPIC).await?;
     state.gate.load(Load::Overwrite).await?;
     tracing::warn!(products = created.len(), "sale reset");
-    Ok(HttpResponse::Ok().json(json!({ "products": created })))
+    Ok(HttpResponse::Ok().json(ProductList { products: created }))
 }
 
 fn parse_catalogue(body: &[u8]) -> Result<Vec<NewProduct>, ApiError> {
@@ -125,6 +166,12 @@ fn parse_catalogue(body: &[u8]) -> Result<Vec<NewProduct>, ApiError> {
 }
 
 /// How the mock payment provider behaves.
+/// How the simulated payment provider behaves.
+#[utoipa::path(
+    tag = "admin",
+    security(("admin" = [])),
+    responses((status = 200, description = "The behaviour", body = PspBehaviour)),
+)]
 #[get("/api/admin/psp")]
 async fn get_psp(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
     HttpResponse::Ok().json(state.psp.behaviour())
@@ -132,6 +179,13 @@ async fn get_psp(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
 
 /// `{"callbacks":3,"delay_ms":200,"concurrent":true,"failed_after_success":false}`,
 /// whole or in part.
+/// Changes how the simulated payment provider behaves (duplicates, delays, a late FAILED).
+#[utoipa::path(
+    tag = "admin",
+    security(("admin" = [])),
+    request_body = PspBehaviourPatch,
+    responses((status = 200, description = "The behaviour after the change", body = PspBehaviour)),
+)]
 #[put("/api/admin/psp")]
 async fn put_psp(
     state: web::Data<AppState>,
@@ -147,20 +201,35 @@ async fn put_psp(
     Ok(HttpResponse::Ok().json(behaviour))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct FaultsBody {
+    /// The reward consumer crashes after its effect and before recording the
+    /// message this many times (0: never): the lab's redelivery.
     /// The next N reward deliveries crash after their effect, before the ack.
     rewards_crash_after_effect: u64,
 }
 
 /// Fault injection for the lab: forces redelivery of "order paid" messages.
+/// The injected faults.
+#[utoipa::path(
+    tag = "admin",
+    security(("admin" = [])),
+    responses((status = 200, description = "The faults", body = FaultsBody)),
+)]
 #[get("/api/admin/faults")]
 async fn get_faults(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
     HttpResponse::Ok()
         .json(json!({ "rewards_crash_after_effect": state.faults.crash_after_effect() }))
 }
 
+/// Injects faults.
+#[utoipa::path(
+    tag = "admin",
+    security(("admin" = [])),
+    request_body = FaultsBody,
+    responses((status = 200, description = "The faults", body = FaultsBody)),
+)]
 #[put("/api/admin/faults")]
 async fn put_faults(
     state: web::Data<AppState>,

@@ -9,8 +9,15 @@ use crate::error::ApiError;
 use crate::flows::shared;
 use crate::lab::{self, LabError, experiments};
 use crate::state::AppState;
+use crate::switches::LabSettings;
 
 /// `{"experiments":[{"id","defense","title":{"zh","en"}}…]}`
+/// The lab's experiments: one per defense, each showing its anomaly.
+#[utoipa::path(
+    tag = "lab",
+    operation_id = "list_experiments",
+    responses((status = 200, description = "The experiments", body = Object)),
+)]
 #[get("/api/lab/experiments")]
 async fn list() -> HttpResponse {
     let experiments: Vec<_> = experiments::EXPERIMENTS
@@ -28,20 +35,30 @@ async fn list() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "experiments": experiments }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 enum Switch {
     On,
     Off,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RunBody {
+    /// Run with the defense under study `on` or `off` (the others as the experiment needs).
     defense: Switch,
 }
 
 /// Runs an experiment with its defense on or off (admin).
+/// Runs one experiment on this instance's database and reports what the audit saw.
+#[utoipa::path(
+    tag = "lab",
+    operation_id = "run_experiment",
+    security(("admin" = [])),
+    params(("id" = String, Path, description = "An experiment id from `GET /api/lab/experiments`", example = "double_submit")),
+    request_body = RunBody,
+    responses((status = 200, description = "The run's report", body = Object)),
+)]
 #[post("/api/lab/experiments/{id}/run")]
 async fn run(
     state: web::Data<AppState>,
@@ -63,6 +80,12 @@ fn api_error(error: LabError) -> ApiError {
     }
 }
 
+/// The lab's run-time settings.
+#[utoipa::path(
+    tag = "lab",
+    security(("admin" = [])),
+    responses((status = 200, description = "The settings", body = LabSettings)),
+)]
 #[get("/api/admin/lab")]
 async fn get_settings(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
     HttpResponse::Ok().json(state.switches.lab_settings())
@@ -71,6 +94,13 @@ async fn get_settings(state: web::Data<AppState>, _admin: Admin) -> HttpResponse
 /// The largest race window the lab accepts (ms): a teaching aid, not a stall.
 const MAX_RACE_WINDOW_MS: u64 = 2_000;
 
+/// Changes the lab's run-time settings (every instance).
+#[utoipa::path(
+    tag = "lab",
+    security(("admin" = [])),
+    request_body = LabSettingsPatch,
+    responses((status = 200, description = "The settings after the change", body = LabSettings)),
+)]
 #[put("/api/admin/lab")]
 async fn put_settings(
     state: web::Data<AppState>,
@@ -101,10 +131,15 @@ async fn put_settings(
 }
 
 /// A partial update of the lab settings; unknown fields are refused.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LabSettingsPatch {
+    /// A pause between a read and its write where the closing defense is off (ms).
+    #[schema(maximum = 2_000)]
     race_window_ms: Option<u64>,
+    /// Answers carry `Flashguard-Trace`.
     trace: Option<bool>,
+    /// Redelivery delay of an unacknowledged message (ms).
+    #[schema(minimum = 50, maximum = 60_000)]
     redeliver_after_ms: Option<u64>,
 }

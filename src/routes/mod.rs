@@ -5,6 +5,7 @@ mod admin;
 mod health;
 mod lab;
 mod learn;
+pub mod openapi;
 mod orders;
 mod pages;
 mod payments;
@@ -29,8 +30,18 @@ use crate::state::AppState;
 use crate::trace::{self, SEPARATOR, TRACE_HEADER};
 
 pub fn configure(config: &mut web::ServiceConfig) {
+    configure_api(config);
+    configure_operations(config);
+    configure_pages(config);
+    config.default_service(web::to(not_found));
+}
+
+/// The sale: session, catalogue, orders, payments.
+fn configure_api(config: &mut web::ServiceConfig) {
     config
         .service(session::login)
+        .service(session::me)
+        .service(session::logout)
         .service(products::list)
         .service(products::show)
         .service(orders::create)
@@ -39,6 +50,13 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(payments::issue_token)
         .service(payments::pay)
         .service(payments::callback)
+        .service(openapi::openapi_json)
+        .service(openapi::docs_page);
+}
+
+/// Admin, lab and health.
+fn configure_operations(config: &mut web::ServiceConfig) {
+    config
         .service(admin::audit)
         .service(admin::public_defenses)
         .service(admin::get_defenses)
@@ -48,25 +66,27 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(admin::put_psp)
         .service(admin::get_faults)
         .service(admin::put_faults)
-        .service(health::healthz)
-        .service(health::readyz)
-        .service(health::metrics)
-        .service(pages::index)
-        .service(pages::orders_page)
-        .service(pages::order_page)
-        .service(pages::lab)
-        .service(session::me)
-        .service(session::logout)
-        .service(learn::index)
-        .service(learn::interview)
-        .service(learn::lesson)
-        .service(learn::problem)
         .service(lab::list)
         .service(lab::run)
         .service(lab::get_settings)
         .service(lab::put_settings)
-        .service(static_files::asset)
-        .default_service(web::to(not_found));
+        .service(health::healthz)
+        .service(health::readyz)
+        .service(health::metrics);
+}
+
+/// HTML pages and static files.
+fn configure_pages(config: &mut web::ServiceConfig) {
+    config
+        .service(pages::index)
+        .service(pages::orders_page)
+        .service(pages::order_page)
+        .service(pages::lab)
+        .service(learn::index)
+        .service(learn::interview)
+        .service(learn::lesson)
+        .service(learn::problem)
+        .service(static_files::asset);
 }
 
 /// Middleware: while the lab traces, every answer carries the path it took
@@ -115,6 +135,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/api/admin/lab", "GET, PUT"),
     ("/api/lab/experiments", "GET"),
     ("/api/lab/experiments/{id}/run", "POST"),
+    ("/api/openapi.json", "GET"),
+    ("/api/docs", "GET"),
     ("/healthz", "GET"),
     ("/readyz", "GET"),
     ("/metrics", "GET"),

@@ -1,7 +1,9 @@
 //! Payments: the one-time token, pay, and the provider's callback.
 
 use actix_web::{HttpRequest, HttpResponse, post, web};
+use serde::Serialize;
 use serde_json::json;
+use utoipa::ToSchema;
 
 use crate::auth::AuthUser;
 use crate::defenses::idempotency_key::{self, Admission, KeyedRequest};
@@ -9,15 +11,24 @@ use crate::defenses::payment_token::PAYMENT_TOKEN_HEADER;
 use crate::domain::OrderNo;
 use crate::error::ApiError;
 use crate::flows::keyed;
-use crate::flows::payments::{self as payment_flow, CallbackResult};
+use crate::flows::payments::{self as payment_flow, CallbackResult, PaymentView};
 use crate::psp::ProviderEvent;
 use crate::psp::signature::{self, SIGNATURE_HEADER};
-use crate::routes::request::{header, idempotency_key_of};
+use crate::routes::request::{
+    IdempotencyKeyHeader, PaymentTokenHeader, SignatureHeader, header, idempotency_key_of,
+};
 use crate::state::AppState;
 use crate::store::orders;
 use crate::switches::{DEFENSE_HEADER, Defense};
 
 /// `POST /api/orders/{order_no}/payment-token`: called when the pay popup opens.
+/// The token (一次性令牌) is good for one pay of this order by this user.
+#[utoipa::path(
+    tag = "payments",
+    operation_id = "issue_payment_token",
+    security(("login" = []), ("session_cookie" = [])),
+    responses((status = 200, description = "A one-time payment token", body = PaymentTokenReply)),
+)]
 #[post("/api/orders/{order_no}/payment-token")]
 async fn issue_token(
     state: web::Data<AppState>,
@@ -32,10 +43,33 @@ async fn issue_token(
         .payment_tokens
         .issue(user.user_id, order_no.as_str())
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "token": token, "expires_in": ttl.as_secs() })))
+    Ok(HttpResponse::Ok().json(PaymentTokenReply {
+        token,
+        expires_in: ttl.as_secs(),
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentTokenReply {
+    /// Send it once, in `Payment-Token`, with the pay request.
+    token: String,
+    /// Seconds until it expires.
+    expires_in: u64,
 }
 
 /// `POST /api/orders/{order_no}/pay` with `Idempotency-Key` and `Payment-Token`.
+/// 202 PROCESSING starts the payment; the provider's callback makes it PAID.
+#[utoipa::path(
+    tag = "payments",
+    operation_id = "pay_order",
+    security(("login" = []), ("session_cookie" = [])),
+    params(IdempotencyKeyHeader, PaymentTokenHeader),
+    request_body(content = Option<Object>, description = "Optional; when present, JSON (it is part of the key's fingerprint)"),
+    responses(
+        (status = 202, description = "The payment is processing", body = PaymentView),
+        (status = 200, description = "The order is already paid", body = PaymentView),
+    ),
+)]
 #[post("/api/orders/{order_no}/pay")]
 async fn pay(
     state: web::Data<AppState>,
@@ -80,7 +114,21 @@ fn optional_json(body: &[u8]) -> Result<serde_json::Value, ApiError> {
     serde_json::from_slice(body).map_err(|error| ApiError::MalformedBody(error.to_string()))
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallbackReply {
+    /// `applied`, or `duplicate` (an event seen before: nothing changed).
+    result: &'static str,
+}
+
 /// `POST /api/payments/callback`: the signature is checked before anything is parsed.
+/// The provider may send an event several times; each is applied once (回调去重).
+#[utoipa::path(
+    tag = "payments",
+    operation_id = "provider_callback",
+    params(SignatureHeader),
+    request_body = ProviderEvent,
+    responses((status = 200, description = "Applied, or recognised as a duplicate", body = CallbackReply)),
+)]
 #[post("/api/payments/callback")]
 async fn callback(
     state: web::Data<AppState>,
@@ -96,10 +144,13 @@ async fn callback(
     )?;
     let event: ProviderEvent = serde_json::from_slice(&body)
         .map_err(|error| ApiError::MalformedBody(error.to_string()))?;
+    event.check().map_err(ApiError::InvalidRequest)?;
     let result = payment_flow::apply_callback(&state, &event).await?;
     let mut response = HttpResponse::Ok();
     if result == CallbackResult::Duplicate {
         response.insert_header((DEFENSE_HEADER, Defense::CallbackDedup.id()));
     }
-    Ok(response.json(json!({ "result": result.as_str() })))
+    Ok(response.json(CallbackReply {
+        result: result.as_str(),
+    }))
 }

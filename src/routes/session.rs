@@ -3,6 +3,7 @@
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::{HttpResponse, get, post, web};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::auth::{AuthUser, SESSION_COOKIE, SessionKeys};
 use crate::domain::Username;
@@ -12,17 +13,33 @@ use crate::state::AppState;
 use crate::store::users;
 
 /// `{"username":"…"}`: a JSON object with exactly that field.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct LoginBody {
+pub struct LoginBody {
+    /// 1 to 64 visible characters, any script; NFC-normalised; no spaces,
+    /// zero-width or bidi characters.
+    #[schema(min_length = 1, max_length = 64, example = "alice")]
     username: String,
 }
 
-#[derive(Debug, Serialize)]
-struct LoginReply {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoginReply {
+    /// A signed login token (JWT, HS256) that expires; send it as `Authorization: Bearer …`.
     token: String,
     user_id: i64,
     username: String,
+}
+
+/// Who the caller is.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Me {
+    user_id: i64,
+    username: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoggedOut {
+    ok: bool,
 }
 
 impl LoginBody {
@@ -39,6 +56,13 @@ impl LoginBody {
     }
 }
 
+/// Logs in (demo: no password; the user is created on first use). The token
+/// is also set as an HttpOnly session cookie for the pages.
+#[utoipa::path(
+    tag = "session",
+    request_body = LoginBody,
+    responses((status = 200, description = "Logged in", body = LoginReply)),
+)]
 #[post("/api/login")]
 async fn login(
     state: web::Data<AppState>,
@@ -63,13 +87,26 @@ async fn login(
 }
 
 /// Who the caller is (from the bearer token or the session cookie).
+#[utoipa::path(
+    tag = "session",
+    security(("login" = []), ("session_cookie" = [])),
+    responses((status = 200, description = "The caller", body = Me)),
+)]
 #[get("/api/me")]
 async fn me(user: AuthUser) -> HttpResponse {
-    HttpResponse::Ok()
-        .json(serde_json::json!({ "user_id": user.user_id, "username": user.username }))
+    HttpResponse::Ok().json(Me {
+        user_id: user.user_id,
+        username: user.username,
+    })
 }
 
 /// Revokes the caller's token (on every instance) and forgets the cookie.
+/// Without a token it only forgets the cookie.
+#[utoipa::path(
+    tag = "session",
+    security((), ("login" = []), ("session_cookie" = [])),
+    responses((status = 200, description = "Logged out", body = LoggedOut)),
+)]
 #[post("/api/logout")]
 async fn logout(
     state: web::Data<AppState>,
@@ -82,5 +119,5 @@ async fn logout(
     cookie.make_removal();
     Ok(HttpResponse::Ok()
         .cookie(cookie)
-        .json(serde_json::json!({ "ok": true })))
+        .json(LoggedOut { ok: true }))
 }

@@ -77,11 +77,12 @@ impl Db {
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        // WAL lets readers run beside the one writer; the busy
-                        // timeout makes writers queue instead of failing.
+                        // The busy timeout first, so that even the pragmas
+                        // below queue behind a writer instead of failing; WAL
+                        // lets readers run beside the one writer.
+                        conn.execute("PRAGMA busy_timeout = 30000").await?;
                         conn.execute("PRAGMA journal_mode = WAL").await?;
                         conn.execute("PRAGMA synchronous = NORMAL").await?;
-                        conn.execute("PRAGMA busy_timeout = 30000").await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
                     }
                     Ok(())

@@ -33,6 +33,15 @@ impl StoreError {
         matches!(&self.source, sqlx::Error::Database(error) if error.is_foreign_key_violation())
     }
 
+    /// Two transactions waited on each other and the database gave up on this
+    /// one (a Postgres deadlock or serialization failure, a SQLite busy lock):
+    /// nothing of it was kept, and running it again may well succeed.
+    pub fn is_transient_conflict(&self) -> bool {
+        const CODES: [&str; 6] = ["40P01", "40001", "55P03", "5", "6", "517"];
+        matches!(&self.source, sqlx::Error::Database(error)
+            if error.code().is_some_and(|code| CODES.contains(&code.as_ref())))
+    }
+
     /// The database refused a row that a unique index already holds.
     pub fn is_unique_violation(&self) -> bool {
         matches!(&self.source, sqlx::Error::Database(error) if error.is_unique_violation())

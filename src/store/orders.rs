@@ -24,7 +24,7 @@ pub struct Order {
 }
 
 /// The order as the API shows it (the same bytes for the original and every replay).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OrderView<'a> {
     pub order_no: &'a str,
     pub product_id: i64,

@@ -7,7 +7,7 @@ use super::db::Backend;
 use super::error::{QueryContext, StoreError};
 use super::{Db, Tx, now_ms};
 
-#[derive(Debug, Clone, Serialize, FromRow)]
+#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
 pub struct Product {
     pub id: i64,
     pub name: String,
@@ -28,15 +28,19 @@ pub struct StockSnapshot {
     pub sale_starts_at: Option<i64>,
 }
 
-/// A product to create on reset.
-#[derive(Debug, Clone, Deserialize)]
+/// A product to create on reset (the bounds are [`NewProduct::check`]'s).
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewProduct {
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
+    #[schema(minimum = 1, maximum = 100_000_000)]
     pub price_cents: i64,
+    #[schema(minimum = 0, maximum = 1_000_000)]
     pub stock: i64,
     /// The sale opens this many seconds after the reset (absent: open now).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 2_592_000)]
     pub starts_in_secs: Option<i64>,
 }
 
@@ -58,6 +62,10 @@ impl NewProduct {
             return Err(format!(
                 "product name must be 1 to {MAX_NAME_CHARS} characters"
             ));
+        }
+        if name.chars().any(char::is_control) {
+            // A NUL byte would reach Postgres, which cannot store it in text.
+            return Err("product name must not hold control characters".into());
         }
         if !(1..=MAX_PRICE_CENTS).contains(&self.price_cents) {
             return Err(format!("price_cents must be 1 to {MAX_PRICE_CENTS}"));
@@ -240,11 +248,31 @@ const SALE_TABLES: [&str; 9] = [
     "products",
 ];
 
+/// How many times a reset is tried when the database picks it as the victim of
+/// a deadlock with a background job (which then retries on its next tick).
+const RESET_ATTEMPTS: u32 = 5;
+
 /// Deletes every order, payment, event, message, reward, key and product, then
 /// creates `products`: a clean sale, in one transaction. On Postgres the tables
 /// are locked first, so an order placed meanwhile waits and then finds its
 /// product gone (a clean 404), instead of the reset failing on a foreign key.
+/// Locking nine tables can deadlock with a job that holds one of them and
+/// wants another (the rewards reconciliation inserts into `outbox` while
+/// reading `rewards`); the database then aborts one side and the reset runs again.
 pub async fn reset_sale(db: &Db, products: &[NewProduct]) -> Result<Vec<Product>, StoreError> {
+    let mut attempt = 1;
+    loop {
+        match reset_once(db, products).await {
+            Err(error) if error.is_transient_conflict() && attempt < RESET_ATTEMPTS => {
+                tracing::warn!(%error, attempt, "reset lost a deadlock; running it again");
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+async fn reset_once(db: &Db, products: &[NewProduct]) -> Result<Vec<Product>, StoreError> {
     let mut tx = db.begin().await?;
     if db.backend() == Backend::Postgres {
         let lock = format!(

@@ -1,4 +1,4 @@
-//! Bad input, limits and one error format (docs/design.md §4, §8): each test
+//! Bad input, limits and one error format (docs/design.md §4, §7): each test
 //! shows the finding it guards against, and where a limit can be switched off,
 //! that without it the anomaly comes back.
 
@@ -392,4 +392,79 @@ async fn two_idempotency_keys_are_refused_not_silently_picked() {
 
     let one = Reply::read(app.post_order(&alice, "first", product_id, 1).await).await;
     assert_eq!(one.status, StatusCode::CREATED, "{}", one.body);
+}
+
+/// Found by schemathesis on the real stack: a NUL byte in a signed callback's
+/// `payment_no` reached Postgres (which cannot store it in text) and came back
+/// as a 500. Ids and names are now checked before any query sees them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_the_database_cannot_store_is_refused_before_a_query() {
+    let app = spawn_app().await;
+    let named = reset(
+        &app,
+        json!({ "name": "nul\u{0}name", "price_cents": 100, "stock": 1 }),
+    )
+    .await;
+    assert_problem(
+        &named,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "NUL in a product name",
+    );
+
+    for (field, value) in [
+        ("payment_no", "PAY\u{0}1"),
+        ("event_id", ""),
+        ("order_no", &"F".repeat(65)),
+        ("provider_txn_id", "tx n"),
+    ] {
+        let mut event = json!({
+            "event_id": "evt-1", "order_no": "FG00000000000000000000000000000000",
+            "payment_no": "PAY1", "provider_txn_id": "txn-1",
+            "status": "SUCCEEDED", "amount_cents": 100,
+        });
+        event[field] = json!(value);
+        let reply = app.send_callback(&event).await;
+        assert_problem(&reply, StatusCode::BAD_REQUEST, "invalid_request", field);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_describes_itself_for_clients_and_fuzzers() {
+    let app = spawn_app().await;
+    let description = app.get_json("/api/openapi.json").await;
+    assert_eq!(description["openapi"], "3.1.0");
+    let create = &description["paths"]["/api/orders"]["post"];
+    let headers: Vec<&str> = create["parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert!(headers.contains(&"Idempotency-Key"), "{headers:?}");
+    for status in ["201", "400", "401", "409", "422", "429", "503"] {
+        assert!(
+            create["responses"][status].is_object(),
+            "POST /api/orders {status}"
+        );
+    }
+    let problem_codes = &description["components"]["schemas"]["ProblemCode"]["enum"];
+    assert!(
+        problem_codes
+            .as_array()
+            .is_some_and(|codes| codes.contains(&json!("sold_out")))
+    );
+
+    let page = app
+        .client
+        .get(app.url("/api/docs"))
+        .send()
+        .await
+        .expect("docs");
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.expect("html");
+    assert!(
+        html.contains("POST /api/orders/{order_no}/pay"),
+        "the docs page lists the operations"
+    );
 }

@@ -47,6 +47,13 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     if std::env::var("TEST_LOG").is_ok() {
         flashguard::telemetry::init();
+    } else {
+        // Errors only, through the test's captured output: a failing test
+        // shows the server-side cause of a 500 beside its assertion.
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::ERROR)
+            .with_test_writer()
+            .try_init();
     }
     let (database_url, redis_url) = real_stack();
     let run_id = uuid::Uuid::new_v4().simple().to_string();

@@ -1,0 +1,62 @@
+"""Schemathesis hooks for flashguard's CI: authenticate each generated request
+as the operation's `security` asks (a user's login token, or the admin token).
+
+The login token comes from POST /api/login on the server under test; the admin
+token and the provider's signing secret from the environment variables the CI
+started the server with (ADMIN_TOKEN, PSP_SECRET). Callbacks are signed, so
+the fuzzer reaches the callback's own checks instead of stopping at 401.
+"""
+import hashlib
+import hmac
+import json
+import os
+import time
+import urllib.request
+
+import schemathesis
+
+BASE_URL = os.environ["FLASHGUARD_URL"]
+ADMIN_TOKEN = os.environ["ADMIN_TOKEN"]
+PSP_SECRET = os.environ["PSP_SECRET"]
+CALLBACK_PATH = "/api/payments/callback"
+
+
+def _login(username: str) -> str:
+    request = urllib.request.Request(
+        f"{BASE_URL}/api/login",
+        data=json.dumps({"username": username}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.load(response)["token"]
+
+
+def _schemes(case) -> set:
+    security = case.operation.definition.raw.get("security") or []
+    return {name for requirement in security for name in requirement}
+
+
+@schemathesis.auth()
+class FlashguardAuth:
+    def get(self, case, context):
+        return {"user": _login("schemathesis"), "admin": ADMIN_TOKEN}
+
+    def set(self, case, data, context):
+        schemes = _schemes(case)
+        token = data["admin"] if "admin" in schemes else data["user"] if "login" in schemes else None
+        if token is not None:
+            case.headers = case.headers or {}
+            case.headers["Authorization"] = f"Bearer {token}"
+        if case.operation.path == CALLBACK_PATH and isinstance(case.body, (dict, list)):
+            case.headers = case.headers or {}
+            case.headers["PSP-Signature"] = _provider_signature(case.body)
+
+
+def _provider_signature(body) -> str:
+    """Signs the body as the provider does, over the bytes requests will send
+    (json.dumps with its defaults), so that the fuzzer reaches past the signature."""
+    timestamp = int(time.time())
+    raw = json.dumps(body, allow_nan=False)
+    digest = hmac.new(PSP_SECRET.encode(), f"{timestamp}.{raw}".encode(), hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
