@@ -39,7 +39,7 @@ use crate::configuration::IdempotencySettings;
 use crate::domain::IdempotencyKey;
 use crate::metrics;
 use crate::store::idempotency_keys::{self, Completion, KeyId, KeyRow, NewKey};
-use crate::store::{Db, KeyStore, StoreError, millis, now_ms};
+use crate::store::{Db, KeyStore, StoreError, Tx, commit, millis, now_ms, rollback};
 use crate::switches::{DEFENSE_HEADER, Defense, SwitchBoard};
 use crate::trace;
 
@@ -285,15 +285,31 @@ impl IdempotencyKeys {
         }
     }
 
-    /// The fast path: the answer of a completed key, from the key store (Redis).
-    pub async fn cached_answer(
+    /// Where the front door finds this request's cached answer, when the
+    /// defense is on (`flows/front_door.rs`).
+    pub fn cache_slot(&self, request: &KeyedRequest<'_>) -> Option<String> {
+        self.is_on()
+            .then(|| cache_key(request.user_id, request.key.as_str()))
+    }
+
+    /// `stored` as the cache keeps it for this request (fingerprint and answer).
+    pub fn cached_form(
         &self,
         request: &KeyedRequest<'_>,
+        stored: &StoredResponse,
+    ) -> Option<String> {
+        cached_json(&request.fingerprint, stored)
+    }
+
+    /// A cached answer the front door found: the replay, `None` when it is
+    /// unreadable (the database decides), or 422 for another request body.
+    pub fn replay_cached(
+        &self,
+        request: &KeyedRequest<'_>,
+        json: &str,
     ) -> Result<Option<StoredResponse>, KeyError> {
-        if !self.is_on() {
-            return Ok(None);
-        }
-        let Some(cached) = self.cached_response(request).await else {
+        let Ok(cached) = serde_json::from_str::<CachedResponse>(json) else {
+            tracing::warn!("unreadable cached answer; ignored");
             return Ok(None);
         };
         if cached.fingerprint != request.fingerprint {
@@ -304,13 +320,28 @@ impl IdempotencyKeys {
         Ok(Some(cached.response))
     }
 
+    /// The fast path: the answer of a completed key, from the key store (Redis).
+    async fn cached_answer(
+        &self,
+        request: &KeyedRequest<'_>,
+    ) -> Result<Option<StoredResponse>, KeyError> {
+        let Some(slot) = self.cache_slot(request) else {
+            return Ok(None);
+        };
+        match self.kv.get(&slot).await {
+            Ok(Some(json)) => self.replay_cached(request, &json),
+            Ok(None) => Ok(None),
+            Err(error) => {
+                tracing::warn!(%error, "idempotency cache unavailable; using the database");
+                Ok(None)
+            }
+        }
+    }
+
     // [lesson idempotency_key::admit]
     /// The source of truth: the key row decides which request runs.
     #[tracing::instrument(skip_all, fields(user_id = request.user_id, key = request.key.as_str()))]
-    pub async fn admit_in_database(
-        &self,
-        request: &KeyedRequest<'_>,
-    ) -> Result<Admission, KeyError> {
+    async fn admit_in_database(&self, request: &KeyedRequest<'_>) -> Result<Admission, KeyError> {
         if !self.is_on() {
             trace::step("idempotency_key off: nothing recorded");
             return Ok(Admission::Run(Lease::Unguarded));
@@ -330,7 +361,8 @@ impl IdempotencyKeys {
                     idempotency_keys::delete_if_expired(self.db.pool(), request.id(), now).await?
                 }
                 Verdict::Replay(stored) => {
-                    return Ok(self.replay_from_database(request, stored).await);
+                    let stored = self.replay_from_database(request, stored).await;
+                    return Ok(Admission::Replay(stored));
                 }
                 Verdict::TakeOver { expired_lease } => {
                     if self.take_over(request, &owner, expired_lease, now).await? {
@@ -385,17 +417,18 @@ impl IdempotencyKeys {
         Ok(taken)
     }
 
+    /// A completed row's answer, cached again for the next repeat.
     async fn replay_from_database(
         &self,
         request: &KeyedRequest<'_>,
         stored: StoredResponse,
-    ) -> Admission {
+    ) -> StoredResponse {
         let id = request.id();
         self.cache_response(id.user_id, id.key, &request.fingerprint, &stored)
             .await;
         trace::step("key row: completed, replay");
         metrics::count(metrics::REPLAYS);
-        Admission::Replay(stored)
+        stored
     }
 
     /// Stores the outcome with the key (when the lease is ours) and caches it.
@@ -451,37 +484,11 @@ impl IdempotencyKeys {
         }
     }
 
-    /// Keeps an outcome decided before the key table was touched (the stock
-    /// gate's sold out) in the key store only. Losing it costs nothing: no order
-    /// was made, and a retry is simply asked again.
-    pub async fn remember(&self, request: &KeyedRequest<'_>, stored: &StoredResponse) {
-        if self.is_on() {
-            let id = request.id();
-            self.cache_response(id.user_id, id.key, &request.fingerprint, stored)
-                .await;
-        }
-    }
-
     /// Removes keys past their retention, and in-progress keys whose lease ran
     /// out (their request died; a retry finds a committed order through
     /// `unique_index`). Runs periodically; safe on several instances at once.
     pub async fn sweep_expired(&self) -> Result<u64, StoreError> {
         idempotency_keys::sweep_expired(self.db.pool(), now_ms()).await
-    }
-
-    /// Reads the cache; any failure only means "go to the database".
-    async fn cached_response(&self, request: &KeyedRequest<'_>) -> Option<CachedResponse> {
-        let id = request.id();
-        match self.kv.get(&cache_key(id.user_id, id.key)).await {
-            Ok(Some(json)) => serde_json::from_str(&json)
-                .inspect_err(|error| tracing::warn!(%error, "unreadable cached answer; ignored"))
-                .ok(),
-            Ok(None) => None,
-            Err(error) => {
-                tracing::warn!(%error, "idempotency cache unavailable; using the database");
-                None
-            }
-        }
     }
 
     async fn cache_response(
@@ -491,22 +498,244 @@ impl IdempotencyKeys {
         fingerprint: &str,
         response: &StoredResponse,
     ) {
-        let cached = CachedResponse {
-            fingerprint: fingerprint.to_string(),
-            response: response.clone(),
-        };
-        let json = match serde_json::to_string(&cached) {
-            Ok(json) => json,
-            Err(error) => {
-                tracing::error!(%error, "could not serialise an answer for the cache");
-                return;
-            }
+        let Some(json) = cached_json(fingerprint, response) else {
+            return;
         };
         let ttl = self.settings.retention;
         if let Err(error) = self.kv.set(&cache_key(user_id, key), &json, ttl).await {
             tracing::warn!(%error, "could not cache an idempotent response");
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Orders: the key row in the business's own transaction (one commit).
+//
+// Placing an order touches only our database, so the key row, the order, the
+// stock and the stored answer can commit together: a crash leaves either all
+// of them or none, and there is no lease to recover. (Paying calls the
+// provider, which no transaction of ours can include; it keeps the lease
+// above: Stripe's "atomic phases".) A concurrent duplicate is told 409 at
+// once by an in-flight mark in the key store instead of waiting on the row;
+// the mark only shapes that answer, the row keeps the business once.
+// ---------------------------------------------------------------------------
+
+/// A request's right to run, marked in the key store while it runs.
+#[derive(Debug)]
+pub struct InFlight {
+    user_id: i64,
+    key: String,
+    fingerprint: String,
+    owner: String,
+    /// The mark was set (the key store may be down: then the row alone decides).
+    marked: bool,
+    /// The defense is on: the key row is written.
+    guarded: bool,
+}
+
+/// What `enter` decided.
+#[derive(Debug)]
+pub enum Entry {
+    Run(InFlight),
+    Replay(StoredResponse),
+}
+
+/// The key row inside the business transaction.
+#[derive(Debug, PartialEq, Eq)]
+pub enum KeyClaim {
+    /// The row is ours until the transaction ends.
+    Won,
+    /// Another request committed this key first: roll back and answer as it did.
+    Lost,
+}
+
+impl InFlight {
+    fn id(&self) -> KeyId<'_> {
+        KeyId {
+            user_id: self.user_id,
+            key: &self.key,
+        }
+    }
+}
+
+impl IdempotencyKeys {
+    // [lesson idempotency_key::enter]
+    /// Before the business transaction: mark the key in flight (a concurrent
+    /// duplicate is answered 409 at once), then read the committed row
+    /// (without waiting on anyone): replay, refuse, or run.
+    pub async fn enter(&self, request: &KeyedRequest<'_>) -> Result<Entry, KeyError> {
+        let mut flight = InFlight {
+            user_id: request.user_id,
+            key: request.key.as_str().to_string(),
+            fingerprint: request.fingerprint.clone(),
+            owner: uuid::Uuid::new_v4().to_string(),
+            marked: false,
+            guarded: self.is_on(),
+        };
+        if !flight.guarded {
+            trace::step("idempotency_key off: nothing recorded");
+            return Ok(Entry::Run(flight));
+        }
+        match self.mark(&flight).await {
+            Some(false) => return self.answer_of_committed(request).await,
+            Some(true) => flight.marked = true,
+            None => {}
+        }
+        let answered = self.committed_answer(request).await;
+        if !matches!(answered, Ok(None)) {
+            self.unmark(&flight).await;
+        }
+        Ok(match answered? {
+            None => Entry::Run(flight),
+            Some(stored) => Entry::Replay(stored),
+        })
+    }
+    // [/lesson]
+
+    /// Sets the in-flight mark: `Some(false)` when another request holds it,
+    /// `None` when the key store cannot say (the row then decides alone).
+    async fn mark(&self, flight: &InFlight) -> Option<bool> {
+        let mark = in_flight_key(flight.user_id, &flight.key);
+        match self
+            .kv
+            .set_if_absent(&mark, &flight.owner, self.settings.lease)
+            .await
+        {
+            Ok(set) => Some(set),
+            Err(error) => {
+                tracing::warn!(%error, "in-flight mark unavailable; the key row decides alone");
+                None
+            }
+        }
+    }
+
+    async fn unmark(&self, flight: &InFlight) {
+        if !flight.marked {
+            return;
+        }
+        let mark = in_flight_key(flight.user_id, &flight.key);
+        if let Err(error) = self.kv.compare_and_delete(&mark, &flight.owner).await {
+            // It expires with the lease.
+            tracing::warn!(%error, "could not remove an in-flight mark");
+        }
+    }
+
+    /// The committed row's say, when there is a row that answers: `Ok(None)`
+    /// means "run" (no row, or one past its retention or lease, which the
+    /// claim replaces).
+    async fn committed_answer(
+        &self,
+        request: &KeyedRequest<'_>,
+    ) -> Result<Option<StoredResponse>, KeyError> {
+        let Some(row) = idempotency_keys::find(self.db.pool(), request.id()).await? else {
+            return Ok(None);
+        };
+        match decide(&row, &request.fingerprint, now_ms())? {
+            Verdict::Expired | Verdict::TakeOver { .. } => Ok(None),
+            Verdict::Replay(stored) => Ok(Some(self.replay_from_database(request, stored).await)),
+            refused => Err(refusal(refused)),
+        }
+    }
+
+    /// Another request holds or held this key: its committed answer, or 409.
+    pub async fn answer_of_committed(&self, request: &KeyedRequest<'_>) -> Result<Entry, KeyError> {
+        match self.committed_answer(request).await? {
+            Some(stored) => Ok(Entry::Replay(stored)),
+            None => Err(refusal(Verdict::InProgress)),
+        }
+    }
+
+    // [lesson idempotency_key::claim_in]
+    /// The business transaction's first statement: the key row, in progress.
+    /// A stale row (past its retention, or a lease whose request died) is
+    /// replaced. Of concurrent requests exactly one inserts; a second waits for
+    /// the first's commit and then finds the row: `KeyClaim::Lost`.
+    pub async fn claim_in(&self, tx: &mut Tx, flight: &InFlight) -> Result<KeyClaim, KeyError> {
+        if !flight.guarded {
+            return Ok(KeyClaim::Won);
+        }
+        let now = now_ms();
+        idempotency_keys::delete_stale(&mut **tx, flight.id(), now).await?;
+        let new = NewKey {
+            id: flight.id(),
+            fingerprint: &flight.fingerprint,
+            owner: &flight.owner,
+            now_ms: now,
+            lease_until_ms: now.saturating_add(millis(self.settings.lease)),
+            expires_at_ms: now.saturating_add(millis(self.settings.retention)),
+        };
+        if idempotency_keys::insert_in_progress(&mut **tx, &new).await? {
+            trace::step("key claimed (in the order's transaction)");
+            Ok(KeyClaim::Won)
+        } else {
+            trace::step("key committed by another request meanwhile");
+            Ok(KeyClaim::Lost)
+        }
+    }
+    // [/lesson]
+
+    /// The same transaction's last statement before the commit: the answer.
+    pub async fn complete_in(
+        &self,
+        tx: &mut Tx,
+        flight: &InFlight,
+        stored: &StoredResponse,
+    ) -> Result<(), KeyError> {
+        if !flight.guarded {
+            return Ok(());
+        }
+        let completion = Completion {
+            status: stored.status.as_u16(),
+            content_type: &stored.content_type,
+            body: &stored.body,
+            expires_at_ms: now_ms().saturating_add(millis(self.settings.retention)),
+        };
+        idempotency_keys::complete(&mut **tx, flight.id(), &flight.owner, &completion).await?;
+        trace::step("answer stored with the key (same transaction)");
+        Ok(())
+    }
+
+    /// An outcome decided outside an order transaction (sold out on reading
+    /// the stock, a duplicate the unique index caught): its key row and answer
+    /// in a transaction of their own. `None`: ours is recorded, send it;
+    /// `Some`: another request committed this key first, replay its answer.
+    pub async fn record_alone(
+        &self,
+        request: &KeyedRequest<'_>,
+        flight: &InFlight,
+        stored: &StoredResponse,
+    ) -> Result<Option<StoredResponse>, KeyError> {
+        if !flight.guarded {
+            return Ok(None);
+        }
+        let mut tx = self.db.begin().await?;
+        if self.claim_in(&mut tx, flight).await? == KeyClaim::Lost {
+            rollback(tx).await?;
+            return match self.answer_of_committed(request).await? {
+                Entry::Replay(theirs) => Ok(Some(theirs)),
+                Entry::Run(_) => Err(KeyError::InProgress),
+            };
+        }
+        self.complete_in(&mut tx, flight, stored).await?;
+        commit(tx).await?;
+        Ok(None)
+    }
+
+    /// After the commit (or a failure that stored nothing): the answer goes
+    /// to the cache, the mark is removed.
+    pub async fn leave(&self, flight: &InFlight, answer: Option<&StoredResponse>) {
+        if let Some(stored) = answer
+            && flight.guarded
+        {
+            self.cache_response(flight.user_id, &flight.key, &flight.fingerprint, stored)
+                .await;
+        }
+        self.unmark(flight).await;
+    }
+}
+
+fn in_flight_key(user_id: i64, key: &str) -> String {
+    format!("idem-flight:{user_id}:{key}")
 }
 
 fn held(request: &KeyedRequest<'_>, owner: String) -> Lease {
@@ -523,6 +752,17 @@ fn held(request: &KeyedRequest<'_>, owner: String) -> Lease {
 struct CachedResponse {
     fingerprint: String,
     response: StoredResponse,
+}
+
+/// An answer as the cache keeps it: with the fingerprint of its request.
+fn cached_json(fingerprint: &str, response: &StoredResponse) -> Option<String> {
+    let cached = CachedResponse {
+        fingerprint: fingerprint.to_string(),
+        response: response.clone(),
+    };
+    serde_json::to_string(&cached)
+        .inspect_err(|error| tracing::error!(%error, "could not serialise an answer for the cache"))
+        .ok()
 }
 
 fn cache_key(user_id: i64, key: &str) -> String {

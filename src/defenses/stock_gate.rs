@@ -156,6 +156,12 @@ impl StockGate {
         self.switches.is_on(Defense::StockGate)
     }
 
+    /// The counter the front door compares a request's quantity with, when
+    /// the gate is on (`flows/front_door.rs`: the sold-out fast path).
+    pub fn counter_slot(&self, product_id: i64) -> Option<String> {
+        self.is_on().then(|| stock_key(product_id))
+    }
+
     // [lesson stock_gate::admit]
     /// The atomic claim: refuses a repeat of (user, key), then takes `quantity`
     /// units if enough are left.
@@ -223,22 +229,6 @@ impl StockGate {
         }
     }
 
-    /// The fast path for losers: true when the cached stock is known to be short.
-    /// A read, not a claim: it can only ever answer "sold out" a moment late.
-    /// When the key store does not answer, the gate steps aside (false).
-    pub async fn is_sold_out(&self, product_id: i64, quantity: i64) -> bool {
-        if !self.is_on() {
-            return false;
-        }
-        match self.counter(product_id).await {
-            Ok(counter) => counter.is_some_and(|left| left < quantity),
-            Err(error) => {
-                tracing::warn!(%error, "stock gate unavailable; straight to the database");
-                false
-            }
-        }
-    }
-
     /// The cached stock of a product, if the gate has loaded it.
     pub async fn counter(&self, product_id: i64) -> Result<Option<i64>, KvError> {
         let cached = self.kv.get(&stock_key(product_id)).await?;
@@ -290,11 +280,11 @@ impl StockGate {
         product_id: i64,
     ) -> Result<(Vec<String>, Option<i64>), GateError> {
         let since = now_ms().saturating_sub(2 * millis(self.claim_ttl));
-        let committed = orders::recent_claims(self.db.pool(), product_id, since).await?;
-        let stock = products::find(self.db.pool(), product_id)
-            .await?
-            .map(|p| p.stock);
-        Ok((committed, stock))
+        let snapshot = orders::stock_and_recent_claims(self.db.pool(), product_id, since).await?;
+        Ok(match snapshot {
+            Some((stock, committed)) => (committed, Some(stock)),
+            None => (Vec::new(), None),
+        })
     }
 
     /// Sets one loaded counter to the database's stock minus the live claims

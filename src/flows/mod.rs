@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod closing;
+pub mod front_door;
 pub mod keyed;
 pub mod orders;
 pub mod payments;

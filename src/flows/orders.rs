@@ -1,25 +1,28 @@
 //! Placing an order in the flash sale (docs/design.md §2.1).
 //!
 //! The stock gate answers repeats and losers from the key store; winners read
-//! the stock row, then in one transaction insert the order (the `unique_index`
-//! defense catches a duplicate here, before the hot row is touched) and take the
-//! stock (`version_lock`). A version conflict rolls back and retries with jitter;
-//! a sold-out product is a business outcome.
+//! the stock row, then in one transaction claim the idempotency key row, insert
+//! the order (the `unique_index` defense catches a duplicate here, before the
+//! hot row is touched), take the stock (`version_lock`) and store the answer
+//! with the key: one commit, so a crash leaves all of it or none. A version
+//! conflict rolls back and retries with jitter; a sold-out product is a
+//! business outcome.
 
 use actix_web::http::StatusCode;
 use serde::Deserialize;
 
-use crate::defenses::idempotency_key::Reply;
+use crate::defenses::idempotency_key::{Entry, InFlight, KeyClaim, KeyedRequest, Reply};
 use crate::defenses::stock_gate::Decision;
 use crate::defenses::unique_index::{self, OnUniqueViolation};
 use crate::defenses::version_lock::Take;
 use crate::domain::{IdempotencyKey, Quantity};
 use crate::error::ApiError;
+use crate::flows::keyed::Answer;
 use crate::metrics;
 use crate::state::AppState;
 use crate::store::orders::{self, NewOrder, Order};
 use crate::store::products::{self, StockSnapshot};
-use crate::store::{commit, now_ms, rollback};
+use crate::store::{Tx, commit, now_ms, rollback};
 use crate::switches::Defense;
 use crate::trace;
 
@@ -57,14 +60,21 @@ impl OrderRequest {
     }
 }
 
+/// Who places the order, and under which key.
+#[derive(Debug, Clone, Copy)]
+pub struct Buyer<'a> {
+    pub keyed: &'a KeyedRequest<'a>,
+    pub flight: &'a InFlight,
+}
+
 /// Places the order for (user, key) and renders the reply (201 + the order).
-#[tracing::instrument(skip_all, fields(user_id, product_id = request.product_id))]
+#[tracing::instrument(skip_all, fields(user_id = buyer.keyed.user_id, product_id = request.product_id))]
 pub async fn place_order(
     state: &AppState,
-    user_id: i64,
-    key: &IdempotencyKey,
+    buyer: Buyer<'_>,
     request: OrderRequest,
-) -> Result<Reply, ApiError> {
+) -> Result<Answer, ApiError> {
+    let (user_id, key) = (buyer.keyed.user_id, buyer.keyed.key);
     let quantity = request.quantity.get();
     // stock_gate: a repeat of this (user, key) or a loser stops here; a winner
     // takes its unit and goes on.
@@ -76,7 +86,7 @@ pub async fn place_order(
         Decision::Pass(pass) => pass,
         Decision::Repeat => return repeat_at_gate(state, user_id, key).await,
     };
-    let outcome = place_in_database(state, user_id, key, request).await;
+    let outcome = place_in_database(state, buyer, request).await;
     let created_an_order = matches!(
         outcome,
         Ok(Placed {
@@ -89,13 +99,13 @@ pub async fn place_order(
     {
         state.gate.give_back(pass).await;
     }
-    outcome.map(|placed| placed.reply)
+    outcome.map(|placed| placed.answer)
 }
 
 /// The database's answer, and whether it created an order (else the gate's
 /// unit goes back).
 struct Placed {
-    reply: Reply,
+    answer: Answer,
     new_order: bool,
 }
 
@@ -104,9 +114,9 @@ async fn repeat_at_gate(
     state: &AppState,
     user_id: i64,
     key: &IdempotencyKey,
-) -> Result<Reply, ApiError> {
+) -> Result<Answer, ApiError> {
     match orders::find_by_key(state.db.pool(), user_id, key.as_str()).await? {
-        Some(order) => created(&order, Some(Defense::StockGate)),
+        Some(order) => created(&order, Some(Defense::StockGate)).map(Answer::Unrecorded),
         None => Err(ApiError::RepeatAtGate),
     }
 }
@@ -115,8 +125,7 @@ async fn repeat_at_gate(
 /// Reads the stock row and places the order under the version lock, with retries.
 async fn place_in_database(
     state: &AppState,
-    user_id: i64,
-    key: &IdempotencyKey,
+    buyer: Buyer<'_>,
     request: OrderRequest,
 ) -> Result<Placed, ApiError> {
     let lock = &state.version_lock;
@@ -132,8 +141,8 @@ async fn place_in_database(
             read.stock, read.version
         ));
         lock.race_window().await;
-        let attempted = try_place(state, user_id, key, &read, request.quantity.get()).await?;
-        if let Some(placed) = answer(state, user_id, key, attempted).await? {
+        let attempted = try_place(state, buyer, &read, request.quantity.get()).await?;
+        if let Some(placed) = answer(state, buyer, attempted).await? {
             return Ok(placed);
         }
         trace::step(format!("version conflict, retry {}", attempt + 1));
@@ -148,21 +157,23 @@ async fn place_in_database(
 /// The answer to an attempt, or `None` after a version conflict (retry).
 async fn answer(
     state: &AppState,
-    user_id: i64,
-    key: &IdempotencyKey,
+    buyer: Buyer<'_>,
     attempted: Attempt,
 ) -> Result<Option<Placed>, ApiError> {
-    Ok(match attempted {
-        Attempt::Placed(order) => Some(Placed {
-            reply: created(&order, None)?,
-            new_order: true,
-        }),
-        Attempt::Duplicate => Some(Placed {
-            reply: existing_order(state, user_id, key).await?,
-            new_order: false,
-        }),
-        Attempt::Conflict => None,
-    })
+    let (answer, new_order) = match attempted {
+        Attempt::Placed(reply) => (Answer::Recorded(reply), true),
+        Attempt::Duplicate => {
+            let (user_id, key) = (buyer.keyed.user_id, buyer.keyed.key);
+            let reply = existing_order(state, user_id, key).await?;
+            (Answer::Unrecorded(reply), false)
+        }
+        Attempt::AnsweredBefore => match state.keys.answer_of_committed(buyer.keyed).await? {
+            Entry::Replay(stored) => (Answer::Replay(stored), false),
+            Entry::Run(_) => return Err(ApiError::RequestInProgress),
+        },
+        Attempt::Conflict => return Ok(None),
+    };
+    Ok(Some(Placed { answer, new_order }))
 }
 
 /// The stock row as read before the write: the product must exist, be on sale
@@ -181,7 +192,10 @@ async fn read_stock(state: &AppState, request: OrderRequest) -> Result<StockSnap
 }
 
 enum Attempt {
-    Placed(Order),
+    /// Committed: the order, the stock and the key row with this answer.
+    Placed(Reply),
+    /// Another request committed this idempotency key first.
+    AnsweredBefore,
     /// The unique index refused the insert: this intent already has an order.
     Duplicate,
     /// The stock row changed since we read it.
@@ -211,16 +225,21 @@ fn new_order<'a>(
 }
 
 // [lesson unique_index::try_place]
-/// One transaction: insert the order, then take the stock.
+/// One transaction, one commit: claim the key row, insert the order, take the
+/// stock, store the answer with the key.
 async fn try_place(
     state: &AppState,
-    user_id: i64,
-    key: &IdempotencyKey,
+    buyer: Buyer<'_>,
     read: &StockSnapshot,
     quantity: i64,
 ) -> Result<Attempt, ApiError> {
+    let (user_id, key) = (buyer.keyed.user_id, buyer.keyed.key);
     let new_order = new_order(state, user_id, key, read, quantity)?;
     let mut tx = state.db.begin().await?;
+    if state.keys.claim_in(&mut tx, buyer.flight).await? == KeyClaim::Lost {
+        rollback(tx).await?;
+        return Ok(Attempt::AnsweredBefore);
+    }
     let inserted = match orders::insert(&mut *tx, &new_order).await {
         // A reset removed the product while this order waited for it.
         Err(error) if error.is_foreign_key_violation() => {
@@ -234,21 +253,34 @@ async fn try_place(
         return Ok(Attempt::Duplicate);
     };
     trace::step("order inserted");
-    match state
+    take_stock_and_record(state, tx, buyer, read, &order).await
+}
+
+/// The rest of the same transaction: the version-checked stock update, the
+/// answer stored with the key, the one commit.
+async fn take_stock_and_record(
+    state: &AppState,
+    mut tx: Tx,
+    buyer: Buyer<'_>,
+    read: &StockSnapshot,
+    order: &Order,
+) -> Result<Attempt, ApiError> {
+    let taken = state
         .version_lock
-        .take_stock(&mut tx, read, quantity)
-        .await?
-    {
-        Take::Taken => {
-            commit(tx).await?;
-            trace::step("stock taken, commit");
-            Ok(Attempt::Placed(order))
-        }
-        Take::VersionConflict => {
-            rollback(tx).await?;
-            Ok(Attempt::Conflict)
-        }
+        .take_stock(&mut tx, read, order.quantity)
+        .await?;
+    if taken == Take::VersionConflict {
+        rollback(tx).await?;
+        return Ok(Attempt::Conflict);
     }
+    let reply = created(order, None)?;
+    state
+        .keys
+        .complete_in(&mut tx, buyer.flight, &reply.stored)
+        .await?;
+    commit(tx).await?;
+    trace::step("stock taken, commit (one commit: key, order, stock, answer)");
+    Ok(Attempt::Placed(reply))
 }
 // [/lesson]
 

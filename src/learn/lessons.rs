@@ -104,9 +104,15 @@ const LESSONS: &[(Defense, Lesson)] = &[
             excerpts: &[
                 code(
                     "src/defenses/idempotency_key.rs",
-                    "idempotency_key::admit",
-                    "键表决定哪个请求执行",
-                    "The key row decides which request runs",
+                    "idempotency_key::enter",
+                    "进门：在途标记（并发重复立即 409）与已提交的键行（重放或 422）",
+                    "At the door: the in-flight mark (a concurrent repeat is 409 at once) and the committed key row (replay or 422)",
+                ),
+                code(
+                    "src/defenses/idempotency_key.rs",
+                    "idempotency_key::claim_in",
+                    "键行与订单在同一事务里：一次提交，崩溃时要么全有要么全无",
+                    "The key row in the order's own transaction: one commit, all or nothing on a crash",
                 ),
                 code(
                     "src/defenses/idempotency_key.rs",

@@ -5,15 +5,15 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::AuthUser;
-use crate::defenses::idempotency_key::{self, Admission, KeyedRequest};
+use crate::defenses::idempotency_key::{self, Entry, KeyedRequest};
 use crate::domain::OrderNo;
 use crate::error::ApiError;
+use crate::flows::front_door::{self, FrontDoor};
 use crate::flows::keyed;
-use crate::flows::orders::{self as order_flow, OrderRequest, OrderRequestBody};
+use crate::flows::orders::{self as order_flow, Buyer, OrderRequest, OrderRequestBody};
 use crate::routes::request::{IdempotencyKeyHeader, idempotency_key_of};
 use crate::state::AppState;
 use crate::store::orders::{self, OrderView};
-use crate::trace;
 
 /// `POST /api/orders` with `Idempotency-Key`: one order per intent. A retry
 /// with the same key and body gets the first answer again (`Idempotent-Replayed:
@@ -42,32 +42,29 @@ async fn create(
         key: &key,
         fingerprint: idempotency_key::fingerprint("POST", "/api/orders", &canonical_body),
     };
-    // 1. idempotency_key, fast path: a completed key's answer from the cache.
-    if let Some(stored) = state.keys.cached_answer(&keyed).await? {
-        return Ok(stored.replay());
+    // 1+2. One round trip to the key store: idempotency_key's cached answer
+    //      (a replay), and stock_gate's sold-out fast path (a loser never
+    //      touches the database; its answer is cached for its retry).
+    match front_door::check(&state, &keyed, order).await? {
+        FrontDoor::Replay(stored) => return Ok(stored.replay()),
+        FrontDoor::SoldOut(reply) => return Ok(reply.into_response()),
+        FrontDoor::Open => {}
     }
-    trace::step("key cache: miss");
-    // 2. stock_gate, fast path: a sold-out product is answered from the key
-    //    store, before any database work.
-    if state
-        .gate
-        .is_sold_out(order.product_id, order.quantity.get())
-        .await
-    {
-        trace::step("gate: sold out (fast path, no database work)");
-        let sold_out = ApiError::SoldOutAtGate.to_reply()?;
-        state.keys.remember(&keyed, &sold_out.stored).await;
-        return Ok(sold_out.into_response());
-    }
-    // 3. idempotency_key: the key row decides which request runs.
-    let lease = match state.keys.admit_in_database(&keyed).await? {
-        Admission::Replay(stored) => return Ok(stored.replay()),
-        Admission::Run(lease) => lease,
+    // 3. idempotency_key: a concurrent duplicate is told 409 (in-flight mark),
+    //    a committed one is replayed (key row), a new one runs.
+    let flight = match state.keys.enter(&keyed).await? {
+        Entry::Replay(stored) => return Ok(stored.replay()),
+        Entry::Run(flight) => flight,
     };
-    // 4. stock_gate (the unit), unique_index and version_lock act inside the flow.
-    let outcome = order_flow::place_order(&state, user.user_id, &key, order).await;
-    // 5. the outcome is stored with the key (or the key released).
-    keyed::finish(&state.keys, lease, outcome).await
+    // 4. stock_gate (the unit), then one transaction: the key row,
+    //    unique_index, version_lock, the answer stored with the key.
+    let buyer = Buyer {
+        keyed: &keyed,
+        flight: &flight,
+    };
+    let outcome = order_flow::place_order(&state, buyer, order).await;
+    // 5. the answer is sent (and recorded, when the transaction did not).
+    keyed::finish_in_one_commit(&state.keys, &keyed, flight, outcome).await
 }
 
 #[derive(Debug, Serialize, ToSchema)]

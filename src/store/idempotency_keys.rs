@@ -181,6 +181,27 @@ pub async fn delete_if_expired<'e>(
     Ok(())
 }
 
+/// Deletes this key's row if it is stale: past its retention, or in progress
+/// with a lease that ran out (its request died). The claim then replaces it.
+pub async fn delete_stale<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    id: KeyId<'_>,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "DELETE FROM idempotency_keys
+          WHERE user_id = $1 AND idem_key = $2
+            AND (expires_at <= $3 OR (state = 'in_progress' AND lease_expires_at <= $3))",
+    )
+    .bind(id.user_id)
+    .bind(id.key)
+    .bind(now_ms)
+    .execute(executor)
+    .await
+    .context("idempotency_keys::delete_stale")?;
+    Ok(())
+}
+
 /// Removes keys past their retention, and in-progress keys whose lease ran out.
 pub async fn sweep_expired<'e>(
     executor: impl Executor<'e, Database = Any>,

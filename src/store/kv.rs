@@ -40,6 +40,31 @@ pub fn claim_units(member: &str) -> i64 {
         .unwrap_or(1)
 }
 
+/// The front door of a keyed write, asked in one round trip
+/// ([`KeyStore::cached_or_short`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Door<'a> {
+    /// Where a completed answer of this key is cached (`None`: not asked).
+    pub cached_key: Option<&'a str>,
+    /// The stock counter to compare with `need` (`None`: not asked).
+    pub counter_key: Option<&'a str>,
+    pub need: i64,
+    /// Cached at `cached_key` for `ttl` when the counter is short.
+    pub refusal: Option<&'a str>,
+    pub ttl: Duration,
+}
+
+/// What the front door said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DoorAnswer {
+    /// The cached answer of this key.
+    Cached(String),
+    /// The counter is loaded and holds less than `need` (the refusal is cached).
+    Short,
+    /// Neither: go on.
+    Open,
+}
+
 /// What [`KeyStore::claim_and_decrement`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
@@ -62,6 +87,11 @@ pub trait KeyStore: Send + Sync + std::fmt::Debug {
 
     /// Deletes `key` only if it still holds `expected`; true when it was deleted.
     async fn compare_and_delete(&self, key: &str, expected: &str) -> Result<bool, KvError>;
+
+    /// One round trip for a replay and for a loser: the answer cached at
+    /// `door.cached_key` if there is one; otherwise, if the counter is loaded
+    /// and below `door.need`, the refusal is cached and [`DoorAnswer::Short`].
+    async fn cached_or_short(&self, door: &Door<'_>) -> Result<DoorAnswer, KvError>;
 
     /// The stock gate's one atomic step: if the claim key exists →
     /// [`Claim::Repeat`] (nothing else happens); if the counter is absent →

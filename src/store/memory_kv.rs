@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
-use super::kv::{Claim, GateKeys, KeyStore, KvError, claim_units};
+use super::kv::{Claim, Door, DoorAnswer, GateKeys, KeyStore, KvError, claim_units};
 
 #[derive(Debug)]
 struct Entry {
@@ -134,6 +134,33 @@ impl KeyStore for MemoryKv {
             }
             false
         }))
+    }
+
+    async fn cached_or_short(&self, door: &Door<'_>) -> Result<DoorAnswer, KvError> {
+        let keys: Vec<&str> = [door.cached_key, door.counter_key]
+            .into_iter()
+            .flatten()
+            .collect();
+        let answer = self.with_live(&keys, |entries| {
+            if let Some(cached) = door.cached_key.and_then(|key| entries.get(key)) {
+                return DoorAnswer::Cached(cached.value.clone());
+            }
+            let left = door
+                .counter_key
+                .and_then(|key| entries.get(key))
+                .and_then(|counter| counter.value.parse::<i64>().ok());
+            if left.is_none_or(|left| left >= door.need) {
+                return DoorAnswer::Open;
+            }
+            if let (Some(key), Some(refusal)) = (door.cached_key, door.refusal) {
+                entries.insert(key.to_string(), entry(refusal, door.ttl));
+            }
+            DoorAnswer::Short
+        });
+        if answer == DoorAnswer::Short {
+            self.note_write();
+        }
+        Ok(answer)
     }
 
     async fn claim_and_decrement(

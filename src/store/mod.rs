@@ -29,4 +29,4 @@ pub mod users;
 pub use bus::MessageBus;
 pub use db::{Db, Tx, commit, millis, now_ms, rollback};
 pub use error::{QueryContext, StoreError};
-pub use kv::{Claim, GateKeys, KeyStore, KvError};
+pub use kv::{Claim, Door, DoorAnswer, GateKeys, KeyStore, KvError};

@@ -223,24 +223,38 @@ pub async fn unpaid_since<'e>(
     .context("orders::unpaid_since")
 }
 
-/// `"<quantity>|<user_id>:<idempotency key>"` of the product's orders created at
-/// or after `since_ms`: the gate claims that already became orders.
-pub async fn recent_claims<'e>(
+/// The product's stock, and `"<quantity>|<user_id>:<idempotency key>"` of its
+/// orders created at or after `since_ms` (the gate claims that already became
+/// orders), read in **one statement**, so from one snapshot: read apart, an
+/// order committing between the two reads is counted twice (in the lower stock
+/// and as a claim still in flight) and the gate ends one unit short.
+/// `None` when there is no such product.
+pub async fn stock_and_recent_claims<'e>(
     executor: impl Executor<'e, Database = Any>,
     product_id: i64,
     since_ms: i64,
-) -> Result<Vec<String>, StoreError> {
-    let rows: Vec<(i64, i64, String)> = sqlx::query_as(
-        "SELECT quantity, user_id, idempotency_key FROM orders
-          WHERE product_id = $1 AND created_at >= $2",
+) -> Result<Option<(i64, Vec<String>)>, StoreError> {
+    /// stock, and the order's quantity, user and key (absent without orders).
+    type Row = (i64, Option<i64>, Option<i64>, Option<String>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT p.stock, o.quantity, o.user_id, o.idempotency_key
+           FROM products p
+           LEFT JOIN orders o ON o.product_id = p.id AND o.created_at >= $2
+          WHERE p.id = $1",
     )
     .bind(product_id)
     .bind(since_ms)
     .fetch_all(executor)
     .await
-    .context("orders::recent_claims")?;
-    Ok(rows
-        .into_iter()
-        .map(|(quantity, user_id, key)| claim_member(quantity, user_id, &key))
-        .collect())
+    .context("orders::stock_and_recent_claims")?;
+    let Some((stock, ..)) = rows.first() else {
+        return Ok(None);
+    };
+    let claims = rows
+        .iter()
+        .filter_map(|(_, quantity, user_id, key)| {
+            Some(claim_member((*quantity)?, (*user_id)?, key.as_deref()?))
+        })
+        .collect();
+    Ok(Some((*stock, claims)))
 }

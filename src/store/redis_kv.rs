@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
-use super::kv::{Claim, GateKeys, KeyStore, KvError};
+use super::kv::{Claim, Door, DoorAnswer, GateKeys, KeyStore, KvError};
 use super::redis_connection::BoundedConnection;
 
 // [lesson redis::compare_and_delete]
@@ -79,6 +79,31 @@ return value
 "#;
 // [/lesson]
 
+// [lesson redis::cached_or_short]
+/// The front door in one round trip: a replay's cached answer, or a loser's
+/// "sold out" decided on the gate's counter and cached for its retry.
+/// KEYS: cached answer, counter ('' when not asked). ARGV: need, refusal ('':
+/// do not cache), ttl ms. Returns {'cached', answer} | {'short'} | {'open'}.
+const CACHED_OR_SHORT: &str = r#"
+if KEYS[1] ~= '' then
+  local cached = redis.call('GET', KEYS[1])
+  if cached then
+    return {'cached', cached}
+  end
+end
+if KEYS[2] ~= '' then
+  local left = tonumber(redis.call('GET', KEYS[2]))
+  if left ~= nil and left < tonumber(ARGV[1]) then
+    if KEYS[1] ~= '' and ARGV[2] ~= '' then
+      redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+    end
+    return {'short'}
+  end
+end
+return {'open'}
+"#;
+// [/lesson]
+
 const ADD_IF_PRESENT: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return redis.call('INCRBY', KEYS[1], ARGV[1])
@@ -96,6 +121,7 @@ pub struct RedisKv {
     release_claim: Script,
     reconcile: Script,
     add_if_present: Script,
+    cached_or_short: Script,
 }
 
 impl std::fmt::Debug for RedisKv {
@@ -121,6 +147,7 @@ impl RedisKv {
             release_claim: Script::new(RELEASE_CLAIM),
             reconcile: Script::new(RECONCILE),
             add_if_present: Script::new(ADD_IF_PRESENT),
+            cached_or_short: Script::new(CACHED_OR_SHORT),
         })
     }
 
@@ -201,6 +228,25 @@ impl KeyStore for RedisKv {
             .invoke_async(&mut connection)
             .await?;
         Ok(deleted == 1)
+    }
+
+    async fn cached_or_short(&self, door: &Door<'_>) -> Result<DoorAnswer, KvError> {
+        let mut connection = self.connection.clone();
+        let key = |name: Option<&str>| name.map(|name| self.key(name)).unwrap_or_default();
+        let answer: Vec<String> = self
+            .cached_or_short
+            .key(key(door.cached_key))
+            .key(key(door.counter_key))
+            .arg(door.need)
+            .arg(door.refusal.unwrap_or_default())
+            .arg(ttl_ms(door.ttl))
+            .invoke_async(&mut connection)
+            .await?;
+        Ok(match answer.as_slice() {
+            [kind, cached] if kind == "cached" => DoorAnswer::Cached(cached.clone()),
+            [kind] if kind == "short" => DoorAnswer::Short,
+            _ => DoorAnswer::Open,
+        })
     }
 
     async fn claim_and_decrement(

@@ -1,8 +1,9 @@
 //! The built binary on its own: copied out of the source tree into an empty
 //! directory, it starts on the embedded default, keeps its data in `./data/`
 //! there, and serves the pages and the static files embedded in it. And killed
-//! with SIGKILL in the middle of a sale, then started again: every purchase
-//! retried with its key ends as exactly one order, and the gate heals.
+//! with SIGKILL in the middle of a sale, then started again: no key was left
+//! half-done (one commit per order), every purchase retried with its key ends
+//! as exactly one order, and the gate heals.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -201,6 +202,18 @@ async fn a_server_killed_mid_sale_loses_nothing_and_the_retries_make_one_order_e
     for task in in_flight {
         let _ = task.await;
     }
+    // One commit per order: the key row commits with its order or not at all,
+    // so the killed server left no key "in progress" to wait out.
+    let database_url = env
+        .iter()
+        .find(|(name, _)| *name == "DATABASE_URL")
+        .map(|(_, url)| url.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        keys_in_progress(&database_url).await,
+        0,
+        "no half-done order"
+    );
 
     let second = tokio::task::spawn_blocking({
         let (binary, dir, env) = (binary.clone(), dir.path().to_path_buf(), env.clone());
@@ -253,4 +266,19 @@ async fn a_server_killed_mid_sale_loses_nothing_and_the_retries_make_one_order_e
         audit["ok"], true,
         "the gate heals within a lease and a reconciliation: {audit}"
     );
+}
+
+/// Idempotency keys left in progress, read straight from the database.
+async fn keys_in_progress(database_url: &str) -> i64 {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(database_url)
+        .await
+        .expect("database");
+    let count =
+        sqlx::query_scalar("SELECT COUNT(*) FROM idempotency_keys WHERE state = 'in_progress'")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+    pool.close().await;
+    count
 }

@@ -1,0 +1,62 @@
+//! The front door of `POST /api/orders`, one round trip to the key store
+//! (docs/design.md §2.1): the idempotency key's cached answer (a replay) and
+//! the stock gate's sold-out fast path (a loser), asked together in one atomic
+//! script; a loser's "sold out" is cached for its retry in the same step. Both
+//! defenses keep their switches: a defense that is off is simply not asked.
+//! When the key store cannot answer, the door is open and the database decides.
+
+use crate::defenses::idempotency_key::{KeyedRequest, Reply, StoredResponse};
+use crate::error::ApiError;
+use crate::flows::orders::OrderRequest;
+use crate::state::AppState;
+use crate::store::{Door, DoorAnswer};
+use crate::trace;
+
+/// What the front door decided.
+#[derive(Debug)]
+pub enum FrontDoor {
+    /// The key's answer, cached: send it again.
+    Replay(StoredResponse),
+    /// The gate's counter is short: sold out, without any database work.
+    SoldOut(Reply),
+    Open,
+}
+
+pub async fn check(
+    state: &AppState,
+    keyed: &KeyedRequest<'_>,
+    order: OrderRequest,
+) -> Result<FrontDoor, ApiError> {
+    let cached_key = state.keys.cache_slot(keyed);
+    let counter_key = state.gate.counter_slot(order.product_id);
+    if cached_key.is_none() && counter_key.is_none() {
+        return Ok(FrontDoor::Open);
+    }
+    let sold_out = ApiError::SoldOutAtGate.to_reply()?;
+    let refusal = state.keys.cached_form(keyed, &sold_out.stored);
+    let door = Door {
+        cached_key: cached_key.as_deref(),
+        counter_key: counter_key.as_deref(),
+        need: order.quantity.get(),
+        refusal: refusal.as_deref(),
+        ttl: state.settings.idempotency.retention,
+    };
+    match state.kv.cached_or_short(&door).await {
+        Ok(DoorAnswer::Cached(json)) => Ok(match state.keys.replay_cached(keyed, &json)? {
+            Some(stored) => FrontDoor::Replay(stored),
+            None => FrontDoor::Open,
+        }),
+        Ok(DoorAnswer::Short) => {
+            trace::step("gate: sold out (fast path, no database work)");
+            Ok(FrontDoor::SoldOut(sold_out))
+        }
+        Ok(DoorAnswer::Open) => {
+            trace::step("key cache: miss; gate: open");
+            Ok(FrontDoor::Open)
+        }
+        Err(error) => {
+            tracing::warn!(%error, "key store unavailable at the front door; the database decides");
+            Ok(FrontDoor::Open)
+        }
+    }
+}
