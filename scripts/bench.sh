@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Reproduces docs/benchmarks.md: baselines (HTTP, database, cache) and flashguard,
 # measured side by side in one run on this machine, every run bounded.
-#   scripts/bench.sh            (needs Postgres on 127.0.0.1:5432 and Redis on :6379)
+#   scripts/bench.sh   (needs Postgres on 127.0.0.1:5432, Redis on :6379, wrk, pgbench)
+# HTTP-path ratios (replay, sold-out vs hello-world) are driven by wrk on both
+# sides; order phases by the project's load tester (it checks the audit).
 # Results: target/bench/*.json and target/bench/table.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +31,7 @@ redis-cli --scan --pattern 'fgbench:*' | xargs -r -n 500 redis-cli del >/dev/nul
 cleanup() { kill "${FG_PID:-}" "${HELLO_PID:-}" 2>/dev/null || true; }
 trap cleanup EXIT
 DATABASE_URL="$PG_SERVER/$DB" REDIS_URL=redis://127.0.0.1:6379 KV_PREFIX=fgbench: \
-  ADMIN_TOKEN=$ADMIN BIND_ADDR=127.0.0.1:$FG_PORT RUST_LOG=warn \
+  ADMIN_TOKEN=$ADMIN BIND_ADDR=127.0.0.1:$FG_PORT RUST_LOG=warn IDEMPOTENCY_RETENTION_SECS=600 \
   ./target/release/flashguard >"$OUT/server.log" 2>&1 &
 FG_PID=$!
 ./target/release/examples/hello 127.0.0.1:$HELLO_PORT >/dev/null 2>&1 &
@@ -38,34 +40,71 @@ for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$FG_PORT/readyz" >/dev/null 
 
 LT=(./target/release/loadtest --json --admin-token $ADMIN --duration 120)
 FG="--target http://127.0.0.1:$FG_PORT"
+FG_URL="http://127.0.0.1:$FG_PORT"
+WRK=(wrk -t2 -c"$CONCURRENCY" -d"${BENCH_WRK_SECS:-10}"s --latency)
 
-echo "== HTTP baseline: hello-world handler"
-"${LT[@]}" --target "http://127.0.0.1:$HELLO_PORT" --no-audit --scenario ping --path / --requests "$REQUESTS" --concurrency "$CONCURRENCY" >"$OUT/hello.json"
-echo "== flashguard: replayed request"
-"${LT[@]}" $FG --scenario replay --reset --requests "$REQUESTS" --concurrency "$CONCURRENCY" >"$OUT/replay.json"
-echo "== flashguard: orders on spread products"
-"${LT[@]}" $FG --scenario spread --reset --users 500 --requests $((REQUESTS / 4)) --concurrency "$CONCURRENCY" >"$OUT/spread.json"
-echo "== flashguard: flash sale ($USERS users, $STOCK units), all defenses on"
-"${LT[@]}" $FG --scenario flash-sale --reset --users "$USERS" --stock "$STOCK" --concurrency "$CONCURRENCY" >"$OUT/flash.json"
-echo "== flashguard: sold-out answers once the sale is over (the same product, new buyers)"
-SOLD=$(python3 -c "import json;print(json.load(open('$OUT/flash.json'))['outcome']['product_id'])")
-"${LT[@]}" $FG --scenario flash-sale --product "$SOLD" --users "$USERS" --concurrency "$CONCURRENCY" >"$OUT/soldout.json"
+# Server CPU per answer: utime + stime of the server process (/proc/<pid>/stat,
+# in clock ticks) before and after each phase, written to $OUT/<phase>.cpu as
+# "<ticks> <ticks per second>"; bench_table.py divides by the answers.
+CLK=$(getconf CLK_TCK)
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+measure() {
+  local pid=$1 name=$2 before
+  shift 2
+  before=$(ticks "$pid")
+  "$@"
+  echo "$(($(ticks "$pid") - before)) $CLK" >"$OUT/$name.cpu"
+}
+admin() { curl -sf -X "$1" "$FG_URL$2" -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' ${3:+-d "$3"}; }
+login() { curl -sf -X POST "$FG_URL/api/login" -H 'Content-Type: application/json' -d "{\"username\":\"$1\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])'; }
+
+echo "== HTTP baseline: hello-world handler (wrk)"
+measure $HELLO_PID hello "${WRK[@]}" "http://127.0.0.1:$HELLO_PORT/" >"$OUT/hello.wrk"
+
+echo "== flashguard: replayed request (wrk, one key)"
+PRODUCT=$(admin POST /api/admin/reset '{"products":[{"name":"replay","price_cents":100,"stock":1000}]}' |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["products"][0]["id"])')
+export FG_TOKEN FG_ADMIN=$ADMIN FG_PRODUCT=$PRODUCT FG_KEY=bench-replay
+FG_TOKEN=$(login bench-replay)
+curl -sf -X POST "$FG_URL/api/orders" -H "Authorization: Bearer $FG_TOKEN" -H "Idempotency-Key: $FG_KEY" \
+  -H 'Content-Type: application/json' -d "{\"product_id\":$PRODUCT,\"quantity\":1}" >/dev/null
+measure $FG_PID replay "${WRK[@]}" -s scripts/wrk/replay.lua "$FG_URL" >"$OUT/replay.wrk"
+
+echo "== flashguard: orders on spread products (loadtest)"
+measure $FG_PID spread "${LT[@]}" $FG --scenario spread --reset --users 500 --requests $((REQUESTS / 4)) --concurrency "$CONCURRENCY" >"$OUT/spread.json"
+batches() { curl -sf "$FG_URL/metrics" -H "Authorization: Bearer $ADMIN" | grep '^flashguard_order_batch_size' >"$OUT/batches-$1.txt" || true; }
+echo "== flashguard: flash sale ($USERS users, $STOCK units), all defenses on (loadtest)"
+batches before-flash
+measure $FG_PID flash "${LT[@]}" $FG --scenario flash-sale --reset --users "$USERS" --stock "$STOCK" --concurrency "$CONCURRENCY" >"$OUT/flash.json"
+
+batches after-flash
+echo "== flashguard: sold-out answers once the sale is over (wrk, a new key per request)"
+FG_PRODUCT=$(python3 -c "import json;print(json.load(open('$OUT/flash.json'))['outcome']['product_id'])")
+FG_TOKEN=$(login bench-late)
+measure $FG_PID soldout "${WRK[@]}" -s scripts/wrk/soldout.lua "$FG_URL" >"$OUT/soldout.wrk"
+
 echo "== flashguard: the same flash sale with stock_gate off (version lock alone)"
-curl -sf -X PUT "http://127.0.0.1:$FG_PORT/api/admin/defenses" -H "Authorization: Bearer $ADMIN" \
-  -H 'Content-Type: application/json' -d '{"stock_gate":false}' >/dev/null
-"${LT[@]}" $FG --scenario flash-sale --reset --users "$USERS" --stock "$STOCK" --concurrency "$CONCURRENCY" >"$OUT/flash-nogate.json"
-curl -sf -X PUT "http://127.0.0.1:$FG_PORT/api/admin/defenses" -H "Authorization: Bearer $ADMIN" \
-  -H 'Content-Type: application/json' -d '{"stock_gate":true}' >/dev/null
+admin PUT /api/admin/defenses '{"stock_gate":false}' >/dev/null
+batches before-nogate
+measure $FG_PID flash-nogate "${LT[@]}" $FG --scenario flash-sale --reset --users "$USERS" --stock "$STOCK" --concurrency "$CONCURRENCY" >"$OUT/flash-nogate.json"
+batches after-nogate
+admin PUT /api/admin/defenses '{"stock_gate":true}' >/dev/null
 echo "== flashguard: flash sale at 1000 connections (peak RSS)"
 "${LT[@]}" $FG --scenario flash-sale --reset --users "$USERS" --stock "$STOCK" --concurrency 1000 >"$OUT/flash-1000.json"
 grep VmHWM "/proc/$FG_PID/status" | awk '{print $2}' >"$OUT/rss-kb.txt"
+grep -c 'ERROR' "$OUT/server.log" >"$OUT/server-errors.txt" || true
 
-echo "== database baseline: pgbench, the order transaction (hot row, spread rows)"
+echo "== database baseline: pgbench, one order per transaction (hot row, spread rows)"
 psql "$PG_SERVER/$DB" -q -f scripts/pgbench/setup.sql
 FIRST=$(psql "$PG_SERVER/$DB" -Atc "SELECT min(id) FROM products WHERE name LIKE 'pgbench %'")
+version() { psql "$PG_SERVER/$DB" -Atc "SELECT version FROM products WHERE id = $FIRST"; }
 for clients in 8 64; do
   pgbench -n -c $clients -j 2 -T 10 -D hot="$FIRST" -f scripts/pgbench/order_hot.sql "$PG_SERVER/$DB" 2>/dev/null \
     | awk '/^tps/ {print $3; exit}' >"$OUT/pgbench-hot-$clients.txt"
+  before=$(version)
+  pgbench -n -c $clients -j 2 -T 10 -D hot="$FIRST" -f scripts/pgbench/order_hot_versioned.sql "$PG_SERVER/$DB" 2>/dev/null \
+    | awk '/^tps/ {print $3; exit}' >"$OUT/pgbench-versioned-attempts-$clients.txt"
+  echo "$(($(version) - before))" >"$OUT/pgbench-versioned-successes-$clients.txt"
   pgbench -n -c $clients -j 2 -T 10 -D first="$FIRST" -f scripts/pgbench/order_spread.sql "$PG_SERVER/$DB" 2>/dev/null \
     | awk '/^tps/ {print $3; exit}' >"$OUT/pgbench-spread-$clients.txt"
 done

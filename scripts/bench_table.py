@@ -1,6 +1,7 @@
-"""Turns the outputs of scripts/bench.sh into the markdown table of docs/benchmarks.md."""
+"""Turns the outputs of scripts/bench.sh into the tables of docs/benchmarks.md."""
 import csv
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -11,49 +12,149 @@ def report(name):
     return json.loads((out / f"{name}.json").read_text())
 
 
-def number(name):
-    text = (out / name).read_text().strip()
-    return float(text) if text else 0.0
+def number(name, default=0.0):
+    path = out / name
+    text = path.read_text().strip() if path.exists() else ""
+    return float(text) if text else default
 
 
-hello = report("hello")
-replay = report("replay")
+def wrk(name):
+    """requests, seconds, req/s, p50 ms, p99 ms, non-2xx/3xx from a wrk --latency output."""
+    text = (out / f"{name}.wrk").read_text()
+    requests, seconds = re.search(r"(\d+) requests in ([\d.]+)(m?s)", text).groups()[:2]
+    unit = re.search(r"\d+ requests in [\d.]+(m?s)", text).group(1)
+    seconds = float(seconds) / (1000 if unit == "ms" else 1)
+
+    def percentile(p):
+        value, unit = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)", text, re.M).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    return {
+        "requests": int(requests),
+        "rate": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)),
+        "p50": percentile(50),
+        "p99": percentile(99),
+        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+        "seconds": seconds,
+    }
+
+
+def cpu_us_per_answer(name, answers):
+    path = out / f"{name}.cpu"
+    if not path.exists() or not answers:
+        return None
+    ticks, per_second = path.read_text().split()
+    return float(ticks) / float(per_second) * 1e6 / answers
+
+
+hello = wrk("hello")
+replay = wrk("replay")
+soldout = wrk("soldout")
 spread = report("spread")
 flash = report("flash")
 nogate = report("flash-nogate")
 flash1000 = report("flash-1000")
-soldout = report("soldout")
 pg_hot = max(number("pgbench-hot-8.txt"), number("pgbench-hot-64.txt"))
 pg_spread = max(number("pgbench-spread-8.txt"), number("pgbench-spread-64.txt"))
+pg_versioned = {c: number(f"pgbench-versioned-successes-{c}.txt") / 10 for c in (8, 64)}
+pg_versioned_attempts = {c: number(f"pgbench-versioned-attempts-{c}.txt") for c in (8, 64)}
+pg_versioned_best = max(pg_versioned.values())
 redis = {row[0]: float(row[1]) for row in csv.reader((out / "redis.csv").read_text().splitlines()) if len(row) > 1 and row[1][0].isdigit()}
 rss_mb = number("rss-kb.txt") / 1024
 
 
-def count(r, key):
-    return r["replies"].get(key, 0)
+def batch_metrics(name):
+    """count, sum and cumulative buckets of flashguard_order_batch_size in a snapshot."""
+    path = out / f"batches-{name}.txt"
+    values = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            key, _, value = line.rpartition(" ")
+            values[key] = float(value)
+    return values
 
 
-def row(what, value, unit, baseline_name, baseline, p99, target):
+def batch_line(label, before, after):
+    b, a = batch_metrics(before), batch_metrics(after)
+    delta = {key: a.get(key, 0) - b.get(key, 0) for key in a}
+    batches = delta.get("flashguard_order_batch_size_count", 0)
+    orders = delta.get("flashguard_order_batch_size_sum", 0)
+    if not batches:
+        return f"- group commit, {label}: no batch"
+    buckets = sorted(
+        (float(key.split('le="')[1].split('"')[0]), count)
+        for key, count in delta.items()
+        if "_bucket" in key and 'le="+Inf"' not in key
+    )
+    shares, previous = [], 0
+    for bound, cumulative in buckets:
+        if cumulative - previous:
+            shares.append(f"≤{bound:.0f}: {cumulative - previous:.0f}")
+        previous = cumulative
+    return f"- group commit, {label}: {orders:,.0f} buyers (orders and refusals) in {batches:,.0f} transactions, {orders / batches:.1f} per transaction; batches by size {', '.join(shares)}"
+
+
+def cell_cpu(value):
+    return "" if value is None else f"{value:,.0f} µs"
+
+
+def row(what, value, unit, baseline_name, baseline, p50, p99, cpu, target):
     ratio = value / baseline if baseline else 0
     mark = "" if target is None else (" ✓" if ratio >= target else " ✗")
     target_text = "" if target is None else f"≥ {target:.0%}"
-    return f"| {what} | {value:,.0f} {unit} | {baseline_name}: {baseline:,.0f} | {ratio:.0%}{mark} | {target_text} | {p99} |"
+    return (
+        f"| {what} | {value:,.0f} {unit} | {baseline_name}: {baseline:,.0f} | {ratio:.0%}{mark} "
+        f"| {target_text} | {p50:.1f} / {p99:.1f} ms | {cell_cpu(cpu)} |"
+    )
 
+
+def lt(r, name, per):
+    return row(
+        name,
+        r[per] or 0,
+        "orders/s",
+        *BASELINES[name],
+        r["latency_ms"]["p50"],
+        r["latency_ms"]["p99"],
+        cpu_us_per_answer(KEYS[name], r["requests"]),
+        TARGETS.get(name),
+    )
+
+
+BASELINES = {
+    "orders on spread products": ("pgbench spread", pg_spread),
+    "flash-sale orders (gate on)": ("pgbench hot row", pg_hot),
+    "flash-sale orders (gate off, version lock only)": ("pgbench hot row", pg_hot),
+}
+KEYS = {
+    "orders on spread products": "spread",
+    "flash-sale orders (gate on)": "flash",
+    "flash-sale orders (gate off, version lock only)": "flash-nogate",
+}
+TARGETS = {"orders on spread products": 1.0, "flash-sale orders (gate on)": 1.5}
 
 lines = [
-    "| measured | flashguard | baseline | ratio | target | p99 |",
-    "|---|---|---|---|---|---|",
-    row("replayed request (idempotency_key answers)", replay["throughput_per_sec"], "req/s", "hello-world actix", hello["throughput_per_sec"], f"{replay['latency_ms']['p99']:.1f} ms", 0.5),
-    row("sold-out answers after the sale (stock_gate answers)", soldout["throughput_per_sec"], "req/s", "hello-world actix", hello["throughput_per_sec"], f"{soldout['latency_ms']['p99']:.1f} ms", 0.5),
-    row("sold-out answers during the sale (whole run)", flash["sold_out_per_sec"] or 0, "req/s", "hello-world actix", hello["throughput_per_sec"], f"{flash['latency_ms']['p99']:.1f} ms", None),
-    row("orders on spread products", spread["throughput_per_sec"], "orders/s", "pgbench spread", pg_spread, f"{spread['latency_ms']['p99']:.1f} ms", 0.7),
-    row("flash sale orders (gate on)", flash["orders_per_sec"] or 0, "orders/s", "pgbench hot row", pg_hot, f"{flash['latency_ms']['p99']:.1f} ms", 0.9),
-    row("flash sale orders (gate off, version lock only)", nogate["orders_per_sec"] or 0, "orders/s", "pgbench hot row", pg_hot, f"{nogate['latency_ms']['p99']:.1f} ms", None),
+    "| measured | flashguard | baseline | ratio | target | p50 / p99 | server CPU per answer |",
+    "|---|---|---|---|---|---|---|",
+    row("replayed request (idempotency_key answers)", replay["rate"], "req/s", "hello-world actix (wrk)", hello["rate"], replay["p50"], replay["p99"], cpu_us_per_answer("replay", replay["requests"]), 0.7),
+    row("sold-out answers after the sale (front door answers)", soldout["rate"], "req/s", "hello-world actix (wrk)", hello["rate"], soldout["p50"], soldout["p99"], cpu_us_per_answer("soldout", soldout["requests"]), 0.7),
+    lt(spread, "orders on spread products", "throughput_per_sec"),
+    lt(flash, "flash-sale orders (gate on)", "orders_per_sec"),
+    lt(nogate, "flash-sale orders (gate off, version lock only)", "orders_per_sec"),
     "",
-    f"- flash sale: {flash['users']} users, {flash['outcome']['orders_created']} units sold in {flash['outcome']['sold_out_after_secs']:.2f} s (gate on) vs {nogate['outcome']['sold_out_after_secs']:.2f} s (gate off); audit {'OK' if flash['audit_ok'] and nogate['audit_ok'] else 'FAILED'}",
+    f"- hello-world (wrk): {hello['rate']:,.0f} req/s, p50 {hello['p50']:.2f} ms, p99 {hello['p99']:.2f} ms, server CPU {cell_cpu(cpu_us_per_answer('hello', hello['requests']))} per answer",
+    f"- wrk answers that were not 2xx: replay {replay['non_2xx']:,} of {replay['requests']:,} (expected 0: every replay is the stored 201); sold-out {soldout['non_2xx']:,} of {soldout['requests']:,} (expected all: 409 sold_out)",
+    f"- flash sale: {flash['users']} users, {flash['outcome']['orders_created']} units sold in {flash['outcome']['sold_out_after_secs']:.2f} s (gate on) vs {nogate['outcome']['sold_out_after_secs']:.2f} s (gate off); the load tester's requests per order phase: spread {spread['requests']:,}, flash {flash['requests']:,}",
     f"- replies in the gated flash sale: {json.dumps(flash['replies'])}; by defense: {json.dumps(flash['defenses'])}",
-    f"- hello-world: {hello['throughput_per_sec']:,.0f} req/s, p99 {hello['latency_ms']['p99']:.1f} ms; redis-benchmark: {', '.join(f'{k} {v:,.0f}/s' for k, v in redis.items())}",
-    f"- pgbench order transaction: hot row {number('pgbench-hot-8.txt'):,.0f} tps at 8 clients, {number('pgbench-hot-64.txt'):,.0f} at 64; spread {number('pgbench-spread-8.txt'):,.0f} at 8, {number('pgbench-spread-64.txt'):,.0f} at 64",
-    f"- peak RSS of flashguard after a flash sale at 1000 connections: {rss_mb:.0f} MB (target ≤ 100 MB) {'✓' if rss_mb <= 100 else '✗'}; that run's audit {'OK' if flash1000['audit_ok'] else 'FAILED'}, p99 {flash1000['latency_ms']['p99']:.1f} ms",
+    f"- pgbench, one order per transaction: conditional decrement on the hot row {number('pgbench-hot-8.txt'):,.0f} tps at 8 clients, {number('pgbench-hot-64.txt'):,.0f} at 64; "
+    f"version-checked (as `version_lock`): {pg_versioned[8]:,.0f} successful orders/s at 8 clients ({pg_versioned_attempts[8]:,.0f} attempts/s), {pg_versioned[64]:,.0f} at 64 ({pg_versioned_attempts[64]:,.0f} attempts/s); "
+    f"spread {number('pgbench-spread-8.txt'):,.0f} at 8, {number('pgbench-spread-64.txt'):,.0f} at 64",
+    f"- flash-sale orders against the version-checked pgbench ({pg_versioned_best:,.0f}/s): gate on {(flash['orders_per_sec'] or 0) / pg_versioned_best:.0%}, gate off {(nogate['orders_per_sec'] or 0) / pg_versioned_best:.0%}" if pg_versioned_best else "- version-checked pgbench made no successful order",
+    batch_line("flash sale (gate on)", "before-flash", "after-flash"),
+    batch_line("flash sale (gate off)", "before-nogate", "after-nogate"),
+    f"- redis-benchmark: {', '.join(f'{k} {v:,.0f}/s' for k, v in redis.items())}",
+    f"- peak RSS of flashguard after a flash sale at 1000 connections: {rss_mb:.0f} MB (target ≤ 100 MB) {'✓' if rss_mb <= 100 else '✗'}; p50 / p99 {flash1000['latency_ms']['p50']:.1f} / {flash1000['latency_ms']['p99']:.1f} ms",
+    f"- audits: spread {'OK' if spread['audit_ok'] else 'FAILED'}, flash {'OK' if flash['audit_ok'] else 'FAILED'}, gate off {'OK' if nogate['audit_ok'] else 'FAILED'}, 1000 connections {'OK' if flash1000['audit_ok'] else 'FAILED'}; server log ERROR lines: {number('server-errors.txt'):.0f}",
 ]
 print("\n".join(lines))

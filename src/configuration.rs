@@ -122,6 +122,17 @@ pub struct VersionLockSettings {
         default_value = "4"
     )]
     pub per_product_writers: usize,
+    /// Group commit: how long a batch of orders on one product gathers (ms).
+    #[arg(long = "order-batch-window-ms", env = "ORDER_BATCH_WINDOW_MS", default_value = "1", value_parser = millis)]
+    pub batch_window: Duration,
+    /// Group commit: at most this many orders per transaction (0 or 1: one
+    /// order per transaction, no batching).
+    #[arg(
+        long = "order-batch-max",
+        env = "ORDER_BATCH_MAX",
+        default_value = "64"
+    )]
+    pub batch_max: usize,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -30,6 +30,11 @@ pub const DUPLICATES_STOPPED: &str = "flashguard_duplicates_stopped_total";
 pub const REQUEST_DURATION: &str = "flashguard_http_request_duration_seconds";
 pub const RATE_LIMITED: &str = "flashguard_rate_limited_total";
 pub const AUDIT_RUNS: &str = "flashguard_audit_runs_total";
+/// Orders per group-commit transaction (docs/design.md §2.3).
+pub const ORDER_BATCH_SIZE: &str = "flashguard_order_batch_size";
+
+/// Batch-size buckets: 1, 2, 4 … 128 orders.
+const BATCH_BUCKETS: [f64; 8] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
 
 /// Latency buckets in seconds, from 0.5 ms to 10 s.
 const BUCKETS: [f64; 14] = [
@@ -44,6 +49,12 @@ pub fn handle() -> PrometheusHandle {
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
                 .set_buckets(&BUCKETS)
+                .and_then(|builder| {
+                    builder.set_buckets_for_metric(
+                        metrics_exporter_prometheus::Matcher::Full(ORDER_BATCH_SIZE.into()),
+                        &BATCH_BUCKETS,
+                    )
+                })
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             match builder.install_recorder() {
                 Ok(handle) => handle,
@@ -54,6 +65,11 @@ pub fn handle() -> PrometheusHandle {
             }
         })
         .clone()
+}
+
+/// Records the size of one group-commit batch.
+pub fn observe_batch(size: usize) {
+    metrics::histogram!(ORDER_BATCH_SIZE).record(size as f64);
 }
 
 /// Counts one event.

@@ -16,6 +16,7 @@ use crate::defenses::version_lock::VersionLock;
 use crate::faults::Faults;
 use crate::lab::workbench::Lab;
 use crate::limits::Limits;
+use crate::order_batch::OrderBatches;
 use crate::psp::MockProvider;
 use crate::store::{Db, KeyStore, MessageBus};
 use crate::switches::SwitchBoard;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub keys: IdempotencyKeys,
     pub gate: StockGate,
     pub version_lock: VersionLock,
+    /// Group commit of orders on one product (docs/design.md §2.3).
+    pub order_batches: OrderBatches,
     pub order_locks: OrderLocks,
     pub payment_tokens: PaymentTokens,
     pub faults: Faults,
@@ -57,27 +60,25 @@ impl AppState {
             settings.race_window,
             settings.rewards.redeliver_after,
         ));
-        let psp = MockProvider::new(
-            settings.secrets.psp_secret.clone(),
-            settings.payments.psp_retry_scale,
-        );
         let (idempotency, lease) = (settings.idempotency.clone(), settings.idempotency.lease);
+        let lock = settings.version_lock.clone();
         Self {
             keys: IdempotencyKeys::new(db.clone(), kv.clone(), switches.clone(), idempotency),
             // A gate claim lives as long as a key's lease.
             gate: StockGate::new(db.clone(), kv.clone(), switches.clone(), lease),
-            version_lock: VersionLock::new(switches.clone(), settings.version_lock.clone()),
+            version_lock: VersionLock::new(switches.clone(), lock.clone()),
+            order_batches: OrderBatches::new(lock.batch_window, lock.batch_max),
             order_locks: OrderLocks::new(kv.clone(), switches.clone(), &settings.payments),
             payment_tokens: PaymentTokens::new(
                 kv.clone(),
                 switches.clone(),
                 settings.payments.token_ttl,
             ),
-            psp: Arc::new(psp),
+            psp: Arc::new(MockProvider::from_settings(&settings)),
             faults: Faults::default(),
             lab: Lab::default(),
             limits: Arc::new(Limits::new(&settings.limits)),
-            public_audit: tokio::sync::Mutex::new(None),
+            public_audit: Default::default(),
             sessions: Arc::new(SessionKeys::from_settings(&settings)),
             instance_id: format!("instance-{}", uuid::Uuid::new_v4().simple()),
             settings: Arc::new(settings),

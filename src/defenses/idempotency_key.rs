@@ -521,7 +521,7 @@ impl IdempotencyKeys {
 // ---------------------------------------------------------------------------
 
 /// A request's right to run, marked in the key store while it runs.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct InFlight {
     user_id: i64,
     key: String,
@@ -673,6 +673,16 @@ impl IdempotencyKeys {
         }
     }
     // [/lesson]
+
+    /// Gives the claim back inside the transaction (its order turned out to
+    /// exist already): the transaction commits without an in-progress row, and
+    /// the answer is recorded afterwards, on its own.
+    pub async fn unclaim_in(&self, tx: &mut Tx, flight: &InFlight) -> Result<(), KeyError> {
+        if flight.guarded {
+            idempotency_keys::release(&mut **tx, flight.id(), &flight.owner).await?;
+        }
+        Ok(())
+    }
 
     /// The same transaction's last statement before the commit: the answer.
     pub async fn complete_in(

@@ -8,6 +8,8 @@
 //! conflict rolls back and retries with jitter; a sold-out product is a
 //! business outcome.
 
+use std::sync::Arc;
+
 use actix_web::http::StatusCode;
 use serde::Deserialize;
 
@@ -18,7 +20,9 @@ use crate::defenses::version_lock::Take;
 use crate::domain::{IdempotencyKey, Quantity};
 use crate::error::ApiError;
 use crate::flows::keyed::Answer;
+use crate::group_commit::RunBatch;
 use crate::metrics;
+use crate::order_batch::{Batched, OrderTicket};
 use crate::state::AppState;
 use crate::store::orders::{self, NewOrder, Order};
 use crate::store::products::{self, StockSnapshot};
@@ -70,10 +74,11 @@ pub struct Buyer<'a> {
 /// Places the order for (user, key) and renders the reply (201 + the order).
 #[tracing::instrument(skip_all, fields(user_id = buyer.keyed.user_id, product_id = request.product_id))]
 pub async fn place_order(
-    state: &AppState,
+    shared: &Arc<AppState>,
     buyer: Buyer<'_>,
     request: OrderRequest,
 ) -> Result<Answer, ApiError> {
+    let state: &AppState = shared;
     let (user_id, key) = (buyer.keyed.user_id, buyer.keyed.key);
     let quantity = request.quantity.get();
     // stock_gate: a repeat of this (user, key) or a loser stops here; a winner
@@ -86,7 +91,11 @@ pub async fn place_order(
         Decision::Pass(pass) => pass,
         Decision::Repeat => return repeat_at_gate(state, user_id, key).await,
     };
-    let outcome = place_in_database(state, buyer, request).await;
+    let outcome = match place_in_batch(shared, buyer, request).await {
+        Ok(Some(placed)) => Ok(placed),
+        Ok(None) => place_in_database(state, buyer, request).await,
+        Err(error) => Err(error),
+    };
     let created_an_order = matches!(
         outcome,
         Ok(Placed {
@@ -162,6 +171,7 @@ async fn answer(
 ) -> Result<Option<Placed>, ApiError> {
     let (answer, new_order) = match attempted {
         Attempt::Placed(reply) => (Answer::Recorded(reply), true),
+        Attempt::Refused(reply) => (Answer::Recorded(reply), false),
         Attempt::Duplicate => {
             let (user_id, key) = (buyer.keyed.user_id, buyer.keyed.key);
             let reply = existing_order(state, user_id, key).await?;
@@ -194,6 +204,8 @@ async fn read_stock(state: &AppState, request: OrderRequest) -> Result<StockSnap
 enum Attempt {
     /// Committed: the order, the stock and the key row with this answer.
     Placed(Reply),
+    /// Committed: the key row with this refusal (a batch found too little stock).
+    Refused(Reply),
     /// Another request committed this idempotency key first.
     AnsweredBefore,
     /// The unique index refused the insert: this intent already has an order.
@@ -281,6 +293,159 @@ async fn take_stock_and_record(
     commit(tx).await?;
     trace::step("stock taken, commit (one commit: key, order, stock, answer)");
     Ok(Attempt::Placed(reply))
+}
+// [/lesson]
+
+// [lesson group_commit::batch]
+/// Group commit (docs/design.md §2.3): with the version lock on, a winner joins
+/// its product's batch, and one transaction places the whole batch. `None`:
+/// this order goes the one-order way (batching off, the version lock off so
+/// the lab can show the lost update, or a batch that could not run).
+async fn place_in_batch(
+    shared: &Arc<AppState>,
+    buyer: Buyer<'_>,
+    request: OrderRequest,
+) -> Result<Option<Placed>, ApiError> {
+    let state: &AppState = shared;
+    let batching = state.settings.version_lock.batch_max > 1;
+    if !batching || !state.switches.is_on(Defense::VersionLock) {
+        return Ok(None);
+    }
+    let ticket = OrderTicket {
+        user_id: buyer.keyed.user_id,
+        key: buyer.keyed.key.clone(),
+        quantity: request.quantity.get(),
+        flight: buyer.flight.clone(),
+    };
+    let run = batch_runner(shared.clone(), request.product_id);
+    let batched = state
+        .order_batches
+        .submit(request.product_id, ticket, run)
+        .await;
+    match batched.and_then(told) {
+        Some(attempt) => answer(state, buyer, attempt).await,
+        None => Ok(None),
+    }
+}
+
+/// What the batch did for this request, told in its trace (the batch ran in
+/// its leader's task); `None`: the one-order way.
+fn told(batched: Batched) -> Option<Attempt> {
+    let (step, attempt) = match batched {
+        Batched::Placed(reply) => (
+            "group commit: key claimed, order inserted, answer stored with the key; \
+             the batch's units taken by one version-checked update, one commit",
+            Attempt::Placed(reply),
+        ),
+        Batched::Refused(reply) => (
+            "group commit: key claimed, too little stock left, answer stored with the key",
+            Attempt::Refused(reply),
+        ),
+        Batched::Duplicate => (
+            "group commit: unique index: duplicate skipped, the others committed",
+            Attempt::Duplicate,
+        ),
+        Batched::AnsweredBefore => (
+            "group commit: key committed by another request meanwhile",
+            Attempt::AnsweredBefore,
+        ),
+        Batched::OnItsOwn => return None,
+    };
+    trace::step(step);
+    Some(attempt)
+}
+
+fn batch_runner(shared: Arc<AppState>, product_id: i64) -> RunBatch<OrderTicket, Batched> {
+    Arc::new(move |tickets| {
+        let shared = shared.clone();
+        Box::pin(async move { run_batch(&shared, product_id, tickets).await })
+    })
+}
+
+/// One batch, under the version lock: a conflict (another instance wrote the
+/// row) rolls the whole batch back and runs it again.
+async fn run_batch(state: &AppState, product_id: i64, tickets: Vec<OrderTicket>) -> Vec<Batched> {
+    metrics::observe_batch(tickets.len());
+    let lock = &state.version_lock;
+    for attempt in 0..=lock.max_retries() {
+        if attempt > 0 {
+            lock.back_off(attempt - 1).await;
+        }
+        match try_batch(state, product_id, &tickets).await {
+            Ok(Some(results)) => return results,
+            Ok(None) => metrics::count(metrics::VERSION_CONFLICTS),
+            Err(error) => {
+                tracing::warn!(%error, "an order batch failed; its orders go one by one");
+                break;
+            }
+        }
+    }
+    tickets.iter().map(|_| Batched::OnItsOwn).collect()
+}
+
+/// One transaction for the batch: each ticket's key row, order (or refusal)
+/// and stored answer, then the units of all of them taken by one
+/// version-checked update, then one commit. `None` after a version conflict.
+async fn try_batch(
+    state: &AppState,
+    product_id: i64,
+    tickets: &[OrderTicket],
+) -> Result<Option<Vec<Batched>>, ApiError> {
+    let on_their_own = || Some(tickets.iter().map(|_| Batched::OnItsOwn).collect());
+    let Some(read) = products::stock_snapshot(state.db.pool(), product_id).await? else {
+        return Ok(on_their_own());
+    };
+    if read.sale_starts_at.is_some_and(|starts| starts > now_ms()) {
+        return Ok(on_their_own());
+    }
+    let mut tx = state.db.begin().await?;
+    let mut left = read.stock;
+    let mut results = Vec::with_capacity(tickets.len());
+    for ticket in tickets {
+        results.push(place_one_of_batch(state, &mut tx, &read, ticket, &mut left).await?);
+    }
+    let taken = read.stock - left;
+    if taken > 0 && !products::take_stock_if_version(&mut *tx, &read, taken).await? {
+        rollback(tx).await?;
+        return Ok(None);
+    }
+    commit(tx).await?;
+    Ok(Some(results))
+}
+
+/// One ticket inside the batch's transaction; a duplicate is skipped, not
+/// fatal to the others (`ON CONFLICT DO NOTHING`).
+async fn place_one_of_batch(
+    state: &AppState,
+    tx: &mut Tx,
+    read: &StockSnapshot,
+    ticket: &OrderTicket,
+    left: &mut i64,
+) -> Result<Batched, ApiError> {
+    if state.keys.claim_in(tx, &ticket.flight).await? == KeyClaim::Lost {
+        return Ok(Batched::AnsweredBefore);
+    }
+    if *left < ticket.quantity {
+        let reply = ApiError::SoldOut.to_reply()?;
+        state
+            .keys
+            .complete_in(tx, &ticket.flight, &reply.stored)
+            .await?;
+        return Ok(Batched::Refused(reply));
+    }
+    let new_order = new_order(state, ticket.user_id, &ticket.key, read, ticket.quantity)?;
+    let backend = state.db.backend();
+    let Some(order) = orders::insert_unless_duplicate(&mut **tx, backend, &new_order).await? else {
+        state.keys.unclaim_in(tx, &ticket.flight).await?;
+        return Ok(Batched::Duplicate);
+    };
+    *left -= ticket.quantity;
+    let reply = created(&order, None)?;
+    state
+        .keys
+        .complete_in(tx, &ticket.flight, &reply.stored)
+        .await?;
+    Ok(Batched::Placed(reply))
 }
 // [/lesson]
 

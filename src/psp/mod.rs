@@ -165,6 +165,14 @@ pub struct MockProvider {
 }
 
 impl MockProvider {
+    /// The provider with the signing secret and retry schedule of `settings`.
+    pub fn from_settings(settings: &crate::configuration::Settings) -> Self {
+        Self::new(
+            settings.secrets.psp_secret.clone(),
+            settings.payments.psp_retry_scale,
+        )
+    }
+
     pub fn new(secret: SecretString, retry_scale: f64) -> Self {
         Self {
             behaviour: RwLock::new(PspBehaviour::default()),

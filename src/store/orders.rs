@@ -1,10 +1,13 @@
 //! Orders: the rows the flash sale creates, how they are read back, and how their
 //! status moves.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use sqlx::{Any, Executor, FromRow};
 
+use super::db::Backend;
 use super::error::{QueryContext, StoreError};
 use super::kv::claim_member;
 use super::now_ms;
@@ -74,25 +77,73 @@ pub async fn insert<'e>(
     executor: impl Executor<'e, Database = Any>,
     order: &NewOrder<'_>,
 ) -> Result<Order, StoreError> {
-    let now = now_ms();
-    sqlx::query_as::<_, Order>(&format!(
-        "INSERT INTO orders (order_no, user_id, product_id, quantity, amount_cents, status,
-                             idempotency_key, guarded, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
-         RETURNING {ORDER_COLUMNS}"
-    ))
-    .bind(OrderNo::generate().as_str())
-    .bind(order.user_id)
-    .bind(order.product_id)
-    .bind(order.quantity)
-    .bind(order.amount_cents)
-    .bind(OrderStatus::PendingPayment.as_str())
-    .bind(order.idempotency_key)
-    .bind(order.guarded)
-    .bind(now)
-    .fetch_one(executor)
-    .await
-    .context("orders::insert")
+    insert_query(order, InsertKind::Plain)
+        .fetch_one(executor)
+        .await
+        .context("orders::insert")
+}
+
+/// Like [`insert`], but a row the unique index refuses is skipped instead of
+/// failing the statement (`None`), so a transaction that places several
+/// orders goes on (group commit). The conflict target names the partial
+/// unique index as each backend wrote it.
+pub async fn insert_unless_duplicate<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    backend: Backend,
+    order: &NewOrder<'_>,
+) -> Result<Option<Order>, StoreError> {
+    let skipping = match backend {
+        Backend::Postgres => InsertKind::SkipDuplicatePostgres,
+        Backend::Sqlite => InsertKind::SkipDuplicateSqlite,
+    };
+    insert_query(order, skipping)
+        .fetch_optional(executor)
+        .await
+        .context("orders::insert_unless_duplicate")
+}
+
+/// The order's INSERT: plain, and skipping a duplicate on each backend.
+static INSERT: LazyLock<[String; 3]> = LazyLock::new(|| {
+    let on_conflict = "ON CONFLICT (user_id, idempotency_key) WHERE";
+    [
+        String::new(),
+        format!("{on_conflict} guarded DO NOTHING"),
+        format!("{on_conflict} guarded = 1 DO NOTHING"),
+    ]
+    .map(|clause| {
+        format!(
+            "INSERT INTO orders (order_no, user_id, product_id, quantity, amount_cents, status,
+                                 idempotency_key, guarded, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
+             {clause}
+             RETURNING {ORDER_COLUMNS}"
+        )
+    })
+});
+
+/// Which INSERT of [`INSERT`].
+#[derive(Debug, Clone, Copy)]
+enum InsertKind {
+    Plain = 0,
+    SkipDuplicatePostgres = 1,
+    SkipDuplicateSqlite = 2,
+}
+
+/// The INSERT of this kind, with the order bound.
+fn insert_query<'q>(
+    order: &NewOrder<'q>,
+    kind: InsertKind,
+) -> sqlx::query::QueryAs<'q, Any, Order, sqlx::any::AnyArguments<'q>> {
+    sqlx::query_as::<_, Order>(INSERT[kind as usize].as_str())
+        .bind(OrderNo::generate().as_str().to_string())
+        .bind(order.user_id)
+        .bind(order.product_id)
+        .bind(order.quantity)
+        .bind(order.amount_cents)
+        .bind(OrderStatus::PendingPayment.as_str())
+        .bind(order.idempotency_key)
+        .bind(order.guarded)
+        .bind(now_ms())
 }
 
 /// The order that holds (user, key) under the unique index.

@@ -88,6 +88,9 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
             max_retries: 50,
             backoff_base: Duration::from_millis(2),
             per_product_writers: 4,
+            // Group commit on, as in production.
+            batch_window: Duration::from_millis(1),
+            batch_max: 64,
         },
         payments: PaymentSettings {
             token_ttl: Duration::from_secs(900),

@@ -1,0 +1,218 @@
+//! Group commit (组提交): requests that want to write the same row within a
+//! moment are collected and written by one transaction, as databases do with
+//! their log. On a flash sale's hot stock row, Postgres serialises every writer
+//! on the row lock and every transaction pays a commit; one transaction for a
+//! batch of winners takes their units with one version-checked update, inserts
+//! their orders and commits once (docs/design.md §2.3).
+//!
+//! This module is only the meeting point, independent of what is written: each
+//! row id has a queue; the first request to find no batch being led starts a
+//! leader task (spawned, so a client that goes away cannot strand the others),
+//! which waits `window`, takes up to `max` waiting items, runs them with the
+//! given function, hands each its own result, and goes on until the queue is
+//! empty. While one batch runs, the next one gathers.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+
+/// Runs one batch: one result per item, in the items' order.
+pub type RunBatch<T, R> =
+    Arc<dyn Fn(Vec<T>) -> Pin<Box<dyn Future<Output = Vec<R>> + Send>> + Send + Sync>;
+
+/// The queues of every row.
+pub struct GroupCommit<T, R> {
+    window: Duration,
+    max: usize,
+    rows: Mutex<HashMap<i64, Arc<Row<T, R>>>>,
+    totals: Arc<Totals>,
+}
+
+/// Batches run and items in them, since start.
+#[derive(Debug, Default)]
+struct Totals {
+    batches: AtomicU64,
+    items: AtomicU64,
+}
+
+impl<T, R> std::fmt::Debug for GroupCommit<T, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupCommit")
+            .field("window", &self.window)
+            .field("max", &self.max)
+            .finish()
+    }
+}
+
+struct Row<T, R> {
+    queue: Mutex<Queue<T, R>>,
+}
+
+struct Queue<T, R> {
+    waiting: VecDeque<Waiting<T, R>>,
+    /// A leader task is running for this row (invariant: waiting ⇒ leading).
+    leading: bool,
+}
+
+struct Waiting<T, R> {
+    item: T,
+    answer: oneshot::Sender<R>,
+}
+
+impl<T: Send + 'static, R: Send + 'static> GroupCommit<T, R> {
+    /// `max` items per batch (at least 1), gathered for `window` before each.
+    pub fn new(window: Duration, max: usize) -> Self {
+        Self {
+            window,
+            max: max.max(1),
+            rows: Mutex::new(HashMap::new()),
+            totals: Arc::default(),
+        }
+    }
+
+    /// (batches run, items in them) since start.
+    pub fn totals(&self) -> (u64, u64) {
+        (
+            self.totals.batches.load(Ordering::Relaxed),
+            self.totals.items.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Queues `item` for `row_id` and waits for its result (`None` only if
+    /// its batch panicked: nothing of it was committed).
+    pub async fn submit(&self, row_id: i64, item: T, run: RunBatch<T, R>) -> Option<R> {
+        let row = self.row(row_id);
+        let (answer, result) = oneshot::channel();
+        let start_leader = {
+            let mut queue = row.queue.lock();
+            queue.waiting.push_back(Waiting { item, answer });
+            !std::mem::replace(&mut queue.leading, true)
+        };
+        if start_leader {
+            let (window, max, totals) = (self.window, self.max, self.totals.clone());
+            tokio::spawn(lead(row, Pace { window, max }, totals, run));
+        }
+        result.await.ok()
+    }
+
+    fn row(&self, row_id: i64) -> Arc<Row<T, R>> {
+        self.rows
+            .lock()
+            .entry(row_id)
+            .or_insert_with(|| {
+                Arc::new(Row {
+                    queue: Mutex::new(Queue {
+                        waiting: VecDeque::new(),
+                        leading: false,
+                    }),
+                })
+            })
+            .clone()
+    }
+}
+
+/// How a leader gathers: the window before each batch, the largest batch.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    window: Duration,
+    max: usize,
+}
+
+/// The leader of one row: batch after batch until nobody waits.
+async fn lead<T, R>(row: Arc<Row<T, R>>, pace: Pace, totals: Arc<Totals>, run: RunBatch<T, R>) {
+    loop {
+        if !pace.window.is_zero() {
+            tokio::time::sleep(pace.window).await;
+        }
+        let batch: Vec<Waiting<T, R>> = {
+            let mut queue = row.queue.lock();
+            if queue.waiting.is_empty() {
+                queue.leading = false;
+                return;
+            }
+            let take = queue.waiting.len().min(pace.max);
+            queue.waiting.drain(..take).collect()
+        };
+        totals.batches.fetch_add(1, Ordering::Relaxed);
+        totals
+            .items
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let (items, answers): (Vec<T>, Vec<oneshot::Sender<R>>) = batch
+            .into_iter()
+            .map(|waiting| (waiting.item, waiting.answer))
+            .unzip();
+        // A panic must not strand the row: the batch's callers get `None`.
+        let Ok(results) = AssertUnwindSafe(run(items)).catch_unwind().await else {
+            tracing::error!("a group-commit batch panicked; its requests are answered as failed");
+            continue;
+        };
+        for (answer, result) in answers.into_iter().zip(results) {
+            // The caller may be gone (client disconnected); its result was committed anyway.
+            let _ = answer.send(result);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    fn summing(batches: Arc<Mutex<Vec<usize>>>) -> RunBatch<u32, u32> {
+        Arc::new(move |items: Vec<u32>| {
+            let batches = batches.clone();
+            Box::pin(async move {
+                batches.lock().push(items.len());
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                items.into_iter().map(|item| item * 10).collect()
+            })
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_item_gets_its_own_result_and_batches_stay_within_max() {
+        let commit = Arc::new(GroupCommit::new(Duration::from_millis(1), 8));
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let run = summing(batches.clone());
+        let tasks: Vec<_> = (0..100u32)
+            .map(|item| {
+                let (commit, run) = (commit.clone(), run.clone());
+                tokio::spawn(async move { (item, commit.submit(7, item, run).await) })
+            })
+            .collect();
+        for task in tasks {
+            let (item, result) = task.await.expect("task");
+            assert_eq!(result, Some(item * 10));
+        }
+        let batches = batches.lock();
+        assert_eq!(batches.iter().sum::<usize>(), 100);
+        assert!(batches.iter().all(|size| *size <= 8), "{batches:?}");
+        assert!(batches.len() < 100, "requests were grouped: {batches:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_batch_answers_none_and_the_row_goes_on() {
+        let commit = GroupCommit::new(Duration::ZERO, 4);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let run: RunBatch<u32, u32> = {
+            let calls = calls.clone();
+            Arc::new(move |items: Vec<u32>| {
+                let first = calls.fetch_add(1, Ordering::SeqCst) == 0;
+                Box::pin(async move {
+                    assert!(!first, "the first batch fails");
+                    items
+                })
+            })
+        };
+        assert_eq!(commit.submit(1, 5, run.clone()).await, None);
+        assert_eq!(commit.submit(1, 6, run).await, Some(6));
+    }
+}

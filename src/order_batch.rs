@@ -1,0 +1,37 @@
+//! What the group commit of orders passes around (docs/design.md §2.3): a
+//! winner's ticket, and what its batch did with it. The batch itself is
+//! `flows::orders::run_batch`; the meeting point is [`crate::group_commit`].
+
+use crate::defenses::idempotency_key::{InFlight, Reply};
+use crate::domain::IdempotencyKey;
+use crate::group_commit::GroupCommit;
+
+/// One buyer who passed the front door and the gate, waiting for the batch
+/// of its product.
+#[derive(Debug)]
+pub struct OrderTicket {
+    pub user_id: i64,
+    pub key: IdempotencyKey,
+    pub quantity: i64,
+    pub flight: InFlight,
+}
+
+/// What the batch did for one ticket.
+#[derive(Debug)]
+pub enum Batched {
+    /// Committed: the order, its share of the stock, the key row with this answer.
+    Placed(Reply),
+    /// Committed: the key row with this refusal (not enough stock left).
+    Refused(Reply),
+    /// The unique index already holds an order for this (user, key).
+    Duplicate,
+    /// Another request committed this key first.
+    AnsweredBefore,
+    /// The batch could not run (product gone, sale not open, a database error,
+    /// retries exhausted): this request takes the one-order path, which
+    /// answers it precisely.
+    OnItsOwn,
+}
+
+/// The queues of the group commit, one per product.
+pub type OrderBatches = GroupCommit<OrderTicket, Batched>;
