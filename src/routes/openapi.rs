@@ -223,6 +223,36 @@ impl Modify for Problems {
             let mut all: Vec<ProblemCode> = codes.iter().flat_map(|c| c.iter().copied()).collect();
             all.extend(door_problems(path, method, *access));
             add_problem_responses(operation, &all);
+            add_answer_headers(operation, codes.contains(&KEYED));
+        }
+    }
+}
+
+/// `Flashguard-Defense` on every answer (the defense that produced it, when
+/// one did); `Idempotent-Replayed` on every answer of a keyed operation (any
+/// stored answer, 201 or a refusal, can be a replay).
+fn add_answer_headers(operation: &mut Operation, keyed: bool) {
+    let text_header = |description: &str| {
+        HeaderBuilder::new()
+            .schema(utoipa::openapi::schema::Object::with_type(
+                utoipa::openapi::schema::Type::String,
+            ))
+            .description(Some(description))
+            .build()
+    };
+    for response in operation.responses.responses.values_mut() {
+        let RefOr::T(response) = response else {
+            continue;
+        };
+        response.headers.insert(
+            "Flashguard-Defense".to_string(),
+            text_header("The defense that produced this answer (an id of GET /api/defenses)"),
+        );
+        if keyed {
+            response.headers.insert(
+                "Idempotent-Replayed".to_string(),
+                text_header("`true`: the stored answer of this Idempotency-Key, sent again"),
+            );
         }
     }
 }
@@ -634,6 +664,12 @@ mod tests {
                 .map(|p| p.name.as_str())
                 .collect();
             assert!(names.contains(&"Idempotency-Key"), "{path}: {names:?}");
+            let created = operation.responses.responses.values().next();
+            let Some(RefOr::T(answer)) = created else {
+                panic!("{path}: a described answer");
+            };
+            assert!(answer.headers.contains_key("Idempotent-Replayed"), "{path}");
+            assert!(answer.headers.contains_key("Flashguard-Defense"), "{path}");
             for status in ["400", "409", "422", "429", "503"] {
                 assert!(
                     operation.responses.responses.contains_key(status),
