@@ -5,6 +5,8 @@
 //! defenses keep their switches: a defense that is off is simply not asked.
 //! When the key store cannot answer, the door is open and the database decides.
 
+use std::sync::OnceLock;
+
 use crate::defenses::idempotency_key::{KeyedRequest, Reply, StoredResponse};
 use crate::error::ApiError;
 use crate::flows::orders::OrderRequest;
@@ -32,7 +34,7 @@ pub async fn check(
     if cached_key.is_none() && counter_key.is_none() {
         return Ok(FrontDoor::Open);
     }
-    let sold_out = ApiError::SoldOutAtGate.to_reply()?;
+    let sold_out = sold_out_at_gate()?;
     let refusal = state.keys.cached_form(keyed, &sold_out.stored);
     let door = Door {
         cached_key: cached_key.as_deref(),
@@ -48,7 +50,7 @@ pub async fn check(
         }),
         Ok(DoorAnswer::Short) => {
             trace::step("gate: sold out (fast path, no database work)");
-            Ok(FrontDoor::SoldOut(sold_out))
+            Ok(FrontDoor::SoldOut(sold_out.clone()))
         }
         Ok(DoorAnswer::Open) => {
             trace::step("key cache: miss; gate: open");
@@ -59,4 +61,15 @@ pub async fn check(
             Ok(FrontDoor::Open)
         }
     }
+}
+
+/// The gate's sold-out answer: the same bytes for every loser, so built once
+/// rather than on every request that passes the front door.
+fn sold_out_at_gate() -> Result<&'static Reply, ApiError> {
+    static SOLD_OUT: OnceLock<Reply> = OnceLock::new();
+    if let Some(reply) = SOLD_OUT.get() {
+        return Ok(reply);
+    }
+    let reply = ApiError::SoldOutAtGate.to_reply()?;
+    Ok(SOLD_OUT.get_or_init(|| reply))
 }
