@@ -60,6 +60,8 @@ login() { curl -sf -X POST "$FG_URL/api/login" -H 'Content-Type: application/jso
 
 echo "== HTTP baseline: hello-world handler (wrk)"
 measure $HELLO_PID hello "${WRK[@]}" "http://127.0.0.1:$HELLO_PORT/" >"$OUT/hello.wrk"
+echo "== HTTP baseline: hello-world plus one Redis round trip (wrk)"
+measure $HELLO_PID hello-redis "${WRK[@]}" -s scripts/wrk/hello_redis.lua "http://127.0.0.1:$HELLO_PORT" >"$OUT/hello-redis.wrk"
 
 echo "== flashguard: replayed request (wrk, one key)"
 PRODUCT=$(admin POST /api/admin/reset '{"products":[{"name":"replay","price_cents":100,"stock":1000}]}' |

@@ -49,6 +49,7 @@ def cpu_us_per_answer(name, answers):
 
 
 hello = wrk("hello")
+hello_redis = wrk("hello-redis")
 replay = wrk("replay")
 soldout = wrk("soldout")
 spread = report("spread")
@@ -144,6 +145,8 @@ lines = [
     lt(nogate, "flash-sale orders (gate off, version lock only)", "orders_per_sec"),
     "",
     f"- hello-world (wrk): {hello['rate']:,.0f} req/s, p50 {hello['p50']:.2f} ms, p99 {hello['p99']:.2f} ms, server CPU {cell_cpu(cpu_us_per_answer('hello', hello['requests']))} per answer",
+    f"- hello-world plus one Redis round trip (wrk, the floor of an answer that asks Redis once): {hello_redis['rate']:,.0f} req/s = {hello_redis['rate'] / hello['rate']:.0%} of hello-world, p50 {hello_redis['p50']:.2f} ms, p99 {hello_redis['p99']:.2f} ms, server CPU {cell_cpu(cpu_us_per_answer('hello-redis', hello_redis['requests']))} per answer; "
+    f"replay = {replay['rate'] / hello_redis['rate']:.0%} of it, sold-out = {soldout['rate'] / hello_redis['rate']:.0%} of it",
     f"- wrk answers that were not 2xx: replay {replay['non_2xx']:,} of {replay['requests']:,} (expected 0: every replay is the stored 201); sold-out {soldout['non_2xx']:,} of {soldout['requests']:,} (expected all: 409 sold_out)",
     f"- flash sale: {flash['users']} users, {flash['outcome']['orders_created']} units sold in {flash['outcome']['sold_out_after_secs']:.2f} s (gate on) vs {nogate['outcome']['sold_out_after_secs']:.2f} s (gate off); the load tester's requests per order phase: spread {spread['requests']:,}, flash {flash['requests']:,}",
     f"- replies in the gated flash sale: {json.dumps(flash['replies'])}; by defense: {json.dumps(flash['defenses'])}",

@@ -6,10 +6,10 @@ use crate::defenses::idempotency_key::{InFlight, Reply};
 use crate::domain::IdempotencyKey;
 use crate::group_commit::GroupCommit;
 
-/// One buyer who passed the front door and the gate, waiting for the batch
-/// of its product.
+/// One buyer who passed the front door and the gate, waiting for a batch.
 #[derive(Debug)]
 pub struct OrderTicket {
+    pub product_id: i64,
     pub user_id: i64,
     pub key: IdempotencyKey,
     pub quantity: i64,
@@ -33,5 +33,9 @@ pub enum Batched {
     OnItsOwn,
 }
 
-/// The queues of the group commit, one per product.
+/// The queue of the group commit: one for every product, so that orders on
+/// many products share a commit too (docs/design.md §2.3).
 pub type OrderBatches = GroupCommit<OrderTicket, Batched>;
+
+/// The one queue's id in [`OrderBatches`].
+pub const ALL_PRODUCTS: i64 = 0;

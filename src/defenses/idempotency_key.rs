@@ -656,14 +656,7 @@ impl IdempotencyKeys {
         }
         let now = now_ms();
         idempotency_keys::delete_stale(&mut **tx, flight.id(), now).await?;
-        let new = NewKey {
-            id: flight.id(),
-            fingerprint: &flight.fingerprint,
-            owner: &flight.owner,
-            now_ms: now,
-            lease_until_ms: now.saturating_add(millis(self.settings.lease)),
-            expires_at_ms: now.saturating_add(millis(self.settings.retention)),
-        };
+        let new = self.new_key(flight, now);
         if idempotency_keys::insert_in_progress(&mut **tx, &new).await? {
             trace::step("key claimed (in the order's transaction)");
             Ok(KeyClaim::Won)
@@ -702,6 +695,71 @@ impl IdempotencyKeys {
         };
         idempotency_keys::complete(&mut **tx, flight.id(), &flight.owner, &completion).await?;
         trace::step("answer stored with the key (same transaction)");
+        Ok(())
+    }
+
+    /// [`claim_in`](Self::claim_in) for a whole batch (group commit): one
+    /// statement claims every new key; a key that was already there (stale,
+    /// committed meanwhile, or twice in the batch) is then claimed the
+    /// one-by-one way, which decides it exactly.
+    pub async fn claim_many_in(
+        &self,
+        tx: &mut Tx,
+        flights: &[&InFlight],
+    ) -> Result<Vec<KeyClaim>, KeyError> {
+        let now = now_ms();
+        let news: Vec<NewKey<'_>> = flights
+            .iter()
+            .filter(|flight| flight.guarded)
+            .map(|flight| self.new_key(flight, now))
+            .collect();
+        let won = idempotency_keys::insert_in_progress_many(&mut **tx, &news).await?;
+        let mut claims = Vec::with_capacity(flights.len());
+        for flight in flights {
+            let claim = if !flight.guarded || won.contains(&flight.owner) {
+                KeyClaim::Won
+            } else {
+                self.claim_in(tx, flight).await?
+            };
+            claims.push(claim);
+        }
+        trace::step("keys claimed for the whole batch (one statement)");
+        Ok(claims)
+    }
+
+    fn new_key<'a>(&self, flight: &'a InFlight, now: i64) -> NewKey<'a> {
+        NewKey {
+            id: flight.id(),
+            fingerprint: &flight.fingerprint,
+            owner: &flight.owner,
+            now_ms: now,
+            lease_until_ms: now.saturating_add(millis(self.settings.lease)),
+            expires_at_ms: now.saturating_add(millis(self.settings.retention)),
+        }
+    }
+
+    /// [`complete_in`](Self::complete_in) for a whole batch: one statement.
+    pub async fn complete_many_in(
+        &self,
+        tx: &mut Tx,
+        answers: &[(&InFlight, &StoredResponse)],
+    ) -> Result<(), KeyError> {
+        let expires_at_ms = now_ms().saturating_add(millis(self.settings.retention));
+        let rows: Vec<_> = answers
+            .iter()
+            .filter(|(flight, _)| flight.guarded)
+            .map(|(flight, stored)| {
+                let completion = Completion {
+                    status: stored.status.as_u16(),
+                    content_type: &stored.content_type,
+                    body: &stored.body,
+                    expires_at_ms,
+                };
+                (flight.id(), flight.owner.as_str(), completion)
+            })
+            .collect();
+        idempotency_keys::complete_many(&mut **tx, &rows).await?;
+        trace::step("answers stored with their keys (one statement for the batch)");
         Ok(())
     }
 

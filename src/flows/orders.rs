@@ -8,6 +8,7 @@
 //! conflict rolls back and retries with jitter; a sold-out product is a
 //! business outcome.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
@@ -22,7 +23,7 @@ use crate::error::ApiError;
 use crate::flows::keyed::Answer;
 use crate::group_commit::RunBatch;
 use crate::metrics;
-use crate::order_batch::{Batched, OrderTicket};
+use crate::order_batch::{ALL_PRODUCTS, Batched, OrderTicket};
 use crate::state::AppState;
 use crate::store::orders::{self, NewOrder, Order};
 use crate::store::products::{self, StockSnapshot};
@@ -312,16 +313,14 @@ async fn place_in_batch(
         return Ok(None);
     }
     let ticket = OrderTicket {
+        product_id: request.product_id,
         user_id: buyer.keyed.user_id,
         key: buyer.keyed.key.clone(),
         quantity: request.quantity.get(),
         flight: buyer.flight.clone(),
     };
-    let run = batch_runner(shared.clone(), request.product_id);
-    let batched = state
-        .order_batches
-        .submit(request.product_id, ticket, run)
-        .await;
+    let run = batch_runner(shared.clone());
+    let batched = state.order_batches.submit(ALL_PRODUCTS, ticket, run).await;
     match batched.and_then(told) {
         Some(attempt) => answer(state, buyer, attempt).await,
         None => Ok(None),
@@ -355,23 +354,23 @@ fn told(batched: Batched) -> Option<Attempt> {
     Some(attempt)
 }
 
-fn batch_runner(shared: Arc<AppState>, product_id: i64) -> RunBatch<OrderTicket, Batched> {
+fn batch_runner(shared: Arc<AppState>) -> RunBatch<OrderTicket, Batched> {
     Arc::new(move |tickets| {
         let shared = shared.clone();
-        Box::pin(async move { run_batch(&shared, product_id, tickets).await })
+        Box::pin(async move { run_batch(&shared, tickets).await })
     })
 }
 
 /// One batch, under the version lock: a conflict (another instance wrote the
 /// row) rolls the whole batch back and runs it again.
-async fn run_batch(state: &AppState, product_id: i64, tickets: Vec<OrderTicket>) -> Vec<Batched> {
+async fn run_batch(state: &AppState, tickets: Vec<OrderTicket>) -> Vec<Batched> {
     metrics::observe_batch(tickets.len());
     let lock = &state.version_lock;
     for attempt in 0..=lock.max_retries() {
         if attempt > 0 {
             lock.back_off(attempt - 1).await;
         }
-        match try_batch(state, product_id, &tickets).await {
+        match try_batch(state, &tickets).await {
             Ok(Some(results)) => return results,
             Ok(None) => metrics::count(metrics::VERSION_CONFLICTS),
             Err(error) => {
@@ -383,34 +382,230 @@ async fn run_batch(state: &AppState, product_id: i64, tickets: Vec<OrderTicket>)
     tickets.iter().map(|_| Batched::OnItsOwn).collect()
 }
 
-/// One transaction for the batch: each ticket's key row, order (or refusal)
-/// and stored answer, then the units of all of them taken by one
-/// version-checked update, then one commit. `None` after a version conflict.
+/// The stock of each product in the batch as read before its transaction,
+/// and what is left of it as the batch hands units out.
+struct Stocks {
+    read: HashMap<i64, StockSnapshot>,
+    left: HashMap<i64, i64>,
+}
+
+impl Stocks {
+    /// The products whose sale is open; a ticket for any other goes its own way.
+    async fn read(state: &AppState, tickets: &[OrderTicket]) -> Result<Self, ApiError> {
+        let mut ids: Vec<i64> = tickets.iter().map(|ticket| ticket.product_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let now = now_ms();
+        let read: HashMap<i64, StockSnapshot> = products::stock_snapshots(state.db.pool(), &ids)
+            .await?
+            .into_iter()
+            .filter(|read| read.sale_starts_at.is_none_or(|starts| starts <= now))
+            .map(|read| (read.id, read))
+            .collect();
+        let left = read.values().map(|read| (read.id, read.stock)).collect();
+        Ok(Self { read, left })
+    }
+
+    fn fresh(&self) -> Self {
+        let left = self
+            .read
+            .values()
+            .map(|read| (read.id, read.stock))
+            .collect();
+        Self {
+            read: self.read.clone(),
+            left,
+        }
+    }
+
+    /// A ticket's product: as read, and the units still left of it.
+    fn of(&mut self, product_id: i64) -> Result<(&StockSnapshot, &mut i64), ApiError> {
+        match (self.read.get(&product_id), self.left.get_mut(&product_id)) {
+            (Some(read), Some(left)) => Ok((read, left)),
+            _ => Err(ApiError::Internal(
+                "a batch ticket without its product".into(),
+            )),
+        }
+    }
+
+    /// The units taken so far, per product that gave any.
+    fn taken(&self) -> Vec<(&StockSnapshot, i64)> {
+        let mut taken: Vec<_> = self
+            .read
+            .values()
+            .map(|read| {
+                (
+                    read,
+                    read.stock - self.left.get(&read.id).copied().unwrap_or(read.stock),
+                )
+            })
+            .filter(|(_, units)| *units > 0)
+            .collect();
+        taken.sort_unstable_by_key(|(read, _)| read.id);
+        taken
+    }
+}
+
+/// One transaction for the batch, whatever products it holds: the tickets'
+/// key rows, orders (or refusals) and stored answers, then the units of every
+/// product taken by one version-checked update, then one commit. `None`
+/// after a version conflict on any of them (the whole batch runs again).
 async fn try_batch(
     state: &AppState,
-    product_id: i64,
     tickets: &[OrderTicket],
 ) -> Result<Option<Vec<Batched>>, ApiError> {
-    let on_their_own = || Some(tickets.iter().map(|_| Batched::OnItsOwn).collect());
-    let Some(read) = products::stock_snapshot(state.db.pool(), product_id).await? else {
-        return Ok(on_their_own());
-    };
-    if read.sale_starts_at.is_some_and(|starts| starts > now_ms()) {
-        return Ok(on_their_own());
+    let stocks = Stocks::read(state, tickets).await?;
+    let joined: Vec<&OrderTicket> = tickets
+        .iter()
+        .filter(|ticket| stocks.read.contains_key(&ticket.product_id))
+        .collect();
+    if joined.is_empty() {
+        return Ok(Some(tickets.iter().map(|_| Batched::OnItsOwn).collect()));
     }
     let mut tx = state.db.begin().await?;
-    let mut left = read.stock;
-    let mut results = Vec::with_capacity(tickets.len());
-    for ticket in tickets {
-        results.push(place_one_of_batch(state, &mut tx, &read, ticket, &mut left).await?);
-    }
-    let taken = read.stock - left;
-    if taken > 0 && !products::take_stock_if_version(&mut *tx, &read, taken).await? {
+    let mut at_once = stocks.fresh();
+    let (results, stocks) = match place_batch_at_once(state, &mut tx, &mut at_once, &joined).await?
+    {
+        Some(results) => (results, at_once),
+        None => {
+            rollback(tx).await?;
+            tx = state.db.begin().await?;
+            let mut one_by_one = stocks.fresh();
+            let results = place_batch_one_by_one(state, &mut tx, &mut one_by_one, &joined).await?;
+            (results, one_by_one)
+        }
+    };
+    if !products::take_stock_if_versions(&mut *tx, &stocks.taken()).await? {
         rollback(tx).await?;
         return Ok(None);
     }
     commit(tx).await?;
+    Ok(Some(merge_results(tickets, &stocks, results)))
+}
+
+/// Every ticket's result in the order of the tickets: the batch's for those
+/// that joined it, the one-order way for the others.
+fn merge_results(tickets: &[OrderTicket], stocks: &Stocks, results: Vec<Batched>) -> Vec<Batched> {
+    let mut results = results.into_iter();
+    tickets
+        .iter()
+        .map(
+            |ticket| match stocks.read.contains_key(&ticket.product_id) {
+                true => results.next().unwrap_or(Batched::OnItsOwn),
+                false => Batched::OnItsOwn,
+            },
+        )
+        .collect()
+}
+
+/// What the batch plans for one ticket once the keys are claimed.
+enum Planned {
+    AnsweredBefore,
+    SoldOut,
+    Order,
+}
+
+/// The whole batch in three statements, whatever its size: every key row
+/// claimed by one INSERT, every order by one INSERT, every answer stored by
+/// one UPDATE; the stock left decides in between, ticket by ticket, in the
+/// order they came. `None` when the unique index skipped an order (a duplicate
+/// the key defense did not stop, e.g. with it switched off): the units were
+/// counted with that order, so the batch is placed again one ticket at a time.
+async fn place_batch_at_once(
+    state: &AppState,
+    tx: &mut Tx,
+    stocks: &mut Stocks,
+    tickets: &[&OrderTicket],
+) -> Result<Option<Vec<Batched>>, ApiError> {
+    let flights: Vec<&InFlight> = tickets.iter().map(|ticket| &ticket.flight).collect();
+    let claims = state.keys.claim_many_in(tx, &flights).await?;
+    let (plans, new_orders) = plan_batch(state, stocks, tickets, claims)?;
+    let backend = state.db.backend();
+    let inserted = orders::insert_many_unless_duplicate(&mut **tx, backend, &new_orders).await?;
+    if inserted.iter().any(Option::is_none) {
+        return Ok(None);
+    }
+    let results = batch_results(plans, inserted.into_iter().flatten())?;
+    let answers: Vec<_> = tickets
+        .iter()
+        .zip(&results)
+        .filter_map(|(ticket, result)| match result {
+            Batched::Placed(reply) | Batched::Refused(reply) => {
+                Some((&ticket.flight, &reply.stored))
+            }
+            _ => None,
+        })
+        .collect();
+    state.keys.complete_many_in(tx, &answers).await?;
     Ok(Some(results))
+}
+
+/// Ticket by ticket, in the order they came: the stock left decides who gets
+/// an order and who is refused; a lost key claim answers with its owner's.
+fn plan_batch<'t>(
+    state: &AppState,
+    stocks: &mut Stocks,
+    tickets: &[&'t OrderTicket],
+    claims: Vec<KeyClaim>,
+) -> Result<(Vec<Planned>, Vec<NewOrder<'t>>), ApiError> {
+    let mut plans = Vec::with_capacity(tickets.len());
+    let mut new_orders = Vec::new();
+    for (ticket, claim) in tickets.iter().zip(claims) {
+        let (read, left) = stocks.of(ticket.product_id)?;
+        plans.push(if claim == KeyClaim::Lost {
+            Planned::AnsweredBefore
+        } else if *left < ticket.quantity {
+            Planned::SoldOut
+        } else {
+            *left -= ticket.quantity;
+            new_orders.push(new_order(
+                state,
+                ticket.user_id,
+                &ticket.key,
+                read,
+                ticket.quantity,
+            )?);
+            Planned::Order
+        });
+    }
+    Ok((plans, new_orders))
+}
+
+/// Each ticket's answer: its order, the sold-out refusal, or the key's owner.
+fn batch_results(
+    plans: Vec<Planned>,
+    mut inserted: impl Iterator<Item = Order>,
+) -> Result<Vec<Batched>, ApiError> {
+    let sold_out = ApiError::SoldOut.to_reply()?;
+    plans
+        .into_iter()
+        .map(|plan| match plan {
+            Planned::AnsweredBefore => Ok(Batched::AnsweredBefore),
+            Planned::SoldOut => Ok(Batched::Refused(sold_out.clone())),
+            Planned::Order => {
+                let order = inserted
+                    .next()
+                    .ok_or_else(|| ApiError::Internal("a batch lost one of its orders".into()))?;
+                Ok(Batched::Placed(created(&order, None)?))
+            }
+        })
+        .collect()
+}
+
+/// The batch a ticket at a time (after the unique index skipped one): each
+/// key row, order and answer by its own statements; units counted exactly.
+async fn place_batch_one_by_one(
+    state: &AppState,
+    tx: &mut Tx,
+    stocks: &mut Stocks,
+    tickets: &[&OrderTicket],
+) -> Result<Vec<Batched>, ApiError> {
+    let mut results = Vec::with_capacity(tickets.len());
+    for ticket in tickets {
+        let (read, left) = stocks.of(ticket.product_id)?;
+        results.push(place_one_of_batch(state, tx, read, ticket, left).await?);
+    }
+    Ok(results)
 }
 
 /// One ticket inside the batch's transaction; a duplicate is skipped, not

@@ -75,6 +75,83 @@ pub async fn insert_in_progress<'e>(
 }
 // [/lesson]
 
+/// Many first claims in one statement (group commit, docs/design.md §2.3):
+/// the owners that won; a key already present is left as it is (the caller
+/// looks at those one by one). By owner, because the owner is unique per
+/// request where (user, key) is not: a batch may hold a key twice.
+pub async fn insert_in_progress_many<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    news: &[NewKey<'_>],
+) -> Result<Vec<String>, StoreError> {
+    if news.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "INSERT INTO idempotency_keys
+             (user_id, idem_key, fingerprint, state, owner, lease_expires_at, created_at, expires_at)
+         VALUES {}
+         ON CONFLICT (user_id, idem_key) DO NOTHING
+         RETURNING owner",
+        super::values_rows(news.len(), 8)
+    );
+    let mut query = sqlx::query_scalar::<_, String>(&sql);
+    for new in news {
+        query = query
+            .bind(new.id.user_id)
+            .bind(new.id.key)
+            .bind(new.fingerprint)
+            .bind(IN_PROGRESS)
+            .bind(new.owner)
+            .bind(new.lease_until_ms)
+            .bind(new.now_ms)
+            .bind(new.expires_at_ms);
+    }
+    query
+        .fetch_all(executor)
+        .await
+        .context("idempotency_keys::insert_in_progress_many")
+}
+
+/// Many answers stored in one statement (group commit): how many keys took
+/// theirs (each only if its owner still holds it).
+pub async fn complete_many<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    answers: &[(KeyId<'_>, &str, Completion<'_>)],
+) -> Result<u64, StoreError> {
+    if answers.is_empty() {
+        return Ok(0);
+    }
+    let sql = format!(
+        "WITH answers (user_id, idem_key, owner, response_status, content_type,
+                       response_body, expires_at) AS (VALUES {})
+         UPDATE idempotency_keys
+            SET state = 'completed', response_status = answers.response_status,
+                content_type = answers.content_type, response_body = answers.response_body,
+                expires_at = answers.expires_at
+           FROM answers
+          WHERE idempotency_keys.user_id = answers.user_id
+            AND idempotency_keys.idem_key = answers.idem_key
+            AND idempotency_keys.owner = answers.owner",
+        super::values_rows(answers.len(), 7)
+    );
+    let mut query = sqlx::query(&sql);
+    for (id, owner, completion) in answers {
+        query = query
+            .bind(id.user_id)
+            .bind(id.key)
+            .bind(*owner)
+            .bind(i64::from(completion.status))
+            .bind(completion.content_type)
+            .bind(completion.body)
+            .bind(completion.expires_at_ms);
+    }
+    let updated = query
+        .execute(executor)
+        .await
+        .context("idempotency_keys::complete_many")?;
+    Ok(updated.rows_affected())
+}
+
 pub async fn find<'e>(
     executor: impl Executor<'e, Database = Any>,
     id: KeyId<'_>,

@@ -129,13 +129,67 @@ enum InsertKind {
     SkipDuplicateSqlite = 2,
 }
 
-/// The INSERT of this kind, with the order bound.
-fn insert_query<'q>(
+/// Many orders in one statement (group commit, docs/design.md §2.3); a row the
+/// unique index refuses is skipped. For each order given, in the same order:
+/// the inserted row, or `None` for a duplicate.
+pub async fn insert_many_unless_duplicate<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    backend: Backend,
+    orders: &[NewOrder<'_>],
+) -> Result<Vec<Option<Order>>, StoreError> {
+    if orders.is_empty() {
+        return Ok(Vec::new());
+    }
+    let guard = match backend {
+        Backend::Postgres => "guarded",
+        Backend::Sqlite => "guarded = 1",
+    };
+    let sql = format!(
+        "INSERT INTO orders (order_no, user_id, product_id, quantity, amount_cents, status,
+                             idempotency_key, guarded, created_at, updated_at)
+         VALUES {}
+         ON CONFLICT (user_id, idempotency_key) WHERE {guard} DO NOTHING
+         RETURNING {ORDER_COLUMNS}",
+        super::values_rows(orders.len(), 10)
+    );
+    let now = now_ms();
+    let numbers: Vec<String> = orders
+        .iter()
+        .map(|_| OrderNo::generate().as_str().to_string())
+        .collect();
+    let mut query = sqlx::query_as::<_, Order>(&sql);
+    for (order, number) in orders.iter().zip(&numbers) {
+        query = bind_order(query, order, number.clone(), now).bind(now);
+    }
+    let inserted = query
+        .fetch_all(executor)
+        .await
+        .context("orders::insert_many_unless_duplicate")?;
+    Ok(in_given_order(&numbers, inserted))
+}
+
+/// The inserted rows lined up with the order numbers given (`None`: skipped).
+fn in_given_order(numbers: &[String], mut inserted: Vec<Order>) -> Vec<Option<Order>> {
+    numbers
+        .iter()
+        .map(|number| {
+            let at = inserted
+                .iter()
+                .position(|order| &order.order_no == number)?;
+            Some(inserted.swap_remove(at))
+        })
+        .collect()
+}
+
+/// Binds one order's row: number, buyer, product, amounts, status, key, time.
+fn bind_order<'q>(
+    query: sqlx::query::QueryAs<'q, Any, Order, sqlx::any::AnyArguments<'q>>,
     order: &NewOrder<'q>,
-    kind: InsertKind,
+    number: String,
+    now: i64,
 ) -> sqlx::query::QueryAs<'q, Any, Order, sqlx::any::AnyArguments<'q>> {
-    sqlx::query_as::<_, Order>(INSERT[kind as usize].as_str())
-        .bind(OrderNo::generate().as_str().to_string())
+    query
+        .bind(number)
         .bind(order.user_id)
         .bind(order.product_id)
         .bind(order.quantity)
@@ -143,7 +197,21 @@ fn insert_query<'q>(
         .bind(OrderStatus::PendingPayment.as_str())
         .bind(order.idempotency_key)
         .bind(order.guarded)
-        .bind(now_ms())
+        .bind(now)
+}
+
+/// The INSERT of this kind, with the order bound.
+fn insert_query<'q>(
+    order: &NewOrder<'q>,
+    kind: InsertKind,
+) -> sqlx::query::QueryAs<'q, Any, Order, sqlx::any::AnyArguments<'q>> {
+    let query = sqlx::query_as::<_, Order>(INSERT[kind as usize].as_str());
+    bind_order(
+        query,
+        order,
+        OrderNo::generate().as_str().to_string(),
+        now_ms(),
+    )
 }
 
 /// The order that holds (user, key) under the unique index.

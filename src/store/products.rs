@@ -137,6 +137,29 @@ pub async fn stock_snapshot<'e>(
     .context("products::stock_snapshot")
 }
 
+/// [`stock_snapshot`] of several products in one statement (a batch's).
+pub async fn stock_snapshots<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    ids: &[i64],
+) -> Result<Vec<StockSnapshot>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list: Vec<String> = (1..=ids.len()).map(|at| format!("${at}")).collect();
+    let sql = format!(
+        "SELECT id, stock, version, price_cents, sale_starts_at FROM products WHERE id IN ({})",
+        list.join(", ")
+    );
+    let mut query = sqlx::query_as::<_, StockSnapshot>(&sql);
+    for id in ids {
+        query = query.bind(*id);
+    }
+    query
+        .fetch_all(executor)
+        .await
+        .context("products::stock_snapshots")
+}
+
 // [lesson products::take_stock_if_version]
 /// The optimistic lock (乐观锁) of the `version_lock` defense: takes `quantity`
 /// only if the row still has the version that was read, and enough stock.
@@ -159,6 +182,35 @@ pub async fn take_stock_if_version<'e>(
     Ok(updated.rows_affected() == 1)
 }
 // [/lesson]
+
+/// [`take_stock_if_version`] for several products in one statement (group
+/// commit): true only if every row still had the version read and enough
+/// stock; otherwise the caller rolls back (some rows may have been taken).
+pub async fn take_stock_if_versions<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    takes: &[(&StockSnapshot, i64)],
+) -> Result<bool, StoreError> {
+    if takes.is_empty() {
+        return Ok(true);
+    }
+    let sql = format!(
+        "WITH takes (id, units, version) AS (VALUES {})
+         UPDATE products SET stock = products.stock - takes.units, version = products.version + 1
+           FROM takes
+          WHERE products.id = takes.id AND products.version = takes.version
+            AND products.stock >= takes.units",
+        super::values_rows(takes.len(), 3)
+    );
+    let mut query = sqlx::query(&sql);
+    for (read, units) in takes {
+        query = query.bind(read.id).bind(*units).bind(read.version);
+    }
+    let updated = query
+        .execute(executor)
+        .await
+        .context("products::take_stock_if_versions")?;
+    Ok(updated.rows_affected() == takes.len() as u64)
+}
 
 /// The unprotected read-modify-write (the lab's `version_lock` off): whatever
 /// was read, minus the quantity, overwrites the row.

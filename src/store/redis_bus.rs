@@ -1,5 +1,5 @@
-//! [`MessageBus`] on a Redis Stream with a consumer group. Shares the process's
-//! one Redis connection manager. No blocking reads: a blocking XREADGROUP would
+//! [`MessageBus`] on a Redis Stream with a consumer group. Shares the key store's
+//! Redis connections (one per thread). No blocking reads: a blocking XREADGROUP would
 //! stall every other command on the multiplexed connection, so consumers poll.
 
 use std::time::Duration;

@@ -1,11 +1,11 @@
-//! [`KeyStore`] on Redis: one multiplexed connection manager for the whole process
-//! (it reconnects by itself), and Lua scripts where a check and a write must be
+//! [`KeyStore`] on Redis: one multiplexed connection manager per thread
+//! (it reconnects by itself; see `redis_connection`), and Lua scripts where a check and a write must be
 //! one atomic step.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManagerConfig;
 use redis::{AsyncCommands, Script};
 
 use super::kv::{Claim, Door, DoorAnswer, GateKeys, KeyStore, KvError};
@@ -136,8 +136,7 @@ impl std::fmt::Debug for RedisKv {
 impl RedisKv {
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, KvError> {
         let client = redis::Client::open(url)?;
-        let manager = ConnectionManager::new_with_config(client, bounded()).await?;
-        let connection = BoundedConnection::new(manager);
+        let connection = BoundedConnection::open(client, bounded()).await?;
         Ok(Self {
             connection,
             prefix: prefix.to_string(),

@@ -166,3 +166,75 @@ async fn a_duplicate_inside_a_batch_is_skipped_and_the_others_commit() {
     let audit = app.audit().await;
     assert_eq!(audit["ok"], true, "{audit}");
 }
+
+/// One batch holds orders on several products (docs/design.md §2.3): each
+/// product's units are taken by the batch's one version-checked update, and
+/// each product still sells exactly its stock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_across_products_sells_each_exactly_its_stock() {
+    let app = Arc::new(
+        crate::helpers::spawn_app_with(|settings| {
+            settings.version_lock.batch_window = std::time::Duration::from_millis(5);
+            settings.version_lock.batch_max = 64;
+        })
+        .await,
+    );
+    app.set_defenses(serde_json::json!({ "stock_gate": false }))
+        .await;
+    let products: Vec<serde_json::Value> = (0..4)
+        .map(|i| serde_json::json!({ "name": format!("shelf {i}"), "price_cents": 100 + i, "stock": 5 }))
+        .collect();
+    let reset = app
+        .client
+        .post(app.url("/api/admin/reset"))
+        .bearer_auth(&app.admin_token)
+        .json(&serde_json::json!({ "products": products }))
+        .send()
+        .await
+        .expect("reset");
+    let reset: serde_json::Value = reset.json().await.expect("reset body");
+    let ids: Arc<Vec<i64>> = Arc::new(
+        reset["products"]
+            .as_array()
+            .expect("products")
+            .iter()
+            .map(|product| product["id"].as_i64().expect("id"))
+            .collect(),
+    );
+    let mut users = Vec::new();
+    for i in 0..80 {
+        users.push(app.login(&format!("shelf{i}")).await);
+    }
+    let users = Arc::new(users);
+
+    let replies = concurrently(80, |i| {
+        let (app, users, ids) = (app.clone(), users.clone(), ids.clone());
+        async move {
+            app.post_order_retrying(&users[i], &format!("s-{i}"), ids[i % 4], 1)
+                .await
+        }
+    })
+    .await;
+
+    let created = replies
+        .iter()
+        .filter(|reply| reply.status == StatusCode::CREATED)
+        .count();
+    assert_eq!(created, 20, "5 units on each of 4 products");
+    for reply in &replies {
+        if reply.status != StatusCode::CREATED {
+            assert_eq!(reply.code().as_deref(), Some("sold_out"), "{}", reply.body);
+        }
+    }
+    for id in ids.iter() {
+        assert_eq!(app.order_count(*id).await, 5, "product {id}");
+        assert_eq!(app.stock(*id).await, 0, "product {id}");
+    }
+    let (batches, tickets) = app.state.order_batches.totals();
+    assert!(
+        tickets > batches,
+        "buyers of several products shared batches: {tickets} in {batches}"
+    );
+    let audit = app.audit().await;
+    assert_eq!(audit["ok"], true, "{audit}");
+}
