@@ -122,7 +122,7 @@ pub struct VersionLockSettings {
         default_value = "4"
     )]
     pub per_product_writers: usize,
-    /// Group commit: how long a batch of orders on one product gathers (ms).
+    /// Group commit: how long a batch of orders (on any products) gathers (ms).
     #[arg(long = "order-batch-window-ms", env = "ORDER_BATCH_WINDOW_MS", default_value = "1", value_parser = millis)]
     pub batch_window: Duration,
     /// Group commit: at most this many orders per transaction (0 or 1: one
