@@ -90,7 +90,7 @@ pub async fn place_order(
         .await?
     {
         Decision::Pass(pass) => pass,
-        Decision::Repeat => return repeat_at_gate(state, user_id, key).await,
+        Decision::Repeat => return repeat_at_gate(state, buyer).await,
     };
     let outcome = match place_in_batch(shared, buyer, request).await {
         Ok(Some(placed)) => Ok(placed),
@@ -119,12 +119,16 @@ struct Placed {
     new_order: bool,
 }
 
-/// The gate saw this (user, key) before: its order, or "still in progress".
-async fn repeat_at_gate(
-    state: &AppState,
-    user_id: i64,
-    key: &IdempotencyKey,
-) -> Result<Answer, ApiError> {
+/// The gate saw this (user, key) before: the key row's committed answer (a
+/// replay, or 422 for another payload), else its order, else "still in
+/// progress".
+async fn repeat_at_gate(state: &AppState, buyer: Buyer<'_>) -> Result<Answer, ApiError> {
+    if buyer.flight.is_guarded()
+        && let Some(stored) = state.keys.committed_answer(buyer.keyed).await?
+    {
+        return Ok(Answer::Replay(stored));
+    }
+    let (user_id, key) = (buyer.keyed.user_id, buyer.keyed.key);
     match orders::find_by_key(state.db.pool(), user_id, key.as_str()).await? {
         Some(order) => created(&order, Some(Defense::StockGate)).map(Answer::Unrecorded),
         None => Err(ApiError::RepeatAtGate),
@@ -391,12 +395,12 @@ struct Stocks {
 
 impl Stocks {
     /// The products whose sale is open; a ticket for any other goes its own way.
-    async fn read(state: &AppState, tickets: &[OrderTicket]) -> Result<Self, ApiError> {
+    async fn read(tx: &mut Tx, tickets: &[OrderTicket]) -> Result<Self, ApiError> {
         let mut ids: Vec<i64> = tickets.iter().map(|ticket| ticket.product_id).collect();
         ids.sort_unstable();
         ids.dedup();
         let now = now_ms();
-        let read: HashMap<i64, StockSnapshot> = products::stock_snapshots(state.db.pool(), &ids)
+        let read: HashMap<i64, StockSnapshot> = products::stock_snapshots(&mut **tx, &ids)
             .await?
             .into_iter()
             .filter(|read| read.sale_starts_at.is_none_or(|starts| starts <= now))
@@ -454,15 +458,16 @@ async fn try_batch(
     state: &AppState,
     tickets: &[OrderTicket],
 ) -> Result<Option<Vec<Batched>>, ApiError> {
-    let stocks = Stocks::read(state, tickets).await?;
+    let mut tx = state.db.begin().await?;
+    let stocks = Stocks::read(&mut tx, tickets).await?;
     let joined: Vec<&OrderTicket> = tickets
         .iter()
         .filter(|ticket| stocks.read.contains_key(&ticket.product_id))
         .collect();
     if joined.is_empty() {
+        rollback(tx).await?;
         return Ok(Some(tickets.iter().map(|_| Batched::OnItsOwn).collect()));
     }
-    let mut tx = state.db.begin().await?;
     let mut at_once = stocks.fresh();
     let (results, stocks) = match place_batch_at_once(state, &mut tx, &mut at_once, &joined).await?
     {

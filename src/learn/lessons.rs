@@ -105,8 +105,8 @@ const LESSONS: &[(Defense, Lesson)] = &[
                 code(
                     "src/defenses/idempotency_key.rs",
                     "idempotency_key::enter",
-                    "进门：在途标记（并发重复立即 409）与已提交的键行（重放或 422）",
-                    "At the door: the in-flight mark (a concurrent repeat is 409 at once) and the committed key row (replay or 422)",
+                    "进门：在途标记（并发重复立即 409）；已提交的键行留给事务里的认领去发现（重放或 422）",
+                    "At the door: the in-flight mark (a concurrent repeat is 409 at once); the committed key row is found by the claim in the transaction (replay or 422)",
                 ),
                 code(
                     "src/defenses/idempotency_key.rs",

@@ -120,6 +120,28 @@ async fn replays_come_from_the_database_when_the_key_store_is_empty() {
     assert_eq!(app.order_count(1).await, 1);
 }
 
+/// Without its cached answer, a key reused with another payload is still
+/// refused: the claim in the order's transaction finds the committed row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_payload_is_422_when_the_key_store_is_empty() {
+    let app = spawn_app().await;
+    let alice = app.login("alice").await;
+    let first = Reply::read(app.post_order(&alice, "k", 1, 1).await).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+
+    app.state.kv.clear_namespace().await.unwrap();
+    let other = Reply::read(app.post_order(&alice, "k", 1, 2).await).await;
+
+    assert_eq!(
+        other.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        other.body
+    );
+    assert_eq!(app.order_count(1).await, 1);
+    assert_eq!(app.audit().await["ok"], true);
+}
+
 /// Puts a key row in progress, as a request that is still running would.
 async fn key_in_progress(
     app: &crate::helpers::TestApp,
