@@ -1,12 +1,13 @@
-//! Group commit (组提交): requests that want to write the same row within a
-//! moment are collected and written by one transaction, as databases do with
-//! their log. On a flash sale's hot stock row, Postgres serialises every writer
-//! on the row lock and every transaction pays a commit; one transaction for a
-//! batch of winners takes their units with one version-checked update, inserts
-//! their orders and commits once (docs/design.md §2.3).
+//! Group commit (组提交): requests that want to write within a moment are
+//! collected and written by one transaction, as databases do with their log.
+//! On a flash sale's hot stock row, Postgres serialises every writer on the row
+//! lock and every transaction pays a commit; one transaction for a batch of
+//! winners takes their units with one version-checked update, inserts their
+//! orders and commits once (docs/design.md §2.3). Orders on many products
+//! share one queue, so that they share commits too.
 //!
 //! This module is only the meeting point, independent of what is written: each
-//! row id has a queue; the first request to find no batch being led starts a
+//! queue id has a queue; the first request to find no batch being led starts a
 //! leader task (spawned, so a client that goes away cannot strand the others),
 //! which waits `window`, takes up to `max` waiting items, runs them with the
 //! given function, hands each its own result, and goes on until the queue is
