@@ -386,7 +386,7 @@ async fn run_batch(state: &AppState, tickets: Vec<OrderTicket>) -> Vec<Batched> 
     tickets.iter().map(|_| Batched::OnItsOwn).collect()
 }
 
-/// The stock of each product in the batch as read before its transaction,
+/// The stock of each product in the batch as read at the start of its transaction,
 /// and what is left of it as the batch hands units out.
 struct Stocks {
     read: HashMap<i64, StockSnapshot>,
@@ -406,20 +406,18 @@ impl Stocks {
             .filter(|read| read.sale_starts_at.is_none_or(|starts| starts <= now))
             .map(|read| (read.id, read))
             .collect();
-        let left = read.values().map(|read| (read.id, read.stock)).collect();
-        Ok(Self { read, left })
+        Ok(Self::as_read(read))
     }
 
+    /// Nothing handed out yet: every product's units as read.
+    fn as_read(read: HashMap<i64, StockSnapshot>) -> Self {
+        let left = read.values().map(|read| (read.id, read.stock)).collect();
+        Self { read, left }
+    }
+
+    /// The same reads, with nothing handed out (a batch placed again).
     fn fresh(&self) -> Self {
-        let left = self
-            .read
-            .values()
-            .map(|read| (read.id, read.stock))
-            .collect();
-        Self {
-            read: self.read.clone(),
-            left,
-        }
+        Self::as_read(self.read.clone())
     }
 
     /// A ticket's product: as read, and the units still left of it.
@@ -432,7 +430,8 @@ impl Stocks {
         }
     }
 
-    /// The units taken so far, per product that gave any.
+    /// The units taken so far, per product that gave any, in the order of the
+    /// product ids (so that batches of several instances lock rows in one order).
     fn taken(&self) -> Vec<(&StockSnapshot, i64)> {
         let mut taken: Vec<_> = self
             .read
@@ -459,7 +458,7 @@ async fn try_batch(
     tickets: &[OrderTicket],
 ) -> Result<Option<Vec<Batched>>, ApiError> {
     let mut tx = state.db.begin().await?;
-    let stocks = Stocks::read(&mut tx, tickets).await?;
+    let mut stocks = Stocks::read(&mut tx, tickets).await?;
     let joined: Vec<&OrderTicket> = tickets
         .iter()
         .filter(|ticket| stocks.read.contains_key(&ticket.product_id))
@@ -468,16 +467,13 @@ async fn try_batch(
         rollback(tx).await?;
         return Ok(Some(tickets.iter().map(|_| Batched::OnItsOwn).collect()));
     }
-    let mut at_once = stocks.fresh();
-    let (results, stocks) = match place_batch_at_once(state, &mut tx, &mut at_once, &joined).await?
-    {
-        Some(results) => (results, at_once),
+    let results = match place_batch_at_once(state, &mut tx, &mut stocks, &joined).await? {
+        Some(results) => results,
         None => {
             rollback(tx).await?;
             tx = state.db.begin().await?;
-            let mut one_by_one = stocks.fresh();
-            let results = place_batch_one_by_one(state, &mut tx, &mut one_by_one, &joined).await?;
-            (results, one_by_one)
+            stocks = stocks.fresh();
+            place_batch_one_by_one(state, &mut tx, &mut stocks, &joined).await?
         }
     };
     if !products::take_stock_if_versions(&mut *tx, &stocks.taken()).await? {

@@ -221,12 +221,15 @@ pub fn now_ms() -> i64 {
 /// (group commit writes a whole batch with one statement per table).
 pub fn values_rows(rows: usize, columns: usize) -> String {
     (0..rows)
-        .map(|row| {
-            let cells: Vec<String> = (1..=columns)
-                .map(|column| format!("${}", row * columns + column))
-                .collect();
-            format!("({})", cells.join(", "))
-        })
+        .map(|row| format!("({})", placeholders(row * columns + 1, columns)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `$first, $first+1, …`: `count` numbered placeholders, comma-separated.
+pub fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|at| format!("${at}"))
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -27,6 +27,6 @@ pub mod switch_board;
 pub mod users;
 
 pub use bus::MessageBus;
-pub use db::{Db, Tx, commit, millis, now_ms, rollback, values_rows};
+pub use db::{Db, Tx, commit, millis, now_ms, placeholders, rollback, values_rows};
 pub use error::{QueryContext, StoreError};
 pub use kv::{Claim, Door, DoorAnswer, GateKeys, KeyStore, KvError};

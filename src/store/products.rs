@@ -145,10 +145,9 @@ pub async fn stock_snapshots<'e>(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let list: Vec<String> = (1..=ids.len()).map(|at| format!("${at}")).collect();
     let sql = format!(
         "SELECT id, stock, version, price_cents, sale_starts_at FROM products WHERE id IN ({})",
-        list.join(", ")
+        super::placeholders(1, ids.len())
     );
     let mut query = sqlx::query_as::<_, StockSnapshot>(&sql);
     for id in ids {
