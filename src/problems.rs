@@ -161,7 +161,7 @@ impl ProblemCode {
                 409,
                 text("同一个请求还在处理中", "Same request still in progress"),
                 text(
-                    "这个幂等键的第一个请求还没处理完。等 Retry-After 秒后用同一个键重试，就会拿到保存下来的应答。",
+                    "这个幂等键的第一个请求还没处理完。等 Retry-After 秒后用同一个键重试，就会拿到保存下来的响应。",
                     "The first request with this key is still running. Wait Retry-After seconds and retry with the same key: you will get the stored answer.",
                 ),
             )
@@ -224,8 +224,8 @@ impl ProblemCode {
                 409,
                 text("已售罄", "Sold out"),
                 text(
-                    "库存没了。这是业务结果：它和幂等键一起保存，同一个键的每次重试都会拿到同样的答复。库存闸门开着时，售罄直接由 Redis 回答，不碰数据库。",
-                    "The stock is gone. This is an outcome of the business: it is stored with the idempotency key and replayed to every retry of that key. With the stock gate on, sold out is answered from Redis without touching the database.",
+                    "库存没了。这是业务结果：它和幂等键一起保存，同一个键的每次重试都会拿到同样的响应。Redis 库存预扣开着时，售罄直接由 Redis 回答，不碰数据库。",
+                    "The stock is gone. This is an outcome of the business: it is stored with the idempotency key and replayed to every retry of that key. With the stock pre-deduction on, sold out is answered from Redis without touching the database.",
                 ),
             )
             .by(D::StockGate)
@@ -242,8 +242,8 @@ impl ProblemCode {
                 503,
                 text("库存行太忙，请重试", "Busy, retry"),
                 text(
-                    "乐观锁在热点库存行上连续冲突，重试次数用完了。什么都没保存：等 Retry-After 后用同一个键重试。",
-                    "The version lock lost the optimistic-lock race too many times on a hot stock row. Nothing was stored: retry with the same key after Retry-After.",
+                    "版本号校验在热点库存行上一再冲突，重试次数用完了。什么都没保存：等 Retry-After 秒后用同一个键重试。（条件扣减不需要重试，不会返回这个错误。）",
+                    "The version check lost the race on a hot stock row too many times. Nothing was stored: retry with the same key after Retry-After. (The conditional decrement never retries, so it never answers this.)",
                 ),
             )
             .by(D::VersionLock)
@@ -322,8 +322,8 @@ impl ProblemCode {
                 401,
                 text("回调签名无效", "Callback signature invalid"),
                 text(
-                    "PSP-Signature 缺失、格式不对，或者与请求体不符。服务端在解析任何内容之前先验签（HMAC-SHA256，常量时间比较），伪造的回调到这里就停了。",
-                    "PSP-Signature is missing, malformed, or does not match the body. The server verifies it (HMAC-SHA256, constant-time comparison) before parsing anything, so a forged callback stops here.",
+                    "PSP-Signature 缺失、格式不对，或者与请求体不符。服务端在解析任何内容之前先验签，伪造的回调到这里就被拦下。这是模拟支付平台的 Stripe 式方案：用共享密钥对时间戳和请求体做 HMAC-SHA256，常量时间比较。支付宝（RSA2，支付宝公钥）和微信支付（SHA256 with RSA，平台公钥）用的是非对称签名，见回调去重一课。",
+                    "PSP-Signature is missing, malformed, or does not match the body. The server verifies it before parsing anything, so a forged callback stops here. This is the mock provider's Stripe-style scheme: an HMAC-SHA256 of timestamp and body with a shared secret, compared in constant time. Alipay (RSA2, Alipay's public key) and WeChat Pay (SHA256 with RSA, the platform key) sign with asymmetric keys; see the callback dedup lesson.",
                 ),
             ),
             Self::SignatureExpired => spec(
@@ -355,7 +355,7 @@ impl ProblemCode {
                 503,
                 text("依赖的服务不可用", "A dependency is unavailable"),
                 text(
-                    "数据库或 Redis 没有及时应答（dependency 字段说明是哪一个）。服务端在有限时间内就放弃了，不会挂住请求；什么都没保存，过 Retry-After 秒后用同一个键重试。Redis 挂了时下单照常（键表在数据库里），支付会被拒绝，因为一次性令牌和订单锁在 Redis 里。",
+                    "数据库或 Redis 没有及时响应（dependency 字段说明是哪一个）。服务端在限定时间内就放弃了，不会让请求一直挂着；什么都没保存，过 Retry-After 秒后用同一个键重试。Redis 挂了时照常下单（幂等键表在数据库里），但支付会被拒绝，因为一次性令牌和订单锁在 Redis 里。",
                     "The database or Redis did not answer in time (the dependency member says which). The server gave up within a bound instead of hanging; nothing was stored: retry with the same key after Retry-After seconds. With Redis down, orders are still served (the key table is in the database); paying is refused, because the one-time token and the order lock live in Redis.",
                 ),
             )

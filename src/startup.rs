@@ -255,6 +255,7 @@ fn run_server(listener: TcpListener, state: web::Data<AppState>) -> Result<Serve
     let metrics_handle = web::Data::new(metrics::handle());
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(routes::remember_lang))
             .wrap(actix_web::middleware::from_fn(routes::trace_when_on))
             .wrap(actix_web::middleware::from_fn(crate::limits::enforce))
             .wrap(actix_web::middleware::from_fn(routes::problems_everywhere))

@@ -5,7 +5,7 @@
 //! header, metrics, problem pages, the lab, the lessons) reads it from here.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use strum::{EnumCount, EnumIter, EnumString, IntoEnumIterator, IntoStaticStr};
@@ -95,19 +95,19 @@ impl Defense {
                 layer: Layer::Browser,
                 module: "static/app.js",
                 summary: text(
-                    "点击后按钮立即置灰，直到收到应答：双击只发出一个请求。",
-                    "The submit button is disabled from the click until the answer: a double click sends one request.",
+                    "点击后按钮立即置灰，直到收到响应：连点只发出一个请求。",
+                    "The submit button is disabled from the click until the response: a double click sends one request.",
                 ),
                 shown_off_by: "browser::without_button_disable_the_server_catches_the_double_click_and_the_page_names_it",
                 shown_on_by: "browser::a_fast_double_click_on_buy_makes_one_order",
             },
             Self::PopupKey => DefenseInfo {
-                name: text("弹窗幂等号", "Key per popup"),
+                name: text("弹窗幂等键", "Key per popup"),
                 layer: Layer::Browser,
                 module: "static/app.js",
                 summary: text(
-                    "确认弹窗打开时生成幂等号，弹窗内每次提交都复用它：重复点击是同一个意图。",
-                    "The idempotency key is made when the confirm popup opens and reused by every submit in it: repeated clicks are one intent.",
+                    "确认弹窗打开时生成幂等键，弹窗里的每次提交都复用它：重复点击算同一次操作。",
+                    "The idempotency key is made when the confirm popup opens and reused by every submit in it: repeated clicks are one business action.",
                 ),
                 shown_off_by: "browser::without_both_browser_defenses_a_double_click_is_two_intents",
                 shown_on_by: "browser::without_button_disable_the_server_catches_the_double_click_and_the_page_names_it",
@@ -117,19 +117,19 @@ impl Defense {
                 layer: Layer::Server,
                 module: "src/defenses/idempotency_key.rs",
                 summary: text(
-                    "第一个带某个幂等键的请求执行业务并保存应答；重复请求拿到同一份应答，并发的重复请求得到 409。",
-                    "The first request with a key runs and its answer is stored; a repeat gets the same answer, a concurrent repeat gets 409.",
+                    "带某个幂等键的第一个请求执行业务，并保存响应；重复请求拿到同一份响应，并发的重复请求得到 409。",
+                    "The first request with a key runs and its response is stored; a repeat gets the same response, a concurrent repeat gets 409.",
                 ),
                 shown_off_by: "defenses::without_idempotency_key_and_unique_index_duplicates_appear",
                 shown_on_by: "defenses::the_idempotency_key_alone_stops_concurrent_duplicates",
             },
             Self::StockGate => DefenseInfo {
-                name: text("库存闸门（Redis 预扣）", "Stock gate"),
+                name: text("Redis 库存预扣", "Stock pre-deduction"),
                 layer: Layer::KeyStore,
                 module: "src/defenses/stock_gate.rs",
                 summary: text(
-                    "一个原子脚本先拒绝同一幂等键的重复请求，再在库存足够时预扣：只有赢家能到数据库，售罄直接由 Redis 回答。",
-                    "One atomic script refuses a repeat of the same key, then takes cached stock only if enough is left: only winners reach the database.",
+                    "一个原子脚本先拒绝同一幂等键的重复请求，库存够才预扣：只有抢到的请求才到数据库，售罄直接由 Redis 回答。",
+                    "One atomic script refuses a repeat of the same key, then takes units in Redis only if enough are left: only the requests that got one reach the database.",
                 ),
                 shown_off_by: "stock_gate::with_the_gate_off_the_flash_sale_is_still_correct",
                 shown_on_by: "stock_gate::losers_are_answered_at_the_gate_and_winners_buy_exactly_the_stock",
@@ -139,7 +139,7 @@ impl Defense {
                 layer: Layer::Database,
                 module: "src/defenses/unique_index.rs",
                 summary: text(
-                    "数据库对 (用户, 幂等键) 只允许一笔订单：两个都通过了检查的请求，只有一个能插入。",
+                    "数据库对每个 (用户, 幂等键) 只允许一笔订单：两个都通过了前面检查的请求，只有一个能插入。",
                     "The database allows one order per (user, idempotency key): of two requests that both passed the checks, one inserts.",
                 ),
                 shown_off_by: "defenses::without_idempotency_key_and_unique_index_duplicates_appear",
@@ -150,8 +150,8 @@ impl Defense {
                 layer: Layer::Database,
                 module: "src/defenses/version_lock.rs",
                 summary: text(
-                    "扣库存时带上读到的版本号，只有没人改过才能写成功：防止丢失更新和超卖。",
-                    "The stock update carries the version it read and succeeds only if nobody wrote since: no lost update, no oversell.",
+                    "库存只通过受保护的写入扣减：带上读到的版本号（乐观锁），或条件扣减 stock >= q：防止丢失更新和超卖。",
+                    "Stock is only taken by a guarded update: the version it read (optimistic locking), or the conditional decrement stock >= q: no lost update, no oversell.",
                 ),
                 shown_off_by: "defenses::without_version_lock_updates_are_lost_and_stock_is_oversold",
                 shown_on_by: "defenses::with_version_lock_the_same_race_sells_exactly_the_stock",
@@ -224,6 +224,8 @@ pub struct SwitchBoard {
     race_window_ms: AtomicU64,
     redeliver_after_ms: AtomicU64,
     trace: AtomicBool,
+    stock_write: AtomicU8,
+    group_commit: AtomicBool,
     /// Held while the shared board is written or read back, so that a read
     /// that started before a write never undoes it here.
     shared: tokio::sync::Mutex<()>,
@@ -241,6 +243,52 @@ pub struct LabSettings {
     pub trace: bool,
     /// An unacknowledged "order paid" message is redelivered after this long.
     pub redeliver_after_ms: u64,
+    /// How a guarded order takes its stock when it is placed on its own.
+    pub stock_write: StockWrite,
+    /// Orders of the same moment share one transaction (docs/design.md §2.3),
+    /// with `stock_write` = `version_check` (the batch's one guarded update).
+    pub group_commit: bool,
+}
+
+/// The two correct ways to take stock with `version_lock` on (the lesson
+/// teaches both; the lab's `hot_row` experiment compares them).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum StockWrite {
+    /// `… WHERE id = $1 AND version = $2 AND stock >= q`: refused if the row
+    /// changed since it was read (re-read and retry).
+    #[default]
+    VersionCheck,
+    /// `… WHERE id = $1 AND stock >= q`: the update checks the current row
+    /// itself; 0 rows means sold out, never "retry".
+    ConditionalDecrement,
+}
+
+impl StockWrite {
+    fn as_i64(self) -> i64 {
+        match self {
+            Self::VersionCheck => 0,
+            Self::ConditionalDecrement => 1,
+        }
+    }
+
+    fn from_i64(value: i64) -> Self {
+        if value == 1 {
+            Self::ConditionalDecrement
+        } else {
+            Self::VersionCheck
+        }
+    }
 }
 
 /// Everything on the board at one moment, to put back after a lab experiment.
@@ -260,6 +308,8 @@ impl LabSettings {
                 "lab.redeliver_after_ms".into(),
                 as_i64(self.redeliver_after_ms),
             ),
+            ("lab.stock_write".into(), self.stock_write.as_i64()),
+            ("lab.group_commit".into(), i64::from(self.group_commit)),
         ]
     }
 }
@@ -289,6 +339,8 @@ impl SwitchBoard {
             race_window_ms: AtomicU64::new(duration_ms(race_window)),
             redeliver_after_ms: AtomicU64::new(duration_ms(redeliver_after)),
             trace: AtomicBool::new(false),
+            stock_write: AtomicU8::new(0),
+            group_commit: AtomicBool::new(true),
             shared: tokio::sync::Mutex::new(()),
         }
     }
@@ -303,6 +355,8 @@ impl SwitchBoard {
             race_window_ms: self.race_window_ms.load(Ordering::SeqCst),
             trace: self.trace.load(Ordering::SeqCst),
             redeliver_after_ms: self.redeliver_after_ms.load(Ordering::SeqCst),
+            stock_write: self.stock_write(),
+            group_commit: self.group_commit(),
         }
     }
 
@@ -312,6 +366,17 @@ impl SwitchBoard {
         self.trace.store(lab.trace, Ordering::SeqCst);
         self.redeliver_after_ms
             .store(lab.redeliver_after_ms, Ordering::SeqCst);
+        let stock_write = u8::try_from(lab.stock_write.as_i64()).unwrap_or(0);
+        self.stock_write.store(stock_write, Ordering::SeqCst);
+        self.group_commit.store(lab.group_commit, Ordering::SeqCst);
+    }
+
+    pub fn stock_write(&self) -> StockWrite {
+        StockWrite::from_i64(i64::from(self.stock_write.load(Ordering::SeqCst)))
+    }
+
+    pub fn group_commit(&self) -> bool {
+        self.group_commit.load(Ordering::SeqCst)
     }
 
     pub fn is_tracing(&self) -> bool {
@@ -343,6 +408,8 @@ impl SwitchBoard {
             "lab.race_window_ms" => lab.race_window_ms = number,
             "lab.trace" => lab.trace = value != 0,
             "lab.redeliver_after_ms" => lab.redeliver_after_ms = number,
+            "lab.stock_write" => lab.stock_write = StockWrite::from_i64(value),
+            "lab.group_commit" => lab.group_commit = value != 0,
             _ => return false,
         }
         let changed = lab != self.lab_settings();

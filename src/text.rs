@@ -41,6 +41,21 @@ impl Lang {
         }
     }
 
+    /// A link to a page of this site in this language: `/learn` →
+    /// `/learn?lang=zh`, so the next page is read in the same language
+    /// whatever cookie the reader has. Links elsewhere are left alone.
+    pub fn link(self, href: &str) -> String {
+        if !href.starts_with('/') || href.starts_with("//") || href.starts_with("/static/") {
+            return href.to_string();
+        }
+        let (path, fragment) = match href.split_once('#') {
+            Some((path, fragment)) => (path, format!("#{fragment}")),
+            None => (href, String::new()),
+        };
+        let separator = if path.contains('?') { '&' } else { '?' };
+        format!("{path}{separator}lang={}{fragment}", self.code())
+    }
+
     pub fn pick(self, text: &Text) -> &'static str {
         match self {
             Self::Zh => text.zh,

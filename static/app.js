@@ -4,8 +4,60 @@
 // made when a popup opens and reused by every submit inside it).
 'use strict';
 
+// Every word the pages' script shows, in the page's language (<html lang>).
+const WORDS = {
+  network_error: ['网络错误：请求可能到了，也可能没到。用同一个幂等键重试是安全的。', 'Network error: the request may or may not have arrived. Retrying with the same key is safe.'],
+  replayed: ['重复请求：原样返回了第一次的响应（Idempotent-Replayed），没有第二笔订单。', 'Same response replayed (Idempotent-Replayed): no second order.'],
+  caught_by_index: ['唯一索引拦下了重复：这就是你已有的那笔订单。', 'Duplicate caught by the unique index: this is the order you already have.'],
+  created: ['下单成功', 'Order created'],
+  pay_replayed: ['重复请求：原样返回了第一次的响应，支付已经发起过了。', 'Same response replayed: the payment already started.'],
+  pay_running: ['这笔订单已有一笔支付在处理中，不会再扣一次款。', 'A payment for this order is already processing: no second charge.'],
+  pay_started: ['支付已发起，等待支付平台回调', 'Payment started: waiting for the provider'],
+  already_paid: ['已支付', 'Already paid'],
+  request_in_progress: ['第一次点击还在处理，这一次被挡下了。', 'Your first click is still being processed; this one was held back.'],
+  sold_out: ['已售罄', 'Sold out'],
+  sale_not_started: ['秒杀还没开始', 'The sale has not started yet'],
+  busy_retry: ['系统繁忙，请稍后用同一个幂等键重试', 'Busy, please retry with the same key'],
+  idempotency_key_reused: ['这个幂等键已经用于另一个请求', 'This key was already used for a different request'],
+  payment_token_invalid: ['支付令牌已用过或已过期：关掉支付弹窗再打开。', 'This payment token was already used or has expired: close and reopen the payment popup.'],
+  payment_token_missing: ['缺少支付令牌：重新打开支付弹窗。', 'No payment token: reopen the payment popup.'],
+  order_locked: ['这笔订单的另一个支付请求正在进行。', 'Another payment for this order is in progress.'],
+  order_closed: ['订单已关闭。', 'This order is closed.'],
+  unauthorized: ['请先登录（右上角）。', 'Please sign in first (top right).'],
+  invalid_quantity: ['数量必须是 1 到 10。', 'Quantity must be 1 to 10.'],
+  no_answer: ['无响应', 'no answer'],
+  stopped_by: ['拦截防线：', 'stopped by '],
+  key: [' 幂等键 ', ' key '],
+  need_token: ['需要管理员令牌：打开启动横幅里的实验室链接（它带着令牌），或者在实验室页面输入令牌。', 'Open the lab link from the start-up banner (it carries the admin token), or enter the token on the lab page.'],
+  running: ['运行中……', 'running…'],
+  requests: [' 个请求', ' requests'],
+  audit_ok: ['✓ 审计全部通过', '✓ audit ok'],
+  starts_in: ['距开始 ', 'Starts in '],
+  key_hint_on: ['弹窗打开时生成；在这个弹窗里每次提交都复用它。', 'Created when this popup opened; every submit here reuses it.'],
+  key_hint_off: ['popup_key 已关闭：每次点击都生成新的幂等键，服务端每次都当成一次新的购买。', 'popup_key is OFF: every click makes a new key, so the server sees a new purchase each time.'],
+  paid: ['已支付 ✓', 'Paid ✓'],
+  closed: ['已关闭', 'Closed'],
+  token_refused: ['管理员令牌不对。', 'The admin token was refused.'],
+  token_needed: ['输入管理员令牌后，才能切换防线、运行实验。', 'Enter the admin token to switch defenses and run experiments.'],
+  saved: ['已保存 ✓', 'Saved ✓'],
+  reset_confirm: ['确定重置秒杀？所有订单、支付和积分都会被删除。', 'Reset the sale? Every order, payment and reward is deleted.'],
+  reset_done: ['已重置 ✓', 'The sale was reset ✓'],
+  reset_refused: ['重置被拒绝：', 'Reset refused: '],
+  buy_now: ['立即抢购', 'Buy now'],
+  sold_out_button: ['已售罄', 'Sold out'],
+  guide_button_disable: ['引导：先在实验室关掉 button_disable，再快速连点“提交订单”。会发出两个请求；它们带的是同一个幂等键，服务端按幂等键回答第二个。再把它打开：只发一个请求。', 'Guide: switch button_disable off in the lab, then double-click "Place order" fast. Two requests leave; the server answers the second from the idempotency key (same key). Switch it on: one request.'],
+  guide_popup_key: ['引导：在实验室把 button_disable 和 popup_key 都关掉，再连点“提交订单”：每次点击带一个新的幂等键，会出现两笔订单，审计给出 suspected_double_submit 警告。', 'Guide: switch button_disable and popup_key off in the lab, then double-click "Place order": each click carries a new key, so two orders appear and the audit warns suspected_double_submit.'],
+};
+
 const fg = {
   defenses: { button_disable: true, popup_key: true },
+  zh: document.documentElement.lang === 'zh',
+
+  // The words for `id` in the page's language.
+  t(id) {
+    const both = WORDS[id];
+    return both ? both[fg.zh ? 0 : 1] : id;
+  },
 
   newKey() {
     if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
@@ -56,28 +108,17 @@ const fg = {
   // Words for an answer: never raw JSON.
   describe(answer) {
     const code = answer.body && answer.body.code;
-    if (answer.status === 0) return ['error', 'Network error: the request may or may not have arrived. Retrying with the same key is safe. 网络错误'];
-    if (answer.status === 201 && answer.replayed) return ['replayed', 'Same answer replayed (Idempotent-Replayed): no second order. 重复请求，返回原结果'];
-    if (answer.status === 201 && answer.defense === 'unique_index') return ['replayed', 'Duplicate caught by the unique index: this is the order you already have. 唯一索引拦截'];
-    if (answer.status === 201) return ['created', 'Order created 下单成功'];
-    if (answer.status === 202 && answer.replayed) return ['replayed', 'Same answer replayed: the payment already started. 重复请求'];
-    if (answer.status === 202 && answer.defense) return ['replayed', 'A payment for this order is already processing: no second charge. 支付处理中'];
-    if (answer.status === 202) return ['created', 'Payment started: waiting for the provider 支付处理中'];
-    if (answer.status === 200 && answer.body && answer.body.status === 'PAID') return ['created', 'Already paid 已支付'];
-    const words = {
-      request_in_progress: 'Your first click is still being processed; this one was held back. 处理中',
-      sold_out: 'Sold out 已售罄',
-      sale_not_started: 'The sale has not started yet 未开始',
-      busy_retry: 'Busy, please retry 系统繁忙，请重试',
-      idempotency_key_reused: 'This key was already used for a different request 幂等号已用于其他请求',
-      payment_token_invalid: 'This payment token was already used or has expired: close and reopen the payment popup. 令牌已失效',
-      payment_token_missing: 'No payment token: reopen the payment popup. 缺少令牌',
-      order_locked: 'Another payment for this order is in progress. 订单已锁定',
-      order_closed: 'This order is closed. 订单已关闭',
-      unauthorized: 'Please sign in first (top right). 请先登录',
-      invalid_quantity: 'Quantity must be 1 to 10. 数量无效',
-    };
-    const text = words[code] || (answer.body && (answer.body.title + ': ' + answer.body.detail)) || ('HTTP ' + answer.status);
+    if (answer.status === 0) return ['error', fg.t('network_error')];
+    if (answer.status === 201 && answer.replayed) return ['replayed', fg.t('replayed')];
+    if (answer.status === 201 && answer.defense === 'unique_index') return ['replayed', fg.t('caught_by_index')];
+    if (answer.status === 201) return ['created', fg.t('created')];
+    if (answer.status === 202 && answer.replayed) return ['replayed', fg.t('pay_replayed')];
+    if (answer.status === 202 && answer.defense) return ['replayed', fg.t('pay_running')];
+    if (answer.status === 202) return ['created', fg.t('pay_started')];
+    if (answer.status === 200 && answer.body && answer.body.status === 'PAID') return ['created', fg.t('already_paid')];
+    const text = (code && WORDS[code] && fg.t(code))
+      || (answer.body && answer.body.title && (answer.body.title + ': ' + answer.body.detail))
+      || ('HTTP ' + answer.status);
     return [answer.status >= 500 ? 'error' : 'refused', text];
   },
 
@@ -89,7 +130,7 @@ const fg = {
     item.dataset.status = String(answer.status);
     item.dataset.defense = answer.defense || '';
     const head = document.createElement('span');
-    head.textContent = '#' + number + ' · ' + (answer.status || 'no answer') + ' · ';
+    head.textContent = '#' + number + ' · ' + (answer.status || fg.t('no_answer')) + ' · ';
     const text = document.createElement('span');
     text.className = 'words';
     text.textContent = words;
@@ -97,8 +138,8 @@ const fg = {
     if (answer.defense) {
       const badge = document.createElement('a');
       badge.className = 'defense';
-      badge.href = '/learn/defenses/' + answer.defense;
-      badge.textContent = 'stopped by ' + answer.defense;
+      badge.href = '/learn/defenses/' + answer.defense + '?lang=' + (fg.zh ? 'zh' : 'en');
+      badge.textContent = fg.t('stopped_by') + answer.defense;
       item.append(' ', badge);
     }
     if (answer.body && answer.body.order_no && answer.status === 201) {
@@ -108,7 +149,7 @@ const fg = {
       item.append(' ', link);
     }
     const keyNote = document.createElement('small');
-    keyNote.textContent = ' key ' + key.slice(0, 8) + '…';
+    keyNote.textContent = fg.t('key') + key.slice(0, 8) + '…';
     item.append(keyNote);
     if (answer.trace && answer.trace.length) {
       // The path this request took through the layers (the lab's tracing).
@@ -135,17 +176,18 @@ const fg = {
   },
 
   // Runs a lab experiment from a card or a lesson, and shows what it did.
-  async runExperiment(box, state) {
+  // `run` is {defense: 'off'|'on'}, or {variant: id} for a comparison.
+  async runExperiment(box, run) {
     const result = box.querySelector('.run-result');
     const token = fg.adminToken();
     if (!token) {
-      result.textContent = 'Open the lab link from the start-up banner (it carries the admin token), or enter the token on the lab page. 需要管理员令牌';
+      result.textContent = fg.t('need_token');
       return;
     }
     box.querySelectorAll('button').forEach((button) => { button.disabled = true; });
-    result.textContent = 'running… 运行中';
+    result.textContent = fg.t('running');
     const answer = await fg.call('POST', '/api/lab/experiments/' + box.dataset.experiment + '/run', {
-      headers: { Authorization: 'Bearer ' + token }, body: { defense: state },
+      headers: { Authorization: 'Bearer ' + token }, body: run,
     });
     box.querySelectorAll('button').forEach((button) => { button.disabled = false; });
     fg.showRun(result, answer);
@@ -158,13 +200,20 @@ const fg = {
       return;
     }
     const run = answer.body;
-    const zh = document.documentElement.lang === 'zh';
     const summary = document.createElement('p');
-    summary.className = run.anomalies > 0 ? 'anomaly' : 'clean';
+    // A comparison of correct variants counts a cost, not damage.
+    summary.className = run.variant ? 'cost' : (run.anomalies > 0 ? 'anomaly' : 'clean');
     summary.dataset.anomalies = String(run.anomalies);
     const replies = Object.entries(run.replies).map(([status, n]) => status + '×' + n).join(', ');
-    summary.textContent = run.defense + ' ' + run.state.toUpperCase() + ': ' + run.requests + ' requests (' + replies + ') → '
-      + run.anomalies + ' ' + (zh ? run.anomaly.zh : run.anomaly.en);
+    const label = run.variant || (run.defense + ' ' + run.state.toUpperCase());
+    summary.textContent = label + ': ' + run.requests + fg.t('requests') + ' (' + replies + ') → '
+      + run.anomalies + ' ' + (fg.zh ? run.anomaly.zh : run.anomaly.en);
+    if (run.counts) {
+      const counts = document.createElement('small');
+      counts.className = 'counts';
+      counts.textContent = ' · ' + Object.entries(run.counts).map(([name, n]) => name + ' ' + n).join(' · ');
+      summary.append(counts);
+    }
     // Only what the run broke; the full audit is below on the lab page.
     const audit = document.createElement('ul');
     audit.className = 'audit';
@@ -174,7 +223,7 @@ const fg = {
     if (!broken.length) {
       const ok = document.createElement('li');
       ok.className = 'ok';
-      ok.textContent = zh ? '✓ 审计全部通过' : '✓ audit ok';
+      ok.textContent = fg.t('audit_ok');
       audit.append(ok);
     }
     result.append(summary, audit);
@@ -213,6 +262,16 @@ const fg = {
 };
 
 function setUpLogin() {
+  const signOut = document.getElementById('logout-form');
+  if (signOut) {
+    // Signing out revokes the token on every instance and forgets the cookie.
+    signOut.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      await fg.call('POST', '/api/logout');
+      window.location.reload();
+    });
+    return;
+  }
   const form = document.getElementById('login-form');
   form.addEventListener('submit', (event) => {
     event.preventDefault();
@@ -241,9 +300,7 @@ function setUpSale() {
       document.getElementById('buy-product').textContent = card.dataset.name + ' · ' + card.dataset.price;
       keyView.textContent = popup.key;
       // [/lesson]
-      document.getElementById('buy-key-hint').textContent = fg.defenses.popup_key
-        ? 'Created when this popup opened; every submit here reuses it.'
-        : 'popup_key is OFF: every click makes a new key, so the server sees a new intent each time.';
+      document.getElementById('buy-key-hint').textContent = fg.t(fg.defenses.popup_key ? 'key_hint_on' : 'key_hint_off');
       results.replaceChildren();
       document.getElementById('buy-quantity').value = '1';
       dialog.showModal();
@@ -298,6 +355,7 @@ async function refreshStock() {
     const share = product.initial_stock > 0 ? (100 * product.stock) / product.initial_stock : 0;
     card.querySelector('.bar span').style.width = share + '%';
     card.classList.toggle('sold-out', product.stock === 0);
+    showBuyButton(card);
   }
 }
 
@@ -305,18 +363,28 @@ function tickCountdowns() {
   document.querySelectorAll('.card').forEach((card) => {
     const startsAt = Number(card.dataset.startsAt);
     const label = card.querySelector('[data-countdown]');
-    const button = card.querySelector('[data-buy]');
     const left = startsAt - Date.now();
     if (startsAt > 0 && left > 0) {
       const seconds = Math.ceil(left / 1000);
-      label.textContent = 'Starts in 距开始 ' + Math.floor(seconds / 60) + ':' + String(seconds % 60).padStart(2, '0');
+      label.textContent = fg.t('starts_in') + Math.floor(seconds / 60) + ':' + String(seconds % 60).padStart(2, '0');
       label.hidden = false;
-      button.disabled = true;
+      showBuyButton(card);
     } else if (!label.hidden) {
       label.hidden = true;
-      button.disabled = false;
+      showBuyButton(card);
     }
   });
+}
+
+// A product's button: "Sold out" and disabled while no unit is left (it comes
+// back when units return: a closed unpaid order, a reset), disabled before
+// the sale starts, else "Buy now".
+function showBuyButton(card) {
+  const button = card.querySelector('[data-buy]');
+  const soldOut = card.classList.contains('sold-out');
+  const waiting = !card.querySelector('[data-countdown]').hidden;
+  button.disabled = soldOut || waiting;
+  button.textContent = fg.t(soldOut ? 'sold_out_button' : 'buy_now');
 }
 
 // ---- order page -------------------------------------------------------------
@@ -382,7 +450,7 @@ async function pollUntilPaid(orderNo) {
         area.replaceChildren();
         const note = document.createElement('p');
         note.className = answer.body.status === 'PAID' ? 'paid' : 'closed';
-        note.textContent = answer.body.status === 'PAID' ? 'Paid 已支付 ✓' : 'Closed 已关闭';
+        note.textContent = fg.t(answer.body.status === 'PAID' ? 'paid' : 'closed');
         area.append(note);
         return;
       }
@@ -402,7 +470,7 @@ function setUpLab() {
   async function loadSwitches() {
     const answer = await fg.call('GET', '/api/admin/defenses', { headers: auth() });
     if (answer.status !== 200) {
-      fg.banner(tokenInput.value ? 'The admin token was refused. 管理员令牌不对' : 'Enter the admin token to switch defenses and run experiments. 请输入管理员令牌');
+      fg.banner(fg.t(tokenInput.value ? 'token_refused' : 'token_needed'));
       boxes.forEach((box) => { box.disabled = true; });
       return;
     }
@@ -424,6 +492,8 @@ function setUpLab() {
       document.getElementById('race-window').value = lab.body.race_window_ms;
       document.getElementById('trace').checked = lab.body.trace;
       document.getElementById('redeliver-after').value = lab.body.redeliver_after_ms;
+      document.getElementById('stock-write').value = lab.body.stock_write;
+      document.getElementById('group-commit').checked = lab.body.group_commit;
     }
     if (psp.status === 200) {
       document.getElementById('psp-callbacks').value = psp.body.callbacks;
@@ -438,13 +508,15 @@ function setUpLab() {
     const answers = await Promise.all([
       fg.call('PUT', '/api/admin/lab', { headers: auth(), body: {
         race_window_ms: value('race-window'), trace: document.getElementById('trace').checked,
-        redeliver_after_ms: value('redeliver-after') } }),
+        redeliver_after_ms: value('redeliver-after'),
+        stock_write: document.getElementById('stock-write').value,
+        group_commit: document.getElementById('group-commit').checked } }),
       fg.call('PUT', '/api/admin/psp', { headers: auth(), body: {
         callbacks: value('psp-callbacks'), failed_after_success: document.getElementById('psp-late-failed').checked } }),
       fg.call('PUT', '/api/admin/faults', { headers: auth(), body: { rewards_crash_after_effect: value('crashes') } }),
     ]);
     const refused = answers.find((answer) => answer.status !== 200);
-    document.getElementById('settings-note').textContent = refused ? fg.describe(refused)[1] : 'Saved 已保存 ✓';
+    document.getElementById('settings-note').textContent = refused ? fg.describe(refused)[1] : fg.t('saved');
     loadSettings();
   });
 
@@ -460,9 +532,9 @@ function setUpLab() {
   document.getElementById('audit-refresh').addEventListener('click', loadAudit);
   document.getElementById('reset-sale').addEventListener('click', async () => {
     const note = document.getElementById('reset-note');
-    if (!window.confirm('Reset the sale? Every order, payment and reward is deleted. 确定重置？所有订单、支付和积分都会被删除。')) return;
+    if (!window.confirm(fg.t('reset_confirm'))) return;
     const answer = await fg.call('POST', '/api/admin/reset', { headers: auth() });
-    note.textContent = answer.status === 200 ? 'The sale was reset 已重置 ✓' : 'Reset refused: ' + fg.describe(answer)[1];
+    note.textContent = answer.status === 200 ? fg.t('reset_done') : fg.t('reset_refused') + fg.describe(answer)[1];
     loadAudit();
   });
   setUpExperiments(loadAudit);
@@ -472,8 +544,9 @@ function setUpLab() {
 
 function setUpExperiments(after) {
   document.querySelectorAll('[data-experiment]').forEach((box) => {
-    box.querySelectorAll('[data-run]').forEach((button) => button.addEventListener('click', async () => {
-      await fg.runExperiment(box, button.dataset.run);
+    box.querySelectorAll('[data-run], [data-variant]').forEach((button) => button.addEventListener('click', async () => {
+      const run = button.dataset.variant ? { variant: button.dataset.variant } : { defense: button.dataset.run };
+      await fg.runExperiment(box, run);
       if (after) after();
     }));
   });
@@ -491,18 +564,15 @@ async function loadAudit() {
 
 // ---- guided experiments for the browser defenses ----------------------------
 
-const guides = {
-  button_disable: 'Guide: switch button_disable off in the lab, then double-click "Place order" fast. Two requests leave; the server answers the second from the idempotency key (same key). Switch it on: one request. 引导：在实验室关掉 button_disable，再快速双击“提交订单”。',
-  popup_key: 'Guide: switch button_disable and popup_key off in the lab, then double-click "Place order": each click carries a new key, so two orders appear and the audit warns suspected_double_submit. 引导：关掉两道浏览器防线后双击，会出现两笔订单。',
-};
+const guides = ['button_disable', 'popup_key'];
 
 function setUpGuide() {
   const guide = new URLSearchParams(window.location.search).get('guide');
-  if (!guides[guide]) return;
+  if (!guides.includes(guide)) return;
   const note = document.createElement('p');
   note.className = 'guide-note';
   note.id = 'guide';
-  note.textContent = guides[guide];
+  note.textContent = fg.t('guide_' + guide);
   document.getElementById('main').prepend(note);
   document.body.dataset.guide = guide;
 }

@@ -4,20 +4,24 @@
 //! **Without it** a retry after a timeout, a double click or a client's automatic
 //! retry runs the business again: two orders for one intent.
 //!
-//! **How it prevents that** (docs/design.md §4; Stripe's design, and the IETF
-//! Idempotency-Key draft where it is concrete):
-//! 1. The first request with a key inserts a row `in_progress` with a *lease*
-//!    (`INSERT … ON CONFLICT DO NOTHING`: exactly one request wins, whatever the
-//!    concurrency) and runs the business.
+//! **How it prevents that** (docs/design.md §2.2 and §4; Stripe's design, and
+//! the IETF Idempotency-Key draft where it is concrete):
+//! 1. The first request with a key claims it with one atomic insert of the key
+//!    row (`INSERT … ON CONFLICT DO NOTHING`: exactly one request wins, whatever
+//!    the concurrency). An order claims it inside its own transaction, with the
+//!    order, the stock and the stored response (one commit), after an in-flight
+//!    mark in the key store (`SET NX` for the lease) has told any concurrent
+//!    duplicate 409 at once; a payment, which calls the provider in between,
+//!    commits the row `in_progress` with a *lease* first.
 //! 2. Its outcome (201 created, 409 sold out) is stored with the key, status and
 //!    body byte for byte, and kept for the retention period.
 //! 3. A repeat gets the stored response with `Idempotent-Replayed: true`; a repeat
 //!    while the first still runs gets 409 `request_in_progress` + `Retry-After`;
 //!    the same key with another request body gets 422 `idempotency_key_reused`.
-//! 4. Validation errors and server failures store nothing (the key is released),
-//!    so the client's retry can still succeed. A request that died mid-way leaves
-//!    a lease that expires; the next retry takes it over, and the `unique_index`
-//!    defense makes sure an order it had already committed is found, not doubled.
+//! 4. Validation errors and server failures store nothing, so the client's retry
+//!    can still succeed. A payment that died mid-way leaves a lease that expires;
+//!    the next retry takes it over, and the state check and the unique index on
+//!    the active payment make sure it finds the first charge, not a second one.
 //!
 //! The database table is the source of truth; the key store (Redis) only caches
 //! completed responses as a fast path, so the defense holds when Redis is slow,

@@ -1,5 +1,5 @@
-//! Defense `stock_gate` (库存闸门, Redis 预扣库存) — a gate in the key store in
-//! front of the hot stock row.
+//! Defense `stock_gate` (Redis 库存预扣: stock pre-deduction) — a counter in the
+//! key store in front of the hot stock row.
 //!
 //! **Without it** every buyer of a flash sale queues on the one stock row in the
 //! database: thousands of losers spend a connection and a version-checked update
@@ -8,8 +8,10 @@
 //! are "sold" in the cache that nobody ever buys.
 //!
 //! **How it prevents that**: a sold-out product is answered from the cached stock
-//! before any database work (not even the idempotency key's row). Otherwise, after
-//! the key row is taken, one Lua script (or the in-process equivalent), atomic:
+//! at the front door, before any database work (not even the idempotency key's
+//! row; `flows/front_door.rs`). Otherwise, after the key's in-flight mark is set
+//! (and before the order's transaction, which claims the key row), one Lua
+//! script (or the in-process equivalent), atomic:
 //! first it refuses a repeat of the same (user, idempotency key) *before touching
 //! stock*; then it decrements the cached stock only if enough is left and records
 //! the claim. Sold out is answered from the key store (409 `sold_out`,

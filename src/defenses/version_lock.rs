@@ -1,19 +1,27 @@
-//! Defense `version_lock` (乐观锁, 版本号) — optimistic locking on the stock row.
+//! Defense `version_lock` (乐观锁, 版本号) — the stock row is only ever written
+//! by a guarded update.
 //!
 //! **Without it** stock is decremented by read-modify-write: two requests read
 //! `stock = 20`, both write `19`, and one sale is lost from the count (a lost
 //! update). Under a flash sale that means more units sold than exist: 超卖.
 //!
-//! **How it prevents that**: the write carries the version that was read,
-//! `UPDATE products SET stock = stock - q, version = version + 1
-//!  WHERE id = $1 AND version = $2 AND stock >= q` (`store::products::take_stock_if_version`),
-//! so it only succeeds if nobody wrote in between. A loser re-reads and retries
-//! after a short jittered pause, a bounded number of times; when the budget is
-//! spent the client gets 503 `busy_retry` with `Retry-After` and nothing is
-//! stored, so its retry can win. (Under READ COMMITTED the conditional decrement
-//! `stock = stock - q WHERE stock >= q` alone is already safe; the version adds
-//! the general pattern: any read-then-write, not only a decrement, is refused
-//! when the row changed since the read.)
+//! **How it prevents that**, in one of two correct ways (the lab setting
+//! `stock_write`; the lesson teaches when each fits):
+//! - the **version check** (default): `UPDATE products SET stock = stock - q,
+//!   version = version + 1 WHERE id = $1 AND version = $2 AND stock >= q`
+//!   (`store::products::take_stock_if_version`) succeeds only if nobody wrote
+//!   since the read. A loser re-reads and retries after a short jittered pause,
+//!   a bounded number of times; when the budget is spent the client gets 503
+//!   `busy_retry` with `Retry-After` and nothing is stored, so its retry can
+//!   win. On a hot row one reader in N wins, so the group commit
+//!   (docs/design.md §2.3) takes a whole batch's units with one check.
+//! - the **conditional decrement**: `… WHERE id = $1 AND stock >= q`
+//!   (`store::products::take_stock_if_enough`) checks the row as it is now,
+//!   under its lock: 0 rows means sold out, and nobody retries.
+//!
+//! Both depend on the `UPDATE` reading the current row: PostgreSQL at READ
+//! COMMITTED (flashguard's level) waits for a concurrent writer and re-checks
+//! the WHERE; at REPEATABLE READ it would raise a serialization failure instead.
 //!
 //! Per-product admission keeps few writers on one stock row at a time (the rest
 //! wait in process, not in the database where they would only collide).
@@ -22,10 +30,12 @@
 //! window widens the gap between read and write so the lost updates show
 //! reliably. Shown by `tests/api/defenses.rs`:
 //! `with_version_lock_the_same_race_sells_exactly_the_stock` (on) and
-//! `without_version_lock_updates_are_lost_and_stock_is_oversold` (off).
+//! `without_version_lock_updates_are_lost_and_stock_is_oversold` (off); the two
+//! guarded writes compared by `tests/api/lab.rs::experiment_hot_row`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -33,9 +43,10 @@ use rand::Rng;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::configuration::VersionLockSettings;
+use crate::metrics;
 use crate::store::products::{self, StockSnapshot};
 use crate::store::{StoreError, Tx};
-use crate::switches::{Defense, SwitchBoard};
+use crate::switches::{Defense, StockWrite, SwitchBoard};
 
 /// Result of one attempt to take stock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +54,8 @@ pub enum Take {
     Taken,
     /// Someone wrote the row since we read it: re-read and retry.
     VersionConflict,
+    /// The conditional decrement found too little stock: sold out.
+    Short,
 }
 
 /// The defense, built once at start-up.
@@ -51,6 +64,8 @@ pub struct VersionLock {
     switches: Arc<SwitchBoard>,
     settings: VersionLockSettings,
     admission: RowAdmission,
+    /// Version conflicts since start (each one a retry), for the lab.
+    conflicts: AtomicU64,
 }
 
 impl VersionLock {
@@ -59,7 +74,28 @@ impl VersionLock {
             switches,
             settings,
             admission: RowAdmission::default(),
+            conflicts: AtomicU64::new(0),
         }
+    }
+
+    /// Counts one version conflict (the metric, and this instance's total).
+    pub fn count_conflict(&self) {
+        self.conflicts.fetch_add(1, Ordering::Relaxed);
+        metrics::count(metrics::VERSION_CONFLICTS);
+    }
+
+    /// Version conflicts on this instance since start.
+    pub fn conflicts(&self) -> u64 {
+        self.conflicts.load(Ordering::Relaxed)
+    }
+
+    /// Whether a guarded order may join the group commit: batches take their
+    /// units with one version-checked update.
+    pub fn batches(&self) -> bool {
+        self.settings.batch_max > 1
+            && self.switches.is_on(Defense::VersionLock)
+            && self.switches.group_commit()
+            && self.switches.stock_write() == StockWrite::VersionCheck
     }
 
     /// Attempts after the first one before answering 503 `busy_retry`.
@@ -68,7 +104,9 @@ impl VersionLock {
     }
 
     // [lesson version_lock::take_stock]
-    /// Decrements the stock read in `read` by `quantity`, inside `tx`.
+    /// Takes `quantity` units of the row read in `read`, inside `tx`: by the
+    /// guarded write the lab chose (`stock_write`), or, switched off, by the
+    /// unguarded read-modify-write.
     pub async fn take_stock(
         &self,
         tx: &mut Tx,
@@ -79,13 +117,20 @@ impl VersionLock {
             products::overwrite_stock(&mut **tx, read, quantity).await?;
             return Ok(Take::Taken);
         }
-        Ok(
-            if products::take_stock_if_version(&mut **tx, read, quantity).await? {
-                Take::Taken
-            } else {
-                Take::VersionConflict
-            },
-        )
+        Ok(match self.switches.stock_write() {
+            StockWrite::VersionCheck => {
+                match products::take_stock_if_version(&mut **tx, read, quantity).await? {
+                    true => Take::Taken,
+                    false => Take::VersionConflict,
+                }
+            }
+            StockWrite::ConditionalDecrement => {
+                match products::take_stock_if_enough(&mut **tx, read.id, quantity).await? {
+                    true => Take::Taken,
+                    false => Take::Short,
+                }
+            }
+        })
     }
     // [/lesson]
 

@@ -160,7 +160,7 @@ async fn place_in_database(
             return Ok(placed);
         }
         trace::step(format!("version conflict, retry {}", attempt + 1));
-        metrics::count(metrics::VERSION_CONFLICTS);
+        lock.count_conflict();
     }
     tracing::warn!("version-lock retry budget exhausted");
     metrics::count(metrics::RETRIES_EXHAUSTED);
@@ -286,9 +286,17 @@ async fn take_stock_and_record(
         .version_lock
         .take_stock(&mut tx, read, order.quantity)
         .await?;
-    if taken == Take::VersionConflict {
-        rollback(tx).await?;
-        return Ok(Attempt::Conflict);
+    match taken {
+        Take::Taken => {}
+        Take::VersionConflict => {
+            rollback(tx).await?;
+            return Ok(Attempt::Conflict);
+        }
+        Take::Short => {
+            trace::step("conditional decrement: 0 rows, sold out");
+            rollback(tx).await?;
+            return Err(ApiError::SoldOut);
+        }
     }
     let reply = created(order, None)?;
     state
@@ -305,15 +313,15 @@ async fn take_stock_and_record(
 /// Group commit (docs/design.md §2.3): with the version lock on, a winner joins
 /// its product's batch, and one transaction places the whole batch. `None`:
 /// this order goes the one-order way (batching off, the version lock off so
-/// the lab can show the lost update, or a batch that could not run).
+/// the lab can show the lost update, the lab's conditional decrement chosen,
+/// or a batch that could not run).
 async fn place_in_batch(
     shared: &Arc<AppState>,
     buyer: Buyer<'_>,
     request: OrderRequest,
 ) -> Result<Option<Placed>, ApiError> {
     let state: &AppState = shared;
-    let batching = state.settings.version_lock.batch_max > 1;
-    if !batching || !state.switches.is_on(Defense::VersionLock) {
+    if !state.version_lock.batches() {
         return Ok(None);
     }
     let ticket = OrderTicket {
@@ -376,7 +384,7 @@ async fn run_batch(state: &AppState, tickets: Vec<OrderTicket>) -> Vec<Batched> 
         }
         match try_batch(state, &tickets).await {
             Ok(Some(results)) => return results,
-            Ok(None) => metrics::count(metrics::VERSION_CONFLICTS),
+            Ok(None) => lock.count_conflict(),
             Err(error) => {
                 tracing::warn!(%error, "an order batch failed; its orders go one by one");
                 break;

@@ -39,6 +39,7 @@ struct Answer {
 pub fn stock_for(attack: Attack) -> i64 {
     match attack {
         Attack::Oversell | Attack::LosersToDatabase => 10,
+        Attack::HotRow => HOT_ROW_UNITS,
         _ => 100,
     }
 }
@@ -53,6 +54,7 @@ pub async fn run(context: &Context<'_>, attack: Attack) -> Result<Outcome, LabEr
         Attack::LateFailed => late_failed(context).await,
         Attack::CallbackRedelivery => callback_redelivery(context).await,
         Attack::MessageRedelivery => message_redelivery(context).await,
+        Attack::HotRow => hot_row(context).await,
     }
 }
 
@@ -214,6 +216,11 @@ async fn double_submit(context: &Context<'_>) -> Result<Outcome, LabError> {
 /// Buyers with their own keys, all at once; returns their answers.
 async fn rush(context: &Context<'_>, buyers: usize) -> Result<Vec<Answer>, LabError> {
     let users = context.logins(buyers).await?;
+    race(context, &users).await
+}
+
+/// Signed-in `users`, each with a key of their own, order at once.
+async fn race(context: &Context<'_>, users: &[String]) -> Result<Vec<Answer>, LabError> {
     let keys: Vec<String> = users.iter().map(|_| new_key()).collect();
     let answers = join_all(
         users
@@ -236,6 +243,41 @@ async fn oversell(context: &Context<'_>) -> Result<Outcome, LabError> {
     let units = context.tally().await?.units;
     // Each unit sold should have left the stock; the difference are lost updates.
     outcome.anomalies = (units - (context.initial_stock - stock)).max(0);
+    Ok(outcome)
+}
+
+/// The units and the buyers of `hot_row`.
+const HOT_ROW_UNITS: i64 = 50;
+const HOT_ROW_BUYERS: usize = 100;
+
+/// 100 buyers at once on 50 units of one row, the stock taken the way the
+/// variant says: how many retries did it cost, how long, and was anything
+/// left unsold?
+async fn hot_row(context: &Context<'_>) -> Result<Outcome, LabError> {
+    let lock = &context.state.version_lock;
+    let users = context.logins(HOT_ROW_BUYERS).await?;
+    let conflicts_before = lock.conflicts();
+    let started = std::time::Instant::now();
+    let answers = race(context, &users).await?;
+    let sale_ms = started.elapsed().as_millis();
+    let retries = lock.conflicts().saturating_sub(conflicts_before);
+    let mut outcome = Outcome::default();
+    outcome.record_all(&answers);
+    let stock = crate::store::products::find(context.state.db.pool(), context.product_id)
+        .await?
+        .map_or(0, |product| product.stock);
+    let busy = answers.iter().filter(|answer| answer.status == 503).count();
+    let as_count = |n: u128| i64::try_from(n).unwrap_or(i64::MAX);
+    outcome.anomalies = as_count(u128::from(retries));
+    outcome.counts = [
+        ("retries", outcome.anomalies),
+        ("units_sold", context.tally().await?.units),
+        ("stock_left", stock),
+        ("busy_retry", as_count(busy as u128)),
+        ("sale_ms", as_count(sale_ms)),
+    ]
+    .into_iter()
+    .collect();
     Ok(outcome)
 }
 

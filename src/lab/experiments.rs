@@ -2,8 +2,13 @@
 //! that produces its anomaly when the defense is off and none when it is on.
 //! The layers that would hide the anomaly are off in both runs, so each
 //! experiment isolates one defense (docs/design.md §6).
+//!
+//! A second kind compares correct *variants* of a defense instead of switching
+//! it off: `hot_row` runs the same hot-row sale with the version check, the
+//! conditional decrement and the group commit; all three sell exactly the
+//! stock, and the anomaly counted is the cost (retries).
 
-use crate::switches::Defense;
+use crate::switches::{Defense, StockWrite};
 use crate::text::{Text, text};
 
 /// Which attack an experiment runs (see `attacks.rs`).
@@ -25,6 +30,19 @@ pub enum Attack {
     CallbackRedelivery,
     /// Three paid orders whose reward messages are redelivered.
     MessageRedelivery,
+    /// 100 buyers at once on 50 units of one row, the stock written one way.
+    HotRow,
+}
+
+/// One correct way of doing what an experiment compares.
+#[derive(Debug, Clone, Copy)]
+pub struct Variant {
+    pub id: &'static str,
+    pub title: Text,
+    /// How a guarded order takes its stock in this variant.
+    pub stock_write: StockWrite,
+    /// Whether the orders of a moment share one transaction.
+    pub group_commit: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -39,7 +57,38 @@ pub struct Experiment {
     /// The race window the attack needs (0: none).
     pub race_window_ms: u64,
     pub attack: Attack,
+    /// Correct variants to compare (run with `{"variant": id}`); empty for an
+    /// experiment run with the defense off and on.
+    pub variants: &'static [Variant],
 }
+
+/// The ways of taking stock on a hot row that `hot_row` compares.
+const HOT_ROW_VARIANTS: &[Variant] = &[
+    Variant {
+        id: "version_check",
+        title: text(
+            "版本号校验，一单一个事务",
+            "Version check, one order per transaction",
+        ),
+        stock_write: StockWrite::VersionCheck,
+        group_commit: false,
+    },
+    Variant {
+        id: "conditional_decrement",
+        title: text(
+            "条件扣减，一单一个事务",
+            "Conditional decrement, one order per transaction",
+        ),
+        stock_write: StockWrite::ConditionalDecrement,
+        group_commit: false,
+    },
+    Variant {
+        id: "group_commit",
+        title: text("版本号校验 + 组提交", "Version check with group commit"),
+        stock_write: StockWrite::VersionCheck,
+        group_commit: true,
+    },
+];
 
 pub const EXPERIMENTS: &[Experiment] = &[
     Experiment {
@@ -53,6 +102,7 @@ pub const EXPERIMENTS: &[Experiment] = &[
         hidden: &[Defense::UniqueIndex, Defense::StockGate],
         race_window_ms: 0,
         attack: Attack::DoubleSubmit,
+        variants: &[],
     },
     Experiment {
         id: "double_submit_index",
@@ -68,6 +118,7 @@ pub const EXPERIMENTS: &[Experiment] = &[
         hidden: &[Defense::IdempotencyKey, Defense::StockGate],
         race_window_ms: 0,
         attack: Attack::DoubleSubmit,
+        variants: &[],
     },
     Experiment {
         id: "oversell",
@@ -80,21 +131,39 @@ pub const EXPERIMENTS: &[Experiment] = &[
         hidden: &[Defense::StockGate],
         race_window_ms: 200,
         attack: Attack::Oversell,
+        variants: &[],
+    },
+    Experiment {
+        id: "hot_row",
+        defense: Defense::VersionLock,
+        title: text(
+            "热点行：100 个买家同时抢 50 件，三种扣库存写法",
+            "A hot row: 100 buyers at once for 50 units, three ways to take stock",
+        ),
+        anomaly: text(
+            "重试次数（版本号冲突）；三种写法都不会超卖",
+            "retries (version conflicts); no variant oversells",
+        ),
+        hidden: &[Defense::StockGate],
+        race_window_ms: 0,
+        attack: Attack::HotRow,
+        variants: HOT_ROW_VARIANTS,
     },
     Experiment {
         id: "losers_to_database",
         defense: Defense::StockGate,
         title: text(
-            "60 个买家抢 10 件：输家到哪儿了？",
+            "60 个买家抢 10 件：没抢到的请求去哪儿了？",
             "60 buyers on 10 units: where do the losers go?",
         ),
         anomaly: text(
-            "进了数据库的输家（由数据库回答的售罄）",
+            "打到数据库的落空请求（由数据库回答的售罄）",
             "losers that reached the database (sold out answered by it)",
         ),
         hidden: &[],
         race_window_ms: 0,
         attack: Attack::LosersToDatabase,
+        variants: &[],
     },
     Experiment {
         id: "token_replay",
@@ -107,6 +176,7 @@ pub const EXPERIMENTS: &[Experiment] = &[
         hidden: &[Defense::StateCheck, Defense::UniqueIndex],
         race_window_ms: 0,
         attack: Attack::TokenReplay,
+        variants: &[],
     },
     Experiment {
         id: "two_tabs_pay",
@@ -119,6 +189,7 @@ pub const EXPERIMENTS: &[Experiment] = &[
         hidden: &[Defense::UniqueIndex],
         race_window_ms: 200,
         attack: Attack::TwoTabsPay,
+        variants: &[],
     },
     Experiment {
         id: "late_failed",
@@ -134,6 +205,7 @@ pub const EXPERIMENTS: &[Experiment] = &[
         hidden: &[],
         race_window_ms: 0,
         attack: Attack::LateFailed,
+        variants: &[],
     },
     Experiment {
         id: "callback_redelivery",
@@ -146,6 +218,7 @@ pub const EXPERIMENTS: &[Experiment] = &[
         hidden: &[Defense::StateCheck],
         race_window_ms: 0,
         attack: Attack::CallbackRedelivery,
+        variants: &[],
     },
     Experiment {
         id: "message_redelivery",
@@ -158,16 +231,25 @@ pub const EXPERIMENTS: &[Experiment] = &[
         hidden: &[],
         race_window_ms: 0,
         attack: Attack::MessageRedelivery,
+        variants: &[],
     },
 ];
+
+impl Experiment {
+    /// One of its variants, by id.
+    pub fn variant(&self, id: &str) -> Option<&'static Variant> {
+        self.variants.iter().find(|variant| variant.id == id)
+    }
+}
 
 pub fn find(id: &str) -> Option<&'static Experiment> {
     EXPERIMENTS.iter().find(|experiment| experiment.id == id)
 }
 
-/// The experiment that shows `defense`, if there is one.
-pub fn for_defense(defense: Defense) -> Option<&'static Experiment> {
+/// The experiments that show `defense` (none for the browser defenses).
+pub fn for_defense(defense: Defense) -> Vec<&'static Experiment> {
     EXPERIMENTS
         .iter()
-        .find(|experiment| experiment.defense == defense)
+        .filter(|experiment| experiment.defense == defense)
+        .collect()
 }

@@ -9,7 +9,6 @@ pub mod experiments;
 pub mod workbench;
 
 use std::collections::BTreeMap;
-
 use std::time::Duration;
 
 use serde::Serialize;
@@ -23,12 +22,14 @@ use crate::store::StoreError;
 use crate::store::products::NewProduct;
 use crate::switches::{BoardState, Defense};
 use crate::text::Text;
-use experiments::Experiment;
+use experiments::{Experiment, Variant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
     #[error("no experiment {0:?}")]
     UnknownExperiment(String),
+    #[error("{0}")]
+    BadRequest(String),
     #[error("another experiment is running")]
     Running,
     #[error("the lab does not know this server's address yet")]
@@ -47,6 +48,14 @@ pub enum LabError {
     Audit(String),
 }
 
+/// What a run was asked to do: the defense under study off or on, or (for an
+/// experiment that compares correct variants) one variant, defense on.
+#[derive(Debug, Clone)]
+pub enum Asked {
+    Defense { on: bool },
+    Variant(String),
+}
+
 /// The answer of a run (the contract of docs/design.md §4).
 #[derive(Debug, Serialize)]
 pub struct RunReport {
@@ -54,6 +63,9 @@ pub struct RunReport {
     pub defense: &'static str,
     /// `on` or `off`: the defense under study.
     pub state: &'static str,
+    /// The variant run, for an experiment that compares variants.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variant: Option<&'static str>,
     /// Every switch as it was during the run.
     pub switches: BTreeMap<&'static str, bool>,
     pub requests: u64,
@@ -61,6 +73,10 @@ pub struct RunReport {
     pub replies: BTreeMap<String, u64>,
     pub anomalies: i64,
     pub anomaly: Text,
+    /// Figures particular to the experiment (e.g. `hot_row`: retries, units
+    /// sold, stock left, 503 answers, the sale's duration in ms).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub counts: BTreeMap<&'static str, i64>,
     pub audit: AuditReport,
 }
 
@@ -70,15 +86,56 @@ pub struct Outcome {
     pub requests: u64,
     pub replies: BTreeMap<String, u64>,
     pub anomalies: i64,
+    pub counts: BTreeMap<&'static str, i64>,
 }
 
-/// Runs experiment `id` with its defense `on` or off.
-pub async fn run(state: &AppState, id: &str, on: bool) -> Result<RunReport, LabError> {
+/// How one run is staged: the defense under study on or off, and the variant.
+#[derive(Debug, Clone, Copy)]
+struct Stage {
+    on: bool,
+    variant: Option<&'static Variant>,
+}
+
+/// Checks what was asked against what the experiment is.
+fn stage(experiment: &'static Experiment, asked: Asked) -> Result<Stage, LabError> {
+    match (experiment.variants.is_empty(), asked) {
+        (true, Asked::Defense { on }) => Ok(Stage { on, variant: None }),
+        (false, Asked::Variant(id)) => match experiment.variant(&id) {
+            Some(variant) => Ok(Stage {
+                on: true,
+                variant: Some(variant),
+            }),
+            None => Err(LabError::BadRequest(format!(
+                "{} has no variant {id:?}; its variants: {}",
+                experiment.id,
+                variant_ids(experiment)
+            ))),
+        },
+        (true, Asked::Variant(_)) => Err(LabError::BadRequest(format!(
+            "{} is run with {{\"defense\":\"off\"|\"on\"}}",
+            experiment.id
+        ))),
+        (false, Asked::Defense { .. }) => Err(LabError::BadRequest(format!(
+            "{} compares correct variants, each with the defense on: run it with {{\"variant\": one of {}}}",
+            experiment.id,
+            variant_ids(experiment)
+        ))),
+    }
+}
+
+fn variant_ids(experiment: &Experiment) -> String {
+    let ids: Vec<&str> = experiment.variants.iter().map(|v| v.id).collect();
+    ids.join(", ")
+}
+
+/// Runs experiment `id` as asked.
+pub async fn run(state: &AppState, id: &str, asked: Asked) -> Result<RunReport, LabError> {
     let experiment =
         experiments::find(id).ok_or_else(|| LabError::UnknownExperiment(id.to_string()))?;
+    let stage = stage(experiment, asked)?;
     let _only_one = state.lab.try_start().ok_or(LabError::Running)?;
     let saved = Saved::take(state);
-    let outcome = attack(state, experiment, on).await;
+    let outcome = attack(state, experiment, stage).await;
     // The run's messages are consumed under the run's switches.
     let quiet = quiesce(state).await;
     let switches = state.switches.snapshot();
@@ -91,12 +148,14 @@ pub async fn run(state: &AppState, id: &str, on: bool) -> Result<RunReport, LabE
     Ok(RunReport {
         experiment: experiment.id,
         defense: experiment.defense.id(),
-        state: if on { "on" } else { "off" },
+        state: if stage.on { "on" } else { "off" },
+        variant: stage.variant.map(|variant| variant.id),
         switches,
         requests: outcome.requests,
         replies: outcome.replies,
         anomalies: outcome.anomalies,
         anomaly: experiment.anomaly,
+        counts: outcome.counts,
         audit,
     })
 }
@@ -145,7 +204,11 @@ impl Saved {
 }
 
 /// Sets the stage (a fresh product, the switches) and runs the attack.
-async fn attack(state: &AppState, experiment: &Experiment, on: bool) -> Result<Outcome, LabError> {
+async fn attack(
+    state: &AppState,
+    experiment: &Experiment,
+    stage: Stage,
+) -> Result<Outcome, LabError> {
     let base_url = state.lab.base_url().ok_or(LabError::NotListening)?;
     crate::store::lab::purge(&state.db).await?;
     let product = NewProduct {
@@ -155,7 +218,7 @@ async fn attack(state: &AppState, experiment: &Experiment, on: bool) -> Result<O
         starts_in_secs: None,
     };
     let product = crate::store::lab::create_product(&state.db, experiment.id, &product).await?;
-    configure(state, experiment, on).await?;
+    configure(state, experiment, stage).await?;
     let context = attacks::Context {
         state,
         http: state.lab.http(),
@@ -167,12 +230,17 @@ async fn attack(state: &AppState, experiment: &Experiment, on: bool) -> Result<O
     attacks::run(&context, experiment.attack).await
 }
 
-/// All defenses on, the hiding layers off, the one under study as asked.
-async fn configure(state: &AppState, experiment: &Experiment, on: bool) -> Result<(), LabError> {
+/// All defenses on, the hiding layers off, the one under study as asked; a
+/// variant sets how stock is written.
+async fn configure(
+    state: &AppState,
+    experiment: &Experiment,
+    stage: Stage,
+) -> Result<(), LabError> {
     let switches: Vec<(Defense, bool)> = Defense::all()
         .map(|defense| {
             let wanted = if defense == experiment.defense {
-                on
+                stage.on
             } else {
                 !experiment.hidden.contains(&defense)
             };
@@ -183,6 +251,10 @@ async fn configure(state: &AppState, experiment: &Experiment, on: bool) -> Resul
     let mut lab = state.switches.lab_settings();
     lab.race_window_ms = experiment.race_window_ms;
     lab.redeliver_after_ms = 300;
+    if let Some(variant) = stage.variant {
+        lab.stock_write = variant.stock_write;
+        lab.group_commit = variant.group_commit;
+    }
     shared::set_lab(state, lab).await?;
     Ok(())
 }

@@ -1,155 +1,153 @@
-//! The terms a learner of this topic searches for, Chinese ↔ English.
+//! The term table: every term the learning material uses, Chinese ↔ English,
+//! with what it means — and, for some, the Chinese variants the texts must not
+//! use, so that one idea has one name everywhere (docs/teaching.md). The
+//! glossary page shows it; tests walk every Chinese text against it.
 
 use crate::text::{Text, text};
 
-/// (term, what it means), both in both languages.
-pub const GLOSSARY: &[(Text, Text)] = &[
-    (
-        text("幂等性", "idempotency"),
-        text(
-            "同一操作执行多次与执行一次效果相同",
-            "doing it many times has the effect of doing it once",
-        ),
-    ),
-    (
-        text("天然幂等", "naturally idempotent"),
-        text(
-            "GET、整体 PUT、DELETE：重复执行本身无害",
-            "GET, a PUT of a whole state, DELETE: repeats are harmless by definition",
-        ),
-    ),
-    (
-        text("幂等键 / 幂等号", "idempotency key"),
-        text(
-            "客户端为一次业务动作生成的唯一标识",
-            "the client's unique id for one business action",
-        ),
-    ),
-    (
-        text("防重 / 防重表", "deduplication / dedup table"),
-        text(
-            "记录已处理的请求或事件，拒绝第二次",
-            "a record of what was processed, refusing it a second time",
-        ),
-    ),
-    (
-        text("唯一索引", "unique index"),
-        text(
-            "数据库层面保证某组值只出现一次",
-            "the database guarantees a set of values appears once",
-        ),
-    ),
-    (
-        text("乐观锁", "optimistic lock"),
-        text(
-            "写入时校验读到的版本号，冲突则重试",
-            "the write checks the version it read; a conflict retries",
-        ),
-    ),
-    (
-        text("版本号", "version number"),
-        text(
-            "每次写入加一的计数器，乐观锁的依据",
-            "a counter bumped on every write, the basis of optimistic locking",
-        ),
-    ),
-    (
-        text("悲观锁", "pessimistic lock"),
-        text(
-            "SELECT … FOR UPDATE，先锁再改",
-            "SELECT … FOR UPDATE: lock first, then change",
-        ),
-    ),
-    (
-        text("超卖", "oversell"),
-        text("卖出的数量超过库存", "selling more units than exist"),
-    ),
-    (
-        text("丢失更新", "lost update"),
-        text(
-            "两个读-改-写互相覆盖",
-            "two read-modify-writes overwrite each other",
-        ),
-    ),
-    (
-        text("库存预扣", "stock pre-deduction (gate)"),
-        text(
-            "在缓存里先扣名额，只放赢家进数据库",
-            "taking units in the cache first, only winners reach the database",
-        ),
-    ),
-    (
-        text("分布式锁", "distributed lock"),
-        text(
-            "跨进程的互斥锁，如 Redis SET NX PX",
-            "a lock across processes, e.g. Redis SET NX PX",
-        ),
-    ),
-    (
-        text("一锁二判三更新", "lock, check, update"),
-        text(
-            "先加锁，再判断状态，最后更新",
-            "take the lock, check the state, then update",
-        ),
-    ),
-    (
-        text("一次性令牌", "one-time token"),
-        text(
-            "服务端签发、只能消费一次的令牌",
-            "a server-issued token that can be consumed once",
-        ),
-    ),
-    (
-        text("状态机", "state machine"),
-        text(
-            "状态与允许的流转",
-            "states and the transitions allowed between them",
-        ),
-    ),
-    (
-        text("条件更新", "conditional update"),
-        text(
-            "UPDATE … WHERE status = 旧状态",
-            "UPDATE … WHERE status = the state it comes from",
-        ),
-    ),
-    (
-        text("回调", "callback (webhook)"),
-        text(
-            "支付平台异步通知结果",
-            "the provider reporting the outcome asynchronously",
-        ),
-    ),
-    (
-        text("验签", "signature verification"),
-        text(
-            "用共享密钥校验回调未被伪造",
-            "checking with a shared secret that a callback is genuine",
-        ),
-    ),
-    (
-        text("至少一次", "at-least-once"),
-        text(
-            "消息可能重复投递，但不会丢",
-            "a message may arrive twice but is never lost",
-        ),
-    ),
-    (
-        text("重复消费", "duplicate consumption"),
-        text("同一条消息被处理了两次", "one message processed twice"),
-    ),
-    (
-        text("事务性发件箱", "transactional outbox"),
-        text(
-            "消息与状态变更写在同一事务里",
-            "the message is written in the transaction of the state change",
-        ),
-    ),
-    (
-        text("秒杀", "flash sale"),
-        text(
-            "限时限量抢购，瞬时高并发",
-            "a time-limited sale of few units under a burst of traffic",
-        ),
-    ),
+/// One term.
+#[derive(Debug, Clone, Copy)]
+pub struct Term {
+    pub term: Text,
+    pub meaning: Text,
+    /// Chinese words the texts must not use for this term.
+    pub not_zh: &'static [&'static str],
+}
+
+const fn term(
+    zh: &'static str,
+    en: &'static str,
+    meaning_zh: &'static str,
+    meaning_en: &'static str,
+) -> Term {
+    Term {
+        term: text(zh, en),
+        meaning: text(meaning_zh, meaning_en),
+        not_zh: &[],
+    }
+}
+
+impl Term {
+    const fn instead_of(mut self, variants: &'static [&'static str]) -> Self {
+        self.not_zh = variants;
+        self
+    }
+}
+
+/// Pages where a banned variant may appear once, to introduce it as the same
+/// thing as the term (幂等号 is what many notes call the 幂等键).
+pub const INTRODUCED_ON: &[&str] = &["/learn", "/learn/glossary"];
+
+/// The term table, in the order a learner meets the terms.
+pub const GLOSSARY: &[Term] = &[
+    term("幂等（幂等性）", "idempotent (idempotency)", "同一个请求发一次和发多次，对服务端的效果相同（响应可以不同）", "repeating a request has the same effect on the server as sending it once (the responses may differ)"),
+    term("天然幂等", "naturally idempotent", "按 RFC 9110 定义就是幂等的方法：GET、HEAD、OPTIONS、TRACE、PUT、DELETE。幂等不等于并发安全：两个不同的 PUT 仍会丢失更新，要用 If-Match/ETag", "idempotent by RFC 9110's definition: GET, HEAD, OPTIONS, TRACE, PUT, DELETE. Not the same as safe under concurrency: two different PUTs still lose an update without If-Match/ETag"),
+    term("幂等键", "idempotency key", "客户端为一次业务操作生成的唯一标识，这次操作的每次重试都带着它；很多资料叫它“幂等号”", "the client's unique id for one business action, carried by every retry of it")
+        .instead_of(&["幂等号"]),
+    term("幂等键表（防重表）", "key table (dedup table)", "记录每个幂等键和它的最终响应；用一条原子插入抢占键", "records each key and its final response; a key is claimed by one atomic insert"),
+    term("响应", "response", "服务端对请求的回复：状态码、响应头、响应体", "the server's reply to a request: status, headers, body")
+        .instead_of(&["应答"]),
+    term("重放", "replay", "把保存下来的响应原样再返回一次", "sending the stored response again, byte for byte"),
+    term("在途标记", "in-flight mark", "Redis 里的 SET NX 标记：同一个键的并发重复请求立刻得到 409", "a SET NX mark in Redis: a concurrent repeat of the key gets 409 at once"),
+    term("租约", "lease", "一个键最多处于“处理中”多久；持有者死了，过期后由重试接手", "how long a key may stay in progress; if its holder dies, a retry takes over once it ends"),
+    term("保留期", "retention", "已完成的响应能被重放多久（这里是 24 小时）", "how long a finished response is replayed (24 hours here)"),
+    term("唯一索引", "unique index", "数据库保证某组值只出现一次，在写入的那一刻检查", "the database guarantees a set of values appears once, checked at the moment of the write"),
+    term("唯一约束冲突", "unique violation", "插入撞上唯一索引：PostgreSQL 的 23505，MySQL 的 1062", "an insert hitting a unique index: PostgreSQL 23505, MySQL 1062"),
+    term("事务", "transaction", "一组写入要么一起提交，要么都不生效", "writes that commit together or not at all"),
+    term("隔离级别", "isolation level", "读已提交（PostgreSQL 默认）、可重复读（InnoDB 默认）、可串行化", "READ COMMITTED (PostgreSQL's default), REPEATABLE READ (InnoDB's default), SERIALIZABLE"),
+    term("快照读", "snapshot read", "普通 SELECT 读事务快照里的数据，不加锁", "a plain SELECT reads the transaction's snapshot, without locks"),
+    term("当前读", "current read (locking read)", "UPDATE、DELETE、SELECT … FOR UPDATE 读最新提交的版本并加锁", "UPDATE, DELETE and SELECT … FOR UPDATE read the latest committed version and lock it"),
+    term("行锁", "row lock", "UPDATE 锁住它改的行，直到事务结束", "an UPDATE locks the rows it changes until the transaction ends"),
+    term("间隙锁", "gap lock", "InnoDB 可重复读下锁住索引记录之间的间隙，阻止插入", "InnoDB, REPEATABLE READ: locks the gap between index entries against inserts"),
+    term("乐观锁", "optimistic locking", "写入时校验读到的版本号，冲突就重试；读和写之间不持锁，但写入本身照样加行锁", "the write checks the version it read and retries on a conflict; no lock between read and write, but the write itself takes the row lock"),
+    term("版本号", "version number", "每次写入加一的计数器，乐观锁的依据", "a counter bumped on every write, the basis of optimistic locking"),
+    term("悲观锁", "pessimistic locking", "SELECT … FOR UPDATE：读的时候就加锁，持有到事务结束", "SELECT … FOR UPDATE: lock at the read, hold until the transaction ends"),
+    term("条件扣减", "conditional decrement", "UPDATE … SET stock = stock - 1 WHERE id = ? AND stock >= 1，再看影响行数：秒杀扣库存的标准写法", "UPDATE … SET stock = stock - 1 WHERE id = ? AND stock >= 1, then check the affected rows: the flash-sale way to take stock"),
+    term("条件更新", "conditional update", "UPDATE … WHERE status = 原状态：检查和修改是同一步", "UPDATE … WHERE status = the state it comes from: the check and the change in one step"),
+    term("丢失更新", "lost update", "两个读-改-写互相覆盖", "two read-modify-writes overwrite each other"),
+    term("超卖", "oversell", "卖出的数量超过库存", "selling more units than exist"),
+    term("少卖", "undersell", "有人想买，库存却没卖出去", "units that buyers wanted stay unsold"),
+    term("热点行", "hot row", "所有请求都要写的同一行，比如秒杀商品的库存行", "one row every request writes, like a flash-sale product's stock"),
+    term("组提交", "group commit", "同一时刻到达的写入共用一个事务、一次提交", "writes arriving at the same moment share one transaction and one commit"),
+    term("Redis 库存预扣", "stock pre-deduction (stock_gate)", "先在 Redis 里扣库存，只让抢到的请求去数据库", "taking units in Redis first, so that only the requests that got one reach the database")
+        .instead_of(&["闸门"]),
+    term("抢到 / 没抢到的请求", "winners / losers of a sale", "预扣到库存的请求，和被告知售罄的请求", "requests that took a unit, and those told sold out")
+        .instead_of(&["输家", "赢家"]),
+    term("对账", "reconciliation", "拿两份记录互相核对并修正差异：Redis 计数器对数据库，支付记录对平台账单", "comparing two records and fixing what differs: the Redis counter with the database, payments with the provider's bill"),
+    term("分布式锁", "distributed lock", "跨进程的互斥锁，如 Redis 的 SET NX PX", "a lock across processes, e.g. Redis SET NX PX"),
+    term("看门狗", "watchdog", "持有者活着时自动给锁续期（Redisson 默认 30 秒）", "renews a lock while its holder is alive (Redisson: 30 s by default)"),
+    term("防护令牌", "fencing token", "每次授予锁时递增的数字，存储端拒绝更小数字的写入", "a number that grows with every lock grant; the storage refuses writes with an older one"),
+    term("一锁二判三更新", "lock, check, update", "先加锁，再判断状态，最后更新", "take the lock, check the state, then update"),
+    term("一次性令牌", "one-time token", "服务端签发、只能用一次的令牌；重复使用会被拒绝", "a server-issued token that works once; a repeat is refused"),
+    term("状态机", "state machine", "状态和它们之间允许的流转", "states and the transitions allowed between them"),
+    term("回调（异步通知）", "callback (asynchronous notification, webhook)", "支付平台异步告诉商户支付结果，至少送达一次", "the provider reporting the outcome asynchronously, at least once"),
+    term("验签", "signature verification", "确认通知确实来自支付平台、未被篡改：支付宝用支付宝公钥验 RSA2，微信支付用平台公钥验 SHA256 with RSA，Stripe 式回调用共享密钥验 HMAC", "checking that a notification really comes from the provider, unchanged: RSA2 with Alipay's public key, SHA256-with-RSA with WeChat Pay's platform key, an HMAC with a shared secret for Stripe-style webhooks"),
+    term("主动查单", "active order query", "收不到回调时主动向支付平台查询支付结果", "asking the provider for a payment's outcome when no callback came"),
+    term("至少一次", "at-least-once", "消息可能重复投递，但不会丢", "a message may arrive twice but is never lost"),
+    term("恰好一次", "exactly-once", "消息队列到你的数据库之间做不到；靠至少一次加幂等消费实现同样的效果", "not possible from a broker into your database; at-least-once plus an idempotent consumer gives the same effect"),
+    term("重复消费", "duplicate consumption", "同一条消息被处理了两次", "one message processed twice"),
+    term("本地消息表（事务性 outbox）", "transactional outbox (local message table)", "消息和状态变更写在同一个事务里，事后再发布", "the message is written in the transaction of the state change and published afterwards"),
+    term("事务消息", "transactional message (RocketMQ)", "先发消费者不可见的半消息，本地事务后再提交或回滚；Broker 收不到结果就回查", "a half message invisible to consumers, committed or rolled back after the local transaction; the broker checks back if it hears neither"),
+    term("防抖", "debounce", "事件停下 N 毫秒后才执行一次", "run once, after the events stop for N ms"),
+    term("节流", "throttle", "每 N 毫秒最多执行一次", "run at most once every N ms"),
+    term("秒杀", "flash sale", "限时限量抢购，瞬时高并发", "a time-limited sale of few units under a burst of traffic"),
+    term("Redis", "Redis", "本站的缓存和协调存储；嵌入模式下由进程内语义相同的实现代替", "the cache and coordinator here; the embedded default uses an in-process store with the same semantics")
+        .instead_of(&["键存储"]),
 ];
+
+/// Every Chinese word the texts must not use, with the term it stands for.
+pub fn banned_zh() -> impl Iterator<Item = (&'static str, &'static Term)> {
+    GLOSSARY
+        .iter()
+        .flat_map(|term| term.not_zh.iter().map(move |variant| (*variant, term)))
+}
+
+/// The first thing wrong with a Chinese text, if any: a banned variant, a
+/// label written twice in a row ("防线 防线"), Markdown emphasis left raw, or
+/// an English word in italics.
+pub fn check_zh(text: &str) -> Option<String> {
+    if let Some((variant, term)) = banned_zh().find(|(variant, _)| text.contains(variant)) {
+        return Some(format!("「{variant}」: say「{}」", term.term.zh));
+    }
+    if text.contains("**") {
+        return Some("raw ** (Markdown emphasis that did not render)".into());
+    }
+    doubled_label(text).map(|label| format!("「{label}」 twice in a row"))
+}
+
+/// A run of Chinese characters repeated right after a space: "审计 审计".
+fn doubled_label(text: &str) -> Option<String> {
+    let words: Vec<&str> = text.split(|c: char| c.is_whitespace()).collect();
+    words
+        .windows(2)
+        .find(|pair| {
+            pair[0] == pair[1]
+                && pair[0].chars().count() >= 2
+                && pair[0]
+                    .chars()
+                    .all(|c| ('\u{4e00}'..='\u{9fff}').contains(&c))
+        })
+        .map(|pair| pair[0].to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_checks_catch_what_they_are_for() {
+        assert!(check_zh("把应答存起来").is_some());
+        assert!(check_zh("防线 防线").is_some());
+        assert!(check_zh("**粗体**没渲染").is_some());
+        assert_eq!(check_zh("把响应存起来，审计通过"), None);
+    }
+
+    #[test]
+    fn no_term_bans_its_own_name() {
+        for term in GLOSSARY {
+            for variant in term.not_zh {
+                assert!(!term.term.zh.contains(variant), "{}", term.term.zh);
+            }
+        }
+    }
+}

@@ -57,7 +57,9 @@ const fn js(name: &'static str, zh: &'static str, en: &'static str) -> Excerpt {
 #[derive(Debug, Clone, Copy)]
 pub struct Lesson {
     pub excerpts: &'static [Excerpt],
-    /// The audit checks (`GET /api/audit`) that turn red without the defense.
+    /// The audit checks (`GET /api/audit`) that watch for the damage this
+    /// defense prevents (what switching it off really shows is the lesson's
+    /// `off` section: some defenses are hidden by the layers behind them).
     pub checks: &'static [&'static str],
     pub race: Sequence,
     pub defended: Sequence,
@@ -133,7 +135,7 @@ const LESSONS: &[(Defense, Lesson)] = &[
                 &[
                     plain(0, 1, "POST /orders（键 K）", "POST /orders (key K)"),
                     plain(1, 2, "插入订单 #1", "INSERT order #1"),
-                    bad(1, 0, "201……应答丢失，超时", "201 … answer lost, timeout"),
+                    bad(1, 0, "201……响应丢失，超时", "201 … response lost, timeout"),
                     plain(
                         0,
                         1,
@@ -159,7 +161,7 @@ const LESSONS: &[(Defense, Lesson)] = &[
                         "插入订单，保存 201 到键 K",
                         "INSERT order, store 201 with K",
                     ),
-                    bad(1, 0, "201……应答丢失", "201 … answer lost"),
+                    bad(1, 0, "201……响应丢失", "201 … response lost"),
                     plain(0, 1, "重试（键 K）", "retry (key K)"),
                     plain(1, 2, "键 K：已完成", "key K: completed"),
                     good(
@@ -185,7 +187,7 @@ const LESSONS: &[(Defense, Lesson)] = &[
                 code(
                     "src/flows/orders.rs",
                     "unique_index::try_place",
-                    "先插订单；冲突就回滚并返回赢家",
+                    "先插订单；冲突就回滚，返回先成功的那一笔",
                     "Insert the order first; on a violation roll back and answer the winner",
                 ),
                 code(
@@ -242,14 +244,20 @@ const LESSONS: &[(Defense, Lesson)] = &[
                 code(
                     "src/defenses/version_lock.rs",
                     "version_lock::take_stock",
-                    "带版本号扣库存；关掉时是读-改-写",
-                    "Take stock with the version; switched off, read-modify-write",
+                    "受保护的扣库存（版本号或条件扣减）；关掉时是读-改-写",
+                    "Take stock guarded (version check or conditional decrement); switched off, read-modify-write",
                 ),
                 code(
                     "src/store/products.rs",
                     "products::take_stock_if_version",
                     "乐观锁的 SQL",
                     "The optimistic lock's SQL",
+                ),
+                code(
+                    "src/store/products.rs",
+                    "products::take_stock_if_enough",
+                    "条件扣减的 SQL：不依赖之前读到的值，也不用重试",
+                    "The conditional decrement's SQL: nothing from an earlier read, no retry",
                 ),
                 code(
                     "src/flows/orders.rs",
@@ -307,8 +315,8 @@ const LESSONS: &[(Defense, Lesson)] = &[
                 code(
                     "src/defenses/stock_gate.rs",
                     "stock_gate::admit",
-                    "闸门：一次原子预占",
-                    "The gate: one atomic claim",
+                    "Redis 预扣：一次原子操作",
+                    "The pre-deduction: one atomic claim",
                 ),
                 code(
                     "src/store/redis_kv.rs",
@@ -343,7 +351,7 @@ const LESSONS: &[(Defense, Lesson)] = &[
             defended: seq(
                 &[
                     text("一万个买家", "10,000 buyers"),
-                    text("Redis 闸门", "Redis gate"),
+                    text("Redis 预扣", "Redis pre-deduction"),
                     text("数据库", "Database"),
                 ],
                 &[
@@ -357,7 +365,7 @@ const LESSONS: &[(Defense, Lesson)] = &[
                     good(
                         1,
                         2,
-                        "只有一百个赢家进数据库",
+                        "只有抢到的一百个请求进数据库",
                         "only 100 winners reach the database",
                     ),
                 ],
@@ -681,8 +689,8 @@ const LESSONS: &[(Defense, Lesson)] = &[
         Lesson {
             excerpts: &[js(
                 "button_disable",
-                "点击即置灰，应答后恢复",
-                "Disabled on click, enabled again on the answer",
+                "点击即置灰，响应回来后恢复",
+                "Disabled on click, enabled again on the response",
             )],
             checks: &["suspected_double_submit"],
             race: seq(
@@ -703,7 +711,7 @@ const LESSONS: &[(Defense, Lesson)] = &[
                     plain(0, 1, "点击", "click"),
                     good(1, 1, "按钮置灰", "button disabled"),
                     plain(1, 2, "一个 POST", "one POST"),
-                    plain(2, 1, "应答", "answer"),
+                    plain(2, 1, "响应", "response"),
                     good(1, 1, "按钮恢复", "button enabled"),
                 ],
             ),

@@ -9,10 +9,11 @@ use crate::error::ApiError;
 use crate::flows::shared;
 use crate::lab::{self, LabError, experiments};
 use crate::state::AppState;
-use crate::switches::LabSettings;
+use crate::switches::{LabSettings, StockWrite};
 
-/// `{"experiments":[{"id","defense","title":{"zh","en"}}…]}`
-/// The lab's experiments: one per defense, each showing its anomaly.
+/// `{"experiments":[{"id","defense","title":{"zh","en"},"anomaly","hidden","variants"?}…]}`
+/// The lab's experiments: one per defense, each showing its anomaly, and
+/// `hot_row`, which compares correct variants (`variants`: `[{"id","title"}]`).
 #[utoipa::path(
     tag = "lab",
     operation_id = "list_experiments",
@@ -23,13 +24,21 @@ async fn list() -> HttpResponse {
     let experiments: Vec<_> = experiments::EXPERIMENTS
         .iter()
         .map(|experiment| {
-            json!({
+            let mut listed = json!({
                 "id": experiment.id,
                 "defense": experiment.defense.id(),
                 "title": experiment.title,
                 "anomaly": experiment.anomaly,
                 "hidden": experiment.hidden.iter().map(|defense| defense.id()).collect::<Vec<_>>(),
-            })
+            });
+            if !experiment.variants.is_empty() {
+                listed["variants"] = experiment
+                    .variants
+                    .iter()
+                    .map(|variant| json!({ "id": variant.id, "title": variant.title }))
+                    .collect();
+            }
+            listed
         })
         .collect();
     HttpResponse::Ok().json(json!({ "experiments": experiments }))
@@ -46,16 +55,37 @@ enum Switch {
 #[serde(deny_unknown_fields)]
 struct RunBody {
     /// Run with the defense under study `on` or `off` (the others as the experiment needs).
-    defense: Switch,
+    defense: Option<Switch>,
+    /// For an experiment that compares variants (`hot_row`): which one; the
+    /// defense stays on.
+    #[schema(example = "conditional_decrement")]
+    variant: Option<String>,
 }
 
-/// Runs an experiment with its defense on or off (admin).
+impl RunBody {
+    fn asked(self) -> Result<lab::Asked, ApiError> {
+        match (self.defense, self.variant) {
+            (None | Some(Switch::On), Some(variant)) => Ok(lab::Asked::Variant(variant)),
+            (Some(Switch::Off), Some(_)) => Err(ApiError::InvalidRequest(
+                "a variant runs with the defense on".into(),
+            )),
+            (Some(switch), None) => Ok(lab::Asked::Defense {
+                on: matches!(switch, Switch::On),
+            }),
+            (None, None) => Err(ApiError::InvalidRequest(
+                "say {\"defense\":\"on\"|\"off\"} (or {\"variant\":…} for hot_row)".into(),
+            )),
+        }
+    }
+}
+
+/// Runs an experiment with its defense on or off, or one of its variants (admin).
 /// Runs one experiment on this instance's database and reports what the audit saw.
 #[utoipa::path(
     tag = "lab",
     operation_id = "run_experiment",
     security(("admin" = [])),
-    params(("id" = String, Path, description = "An experiment id from `GET /api/lab/experiments`", example = "double_submit")),
+    params(("id" = String, Path, description = "An experiment id from `GET /api/lab/experiments`", example = "double_submit_key")),
     request_body = RunBody,
     responses((status = 200, description = "The run's report", body = Object)),
 )]
@@ -66,14 +96,15 @@ async fn run(
     id: web::Path<String>,
     body: web::Json<RunBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let on = matches!(body.defense, Switch::On);
-    let report = lab::run(&state, &id, on).await.map_err(api_error)?;
+    let asked = body.into_inner().asked()?;
+    let report = lab::run(&state, &id, asked).await.map_err(api_error)?;
     Ok(HttpResponse::Ok().json(report))
 }
 
 fn api_error(error: LabError) -> ApiError {
     match error {
         LabError::UnknownExperiment(_) => ApiError::NotFound,
+        LabError::BadRequest(why) => ApiError::InvalidRequest(why),
         LabError::Running => ApiError::ExperimentRunning,
         LabError::Store(error) => ApiError::Database(error),
         other => ApiError::Internal(format!("lab: {other}")),
@@ -126,6 +157,8 @@ async fn put_settings(
         settings.redeliver_after_ms = after;
     }
     settings.trace = patch.trace.unwrap_or(settings.trace);
+    settings.stock_write = patch.stock_write.unwrap_or(settings.stock_write);
+    settings.group_commit = patch.group_commit.unwrap_or(settings.group_commit);
     shared::set_lab(&state, settings).await?;
     Ok(HttpResponse::Ok().json(settings))
 }
@@ -142,4 +175,8 @@ struct LabSettingsPatch {
     /// Redelivery delay of an unacknowledged message (ms).
     #[schema(minimum = 50, maximum = 60_000)]
     redeliver_after_ms: Option<u64>,
+    /// How a guarded order takes stock on its own: `version_check` or `conditional_decrement`.
+    stock_write: Option<StockWrite>,
+    /// Orders of the same moment share one transaction (with `version_check`).
+    group_commit: Option<bool>,
 }

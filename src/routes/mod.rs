@@ -24,9 +24,12 @@ use actix_web::http::header::{
 use actix_web::middleware::Next;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 
+use actix_web::cookie::{Cookie, SameSite};
+
 use crate::error::ApiError;
 use crate::problems::PROBLEM_CONTENT_TYPE;
 use crate::state::AppState;
+use crate::text::Lang;
 use crate::trace::{self, SEPARATOR, TRACE_HEADER};
 
 pub fn configure(config: &mut web::ServiceConfig) {
@@ -84,6 +87,9 @@ fn configure_pages(config: &mut web::ServiceConfig) {
         .service(pages::lab)
         .service(learn::index)
         .service(learn::interview)
+        .service(learn::glossary)
+        .service(learn::problems)
+        .service(learn::topic)
         .service(learn::lesson)
         .service(learn::problem)
         .service(static_files::asset);
@@ -109,6 +115,32 @@ pub async fn trace_when_on(
         response
             .headers_mut()
             .insert(HeaderName::from_static(TRACE_HEADER), value);
+    }
+    Ok(response)
+}
+
+/// Middleware: a page asked for with `?lang=zh|en` remembers the choice in the
+/// language cookie, so the pages reached from it stay in that language even
+/// through a link that does not carry `?lang=`. Requests without a query pass
+/// untouched.
+pub async fn remember_lang(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let chosen = viewer::query_lang(request.query_string()).filter(|lang| {
+        request
+            .cookie(viewer::LANG_COOKIE)
+            .is_none_or(|cookie| Lang::parse(cookie.value()) != Some(*lang))
+    });
+    let mut response = next.call(request).await?;
+    if let Some(lang) = chosen {
+        let cookie = Cookie::build(viewer::LANG_COOKIE, lang.code())
+            .path("/")
+            .max_age(actix_web::cookie::time::Duration::days(365))
+            .same_site(SameSite::Lax)
+            .finish();
+        // A cookie that cannot be added leaves the page as it is.
+        let _ = response.response_mut().add_cookie(&cookie);
     }
     Ok(response)
 }
@@ -146,6 +178,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/lab", "GET"),
     ("/learn", "GET"),
     ("/learn/interview", "GET"),
+    ("/learn/glossary", "GET"),
+    ("/learn/problems", "GET"),
+    ("/learn/topics/{id}", "GET"),
     ("/learn/defenses/{id}", "GET"),
     ("/learn/problems/{code}", "GET"),
     ("/static/{path:.*}", "GET"),
@@ -162,7 +197,7 @@ async fn not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {
         Some((_, methods)) => Err(ApiError::MethodNotAllowed {
             allow: (*methods).to_string(),
         }),
-        None => Err(ApiError::NotFound),
+        None => learn::not_found_under_learn(&request).ok_or(ApiError::NotFound),
     }
 }
 
@@ -175,12 +210,15 @@ pub async fn problems_everywhere(
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let response = next.call(request).await?;
     let status = response.status();
-    // A handler's own JSON (a problem, or /readyz naming what fails) is kept as it is.
-    let is_json = response.headers().get(CONTENT_TYPE).is_some_and(|value| {
+    // A handler's own answer is kept as it is: JSON (a problem, or /readyz
+    // naming what fails), or a page (a missing lesson, shown to a browser).
+    let is_ours = response.headers().get(CONTENT_TYPE).is_some_and(|value| {
         let value = value.as_bytes();
-        value.starts_with(PROBLEM_CONTENT_TYPE.as_bytes()) || value.starts_with(b"application/json")
+        value.starts_with(PROBLEM_CONTENT_TYPE.as_bytes())
+            || value.starts_with(b"application/json")
+            || value.starts_with(b"text/html")
     });
-    if status.as_u16() < 400 || is_json {
+    if status.as_u16() < 400 || is_ours {
         return Ok(response.map_into_left_body());
     }
     let mut problem = problem_for(status).error_response();

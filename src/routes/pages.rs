@@ -67,6 +67,12 @@ struct OrdersPage {
     total_points: i64,
 }
 
+impl OrderLine {
+    fn path(&self) -> String {
+        format!("/orders/{}", self.order_no)
+    }
+}
+
 struct OrderLine {
     order_no: String,
     product: String,
@@ -97,12 +103,15 @@ struct LabPage {
     defenses: Vec<LabCard>,
 }
 
-/// A defense on the lab page, with the experiment that shows it.
+/// A defense on the lab page, with the experiments that show it.
 struct LabCard {
     id: &'static str,
     layer: &'static str,
     info: DefenseInfo,
-    experiment: Option<&'static Experiment>,
+    experiments: Vec<&'static Experiment>,
+    lesson_path: String,
+    /// The sale page's guide, for a browser defense (no experiment).
+    guide_path: String,
 }
 
 pub(super) fn render(template: &impl Template) -> Result<HttpResponse, ApiError> {
@@ -217,7 +226,9 @@ async fn lab(viewer: Viewer) -> Result<HttpResponse, ApiError> {
                 id: defense.id(),
                 layer: defense.info().layer.into(),
                 info: defense.info(),
-                experiment: experiments::for_defense(defense),
+                experiments: experiments::for_defense(defense),
+                lesson_path: format!("/learn/defenses/{}", defense.id()),
+                guide_path: format!("/?guide={}", defense.id()),
             })
             .collect(),
     })

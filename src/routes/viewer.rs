@@ -5,7 +5,7 @@
 use std::future::{Ready, ready};
 
 use actix_web::dev::Payload;
-use actix_web::http::header::ACCEPT_LANGUAGE;
+use actix_web::http::header::{ACCEPT, ACCEPT_LANGUAGE};
 use actix_web::{FromRequest, HttpRequest};
 
 use crate::auth::AuthUser;
@@ -19,6 +19,8 @@ pub const LANG_COOKIE: &str = "flashguard_lang";
 pub struct Viewer {
     pub user: Option<AuthUser>,
     pub lang: Lang,
+    /// The request prefers HTML (a browser): a missing page is a page too.
+    pub wants_html: bool,
 }
 
 impl Viewer {
@@ -34,6 +36,11 @@ impl Viewer {
     pub fn is_zh(&self) -> bool {
         self.lang == Lang::Zh
     }
+
+    /// A link to a page of this site that keeps the reader's language.
+    pub fn link(&self, href: &str) -> String {
+        self.lang.link(href)
+    }
 }
 
 impl FromRequest for Viewer {
@@ -45,6 +52,7 @@ impl FromRequest for Viewer {
         ready(Ok(Self {
             user,
             lang: lang_of(request),
+            wants_html: wants_html(request),
         }))
     }
 }
@@ -64,7 +72,17 @@ pub fn lang_of(request: &HttpRequest) -> Lang {
         .unwrap_or_default()
 }
 
-fn query_lang(query: &str) -> Option<Lang> {
+/// Whether the client asked for HTML (browsers send `Accept: text/html,…`).
+pub fn wants_html(request: &HttpRequest) -> bool {
+    request
+        .headers()
+        .get(ACCEPT)
+        .and_then(|accept| accept.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"))
+}
+
+/// The language named in the query string, if any (`?lang=zh`).
+pub fn query_lang(query: &str) -> Option<Lang> {
     query
         .split('&')
         .filter_map(|pair| pair.split_once('='))

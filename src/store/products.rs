@@ -162,7 +162,11 @@ pub async fn stock_snapshots<'e>(
 // [lesson products::take_stock_if_version]
 /// The optimistic lock (乐观锁) of the `version_lock` defense: takes `quantity`
 /// only if the row still has the version that was read, and enough stock.
-/// Returns false when someone wrote the row in between.
+/// Returns false when someone wrote the row in between. Depends on the
+/// isolation level: under READ COMMITTED (PostgreSQL's default, which
+/// flashguard uses) a concurrent writer makes this update wait for the row
+/// lock and then match 0 rows; under REPEATABLE READ PostgreSQL would raise a
+/// serialization failure instead (docs: /learn/topics/transactions).
 pub async fn take_stock_if_version<'e>(
     executor: impl Executor<'e, Database = Any>,
     read: &StockSnapshot,
@@ -178,6 +182,31 @@ pub async fn take_stock_if_version<'e>(
     .execute(executor)
     .await
     .context("products::take_stock_if_version")?;
+    Ok(updated.rows_affected() == 1)
+}
+// [/lesson]
+
+// [lesson products::take_stock_if_enough]
+/// The conditional decrement (条件扣减): takes `quantity` if the row, as it is
+/// now, has enough. No earlier read is needed: the update re-checks the current
+/// row under its row lock (PostgreSQL's READ COMMITTED re-evaluates the WHERE
+/// after waiting for a concurrent writer; in InnoDB an UPDATE is a locking,
+/// current read). False means sold out, never "retry". The version is bumped
+/// too, so version checks elsewhere still see the change.
+pub async fn take_stock_if_enough<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    product_id: i64,
+    quantity: i64,
+) -> Result<bool, StoreError> {
+    let updated = sqlx::query(
+        "UPDATE products SET stock = stock - $1, version = version + 1
+          WHERE id = $2 AND stock >= $1",
+    )
+    .bind(quantity)
+    .bind(product_id)
+    .execute(executor)
+    .await
+    .context("products::take_stock_if_enough")?;
     Ok(updated.rows_affected() == 1)
 }
 // [/lesson]

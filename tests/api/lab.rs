@@ -193,3 +193,106 @@ async fn a_second_run_while_one_runs_is_409_and_settings_come_back() {
     );
     assert_eq!(app.get_json("/api/defenses").await["version_lock"], true);
 }
+
+async fn run_variant(app: &TestApp, id: &str, variant: &str) -> Value {
+    let response = app
+        .client
+        .post(app.url(&format!("/api/lab/experiments/{id}/run")))
+        .bearer_auth(&app.admin_token)
+        .json(&json!({ "variant": variant }))
+        .send()
+        .await
+        .expect("run request");
+    let reply = Reply::read(response).await;
+    assert_eq!(reply.status, StatusCode::OK, "{variant}: {}", reply.body);
+    reply.json()
+}
+
+/// Every variant is correct (the audit is green, nothing oversold); the
+/// version check pays in retries, the conditional decrement never retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn experiment_hot_row() {
+    let app = spawn_app().await;
+    let mut retries = std::collections::BTreeMap::new();
+    for variant in ["version_check", "conditional_decrement", "group_commit"] {
+        let report = run_variant(&app, "hot_row", variant).await;
+        eprintln!("hot_row {variant}: {}", report["counts"]);
+        assert_eq!(report["variant"], variant);
+        assert_eq!(report["state"], "on");
+        assert_eq!(report["switches"]["version_lock"], true);
+        assert_eq!(
+            report["audit"]["ok"], true,
+            "{variant}: {}",
+            report["audit"]
+        );
+        let counts = &report["counts"];
+        let (sold, left) = (counts["units_sold"].as_i64(), counts["stock_left"].as_i64());
+        let (sold, left) = (sold.unwrap_or(-1), left.unwrap_or(-1));
+        assert_eq!(sold + left, 50, "{variant}: every unit sold or still there");
+        assert!((0..=50).contains(&sold), "{variant}: nothing oversold");
+        assert_eq!(report["anomalies"], counts["retries"]);
+        retries.insert(variant, report["anomalies"].as_i64().unwrap_or(-1));
+    }
+    assert!(
+        retries["version_check"] > 0,
+        "100 buyers on one row with the version check retry: {retries:?}"
+    );
+    assert_eq!(retries["conditional_decrement"], 0, "{retries:?}");
+    let lab: Value = app.get_admin_json("/api/admin/lab").await;
+    assert_eq!(
+        lab["stock_write"], "version_check",
+        "the setting is put back"
+    );
+    assert_eq!(lab["group_commit"], true);
+}
+
+/// The conditional decrement on its own path sells exactly the stock and
+/// never answers busy_retry: nothing to retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_conditional_decrement_sells_exactly_the_stock() {
+    let app = spawn_app().await;
+    let report = run_variant(&app, "hot_row", "conditional_decrement").await;
+    assert_eq!(report["counts"]["units_sold"], 50, "{report}");
+    assert_eq!(report["counts"]["busy_retry"], 0, "{report}");
+    assert_eq!(report["replies"]["201"], 50, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_must_ask_what_the_experiment_is() {
+    let app = spawn_app().await;
+    let send = |id: &'static str, body: Value| {
+        let request = app
+            .client
+            .post(app.url(&format!("/api/lab/experiments/{id}/run")))
+            .bearer_auth(&app.admin_token)
+            .json(&body);
+        async move { Reply::read(request.send().await.expect("run request")).await }
+    };
+    for (id, body) in [
+        ("hot_row", json!({ "defense": "off" })),
+        ("hot_row", json!({ "variant": "guesswork" })),
+        (
+            "hot_row",
+            json!({ "defense": "off", "variant": "version_check" }),
+        ),
+        ("oversell", json!({ "variant": "version_check" })),
+        ("oversell", json!({})),
+    ] {
+        let reply = send(id, body.clone()).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{id} {body}: {}",
+            reply.body
+        );
+        assert_eq!(reply.code().as_deref(), Some("invalid_request"));
+    }
+    let listed = app.get_json("/api/lab/experiments").await;
+    let hot_row = listed["experiments"]
+        .as_array()
+        .and_then(|all| all.iter().find(|e| e["id"] == "hot_row"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(hot_row["defense"], "version_lock");
+    assert_eq!(hot_row["variants"].as_array().map(Vec::len), Some(3));
+}
