@@ -1,9 +1,13 @@
 //! The mock payment provider (in-process), behaving the way real providers do:
 //! it accepts a charge at once and reports the result later, by callback, at least
 //! once — possibly duplicated, concurrent, delayed and out of order (a FAILED after
-//! the SUCCEEDED) — and retries any callback that is not answered 2xx along
-//! Alipay's schedule (4m, 10m, 10m, 1h, 2h, 6h, 15h; compressible by
-//! `PSP_RETRY_SCALE`). Callbacks are signed with `PSP_SECRET`, see [`signature`].
+//! the SUCCEEDED). It speaks a Stripe-style webhook scheme: callbacks are signed
+//! with an HMAC over timestamp and body with the shared `PSP_SECRET` (see
+//! [`signature`]), and any 2xx answer counts as received. A callback that is not
+//! answered 2xx is sent again after waits borrowed from Alipay's notification
+//! intervals (4m, 10m, 10m, 1h, 2h, 6h, 15h; compressible by `PSP_RETRY_SCALE`) —
+//! only the waits: Alipay itself signs with RSA2 and stops only on the body
+//! `success` (the callback_dedup lesson compares the schemes).
 
 pub mod signature;
 
@@ -144,7 +148,8 @@ pub struct ChargeRequest {
     pub amount_cents: i64,
 }
 
-/// Alipay's notification retry schedule, in seconds.
+/// The waits between deliveries of one callback, in seconds: Alipay's
+/// notification intervals (about 25 hours in all).
 pub const RETRY_SCHEDULE_SECS: [u64; 7] = [
     4 * 60,
     10 * 60,

@@ -403,7 +403,16 @@ async fn every_lesson_and_problem_page_renders_in_both_languages_without_errors(
         return;
     };
     let app = spawn_app().await;
-    let mut paths = vec!["/learn".to_string(), "/learn/interview".to_string()];
+    let mut paths: Vec<String> = [
+        "/learn",
+        "/learn/interview",
+        "/learn/glossary",
+        "/learn/problems",
+        "/learn/topics/transactions",
+        "/learn/topics/undersell",
+    ]
+    .map(String::from)
+    .to_vec();
     paths.extend(
         flashguard::switches::Defense::all().map(|d| format!("/learn/defenses/{}", d.id())),
     );
@@ -430,6 +439,10 @@ async fn every_lesson_and_problem_page_renders_in_both_languages_without_errors(
         .js("const y = document.querySelector('.diagrams').getBoundingClientRect().top + window.scrollY - 170; window.scrollTo({top: y, behavior: 'instant'});")
         .await;
     browser.screenshot("lesson.png").await;
+    browser.goto(&app.url("/learn/interview?lang=zh")).await;
+    browser.screenshot("interview-zh.png").await;
+    browser.goto(&app.url("/?lang=zh")).await;
+    browser.screenshot("sale-zh.png").await;
     browser.close().await;
 }
 
@@ -481,6 +494,48 @@ async fn an_experiment_run_from_the_lab_turns_the_audit_red_then_green() {
         .wait_for(
             "the audit turns green",
             "return document.getElementById('audit').dataset.ok === 'true'",
+        )
+        .await;
+    assert_eq!(browser.errors().await, json!([]));
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sold_out_product_says_so_until_units_return_and_signing_out_works() {
+    let Some(browser) = open_browser().await else {
+        return;
+    };
+    let app = spawn_app().await;
+    let product = app.reset_with_one_product(1).await;
+    browser.sign_in(&app, "alice").await;
+    let bob = app.login("bob").await;
+    app.place_order(&bob, product).await;
+    let button = format!(".card[data-product-id='{product}'] [data-buy]");
+    browser
+        .wait_for(
+            "the last unit's button to say Sold out",
+            &format!("const b = document.querySelector(\"{button}\"); return b.disabled && b.textContent.trim() === 'Sold out';"),
+        )
+        .await;
+
+    // A unit comes back (as when an unpaid order closes).
+    sqlx::query("UPDATE products SET stock = 1 WHERE id = $1")
+        .bind(product)
+        .execute(app.state.db.pool())
+        .await
+        .expect("a unit back");
+    browser
+        .wait_for(
+            "the button to say Buy now again",
+            &format!("const b = document.querySelector(\"{button}\"); return !b.disabled && b.textContent.trim() === 'Buy now';"),
+        )
+        .await;
+
+    browser.click("#logout").await;
+    browser
+        .wait_for(
+            "the page to show the sign-in form again",
+            "return document.body.dataset.ready === 'true' && document.body.dataset.user === '' && !!document.getElementById('login-form');",
         )
         .await;
     assert_eq!(browser.errors().await, json!([]));
