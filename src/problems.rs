@@ -134,7 +134,7 @@ impl ProblemCode {
                 400,
                 text("缺少 Idempotency-Key 请求头", "Idempotency-Key header missing"),
                 text(
-                    "下单和支付这类会产生副作用的 POST 必须带 Idempotency-Key：每个业务动作（每打开一次确认弹窗）一个键。没有它，服务端分不清这是重试还是一次新的购买。",
+                    "下单和支付这类会产生副作用的 POST 必须带 Idempotency-Key：每次业务操作（每打开一次确认弹窗）一个键。没有它，服务端分不清这是重试还是一次新的购买。",
                     "Placing an order and paying change state, so they must carry an Idempotency-Key header: one key per business action (one opening of the confirm popup). Without it the server cannot tell a retry from a new purchase.",
                 ),
             )
@@ -152,7 +152,7 @@ impl ProblemCode {
                 422,
                 text("同一个幂等键配了不同的请求", "Idempotency-Key reused with another request"),
                 text(
-                    "服务端记下了第一次用这个键时请求的指纹（方法、路径、规范化的请求体）。同一个键换了请求体是客户端的 bug：新的意图要用新的键。",
+                    "服务端记下了第一次用这个键时请求的指纹（方法、路径、规范化的请求体）。同一个键换了请求体是客户端的 bug：新的业务操作要用新的键。",
                     "The server stored a fingerprint (method, path, canonical body) of the first request sent with this key. The same key with another body is a client bug: a new intent needs a new key.",
                 ),
             )
@@ -171,7 +171,7 @@ impl ProblemCode {
                 400,
                 text("请求体格式不对", "Malformed request body"),
                 text(
-                    "请求体不是预期形状的 JSON。什么都没保存，所以同一个键改好请求体后还能用。",
+                    "请求体不是合法的 JSON，或者字段结构不符合接口要求。什么都没保存，所以同一个键改好请求体后还能用。",
                     "The body is not JSON of the expected shape. Nothing was stored, so the same key can be used again with a correct body.",
                 ),
             ),
@@ -224,7 +224,7 @@ impl ProblemCode {
                 409,
                 text("已售罄", "Sold out"),
                 text(
-                    "库存没了。这是业务结果：它和幂等键一起保存，同一个键的每次重试都会拿到同样的响应。Redis 库存预扣开着时，售罄直接由 Redis 回答，不碰数据库。",
+                    "库存没了。这是业务结果：它和幂等键一起保存，同一个键的每次重试都会拿到同样的响应。Redis 库存预扣开着时，售罄直接由 Redis 返回，不碰数据库。",
                     "The stock is gone. This is an outcome of the business: it is stored with the idempotency key and replayed to every retry of that key. With the stock pre-deduction on, sold out is answered from Redis without touching the database.",
                 ),
             )
@@ -312,7 +312,7 @@ impl ProblemCode {
                 409,
                 text("订单已关闭", "Order closed"),
                 text(
-                    "支付窗口过了，订单已关闭，库存已退回。状态只能向前走：关闭的订单不能再支付。",
+                    "已超过支付时限，订单已关闭，库存已退回。状态只能向前走：关闭的订单不能再支付。",
                     "The payment window passed: the order is closed and its stock returned. State only moves forward: a closed order cannot be paid.",
                 ),
             )

@@ -128,7 +128,7 @@ impl Defense {
                 layer: Layer::KeyStore,
                 module: "src/defenses/stock_gate.rs",
                 summary: text(
-                    "一个原子脚本先拒绝同一幂等键的重复请求，库存够才预扣：只有抢到的请求才到数据库，售罄直接由 Redis 回答。",
+                    "一个原子脚本先拒绝同一幂等键的重复请求，库存够才预扣：只有抢到的请求才到数据库，售罄直接由 Redis 返回。",
                     "One atomic script refuses a repeat of the same key, then takes units in Redis only if enough are left: only the requests that got one reach the database.",
                 ),
                 shown_off_by: "stock_gate::with_the_gate_off_the_flash_sale_is_still_correct",
@@ -139,7 +139,7 @@ impl Defense {
                 layer: Layer::Database,
                 module: "src/defenses/unique_index.rs",
                 summary: text(
-                    "数据库对每个 (用户, 幂等键) 只允许一笔订单：两个都通过了前面检查的请求，只有一个能插入。",
+                    "数据库对每个（用户，幂等键）组合只允许一笔订单：两个都通过了前面检查的请求，只有一个能插入。",
                     "The database allows one order per (user, idempotency key): of two requests that both passed the checks, one inserts.",
                 ),
                 shown_off_by: "defenses::without_idempotency_key_and_unique_index_duplicates_appear",
@@ -150,7 +150,7 @@ impl Defense {
                 layer: Layer::Database,
                 module: "src/defenses/version_lock.rs",
                 summary: text(
-                    "库存只通过受保护的写入扣减：带上读到的版本号（乐观锁），或条件扣减 stock >= q：防止丢失更新和超卖。",
+                    "库存只能通过带校验的写入扣减——带上读到的版本号（乐观锁），或者用条件扣减 stock >= q——杜绝丢失更新和超卖。",
                     "Stock is only taken by a guarded update: the version it read (optimistic locking), or the conditional decrement stock >= q: no lost update, no oversell.",
                 ),
                 shown_off_by: "defenses::without_version_lock_updates_are_lost_and_stock_is_oversold",
@@ -194,7 +194,7 @@ impl Defense {
                 layer: Layer::Database,
                 module: "src/defenses/callback_dedup.rs",
                 summary: text(
-                    "每个支付平台事件 ID 只记录一次，与它的效果在同一事务里：重复回调只确认、不生效。",
+                    "每个支付平台事件 ID 只记录一次，和对应的业务处理在同一个事务里：重复回调只确认、不生效。",
                     "Each provider event id is recorded once, in the transaction of its effect: a redelivered callback is acknowledged, not applied.",
                 ),
                 shown_off_by: "payment_defenses::without_callback_dedup_an_event_is_applied_again",
@@ -205,7 +205,7 @@ impl Defense {
                 layer: Layer::Database,
                 module: "src/defenses/message_dedup.rs",
                 summary: text(
-                    "消费者把消息 ID 和积分写在同一事务里：至少一次投递的消息被重复消费也只发一次奖励。",
+                    "消费者把消息 ID 和积分写在同一个事务里：消息按至少一次投递，即使被重复消费，积分也只发一次。",
                     "The consumer records the message id in the transaction of its effect: an at-least-once message rewards once.",
                 ),
                 shown_off_by: "rewards::without_message_dedup_a_redelivery_rewards_twice",

@@ -45,7 +45,7 @@ const WORDS = {
   reset_refused: ['重置被拒绝：', 'Reset refused: '],
   buy_now: ['立即抢购', 'Buy now'],
   sold_out_button: ['已售罄', 'Sold out'],
-  guide_button_disable: ['引导：先在实验室关掉 button_disable，再快速连点“提交订单”。会发出两个请求；它们带的是同一个幂等键，服务端按幂等键回答第二个。再把它打开：只发一个请求。', 'Guide: switch button_disable off in the lab, then double-click "Place order" fast. Two requests leave; the server answers the second from the idempotency key (same key). Switch it on: one request.'],
+  guide_button_disable: ['引导：先在实验室关掉 button_disable，再快速连点“提交订单”。会发出两个请求；它们带的是同一个幂等键，服务端根据幂等键处理第二个请求。再把它打开：只发一个请求。', 'Guide: switch button_disable off in the lab, then double-click "Place order" fast. Two requests leave; the server answers the second from the idempotency key (same key). Switch it on: one request.'],
   guide_popup_key: ['引导：在实验室把 button_disable 和 popup_key 都关掉，再连点“提交订单”：每次点击带一个新的幂等键，会出现两笔订单，审计给出 suspected_double_submit 警告。', 'Guide: switch button_disable and popup_key off in the lab, then double-click "Place order": each click carries a new key, so two orders appear and the audit warns suspected_double_submit.'],
 };
 

@@ -107,19 +107,19 @@ const LESSONS: &[(Defense, Lesson)] = &[
                 code(
                     "src/defenses/idempotency_key.rs",
                     "idempotency_key::enter",
-                    "进门：在途标记（并发重复立即 409）；已提交的键行留给事务里的认领去发现（重放或 422）",
+                    "入口：设置在途标记（并发的重复请求立即返回 409）；已提交的幂等键记录，由事务里的抢占步骤发现（重放或 422）",
                     "At the door: the in-flight mark (a concurrent repeat is 409 at once); the committed key row is found by the claim in the transaction (replay or 422)",
                 ),
                 code(
                     "src/defenses/idempotency_key.rs",
                     "idempotency_key::claim_in",
-                    "键行与订单在同一事务里：一次提交，崩溃时要么全有要么全无",
+                    "幂等键记录与订单在同一个事务里：一次提交，崩溃时要么全部生效，要么全部不生效",
                     "The key row in the order's own transaction: one commit, all or nothing on a crash",
                 ),
                 code(
                     "src/defenses/idempotency_key.rs",
                     "idempotency_key::decide",
-                    "键表规则：一个纯函数",
+                    "幂等键表的判定规则：一个纯函数",
                     "The rules of the key table, a pure function",
                 ),
                 code(
@@ -193,7 +193,7 @@ const LESSONS: &[(Defense, Lesson)] = &[
                 code(
                     "src/defenses/unique_index.rs",
                     "unique_index::on_violation",
-                    "把唯一约束冲突变成一个结果",
+                    "把唯一约束冲突转换成业务结果",
                     "A unique violation turned into an outcome",
                 ),
             ],
@@ -244,7 +244,7 @@ const LESSONS: &[(Defense, Lesson)] = &[
                 code(
                     "src/defenses/version_lock.rs",
                     "version_lock::take_stock",
-                    "受保护的扣库存（版本号或条件扣减）；关掉时是读-改-写",
+                    "带校验的扣库存（版本号或条件扣减）；关掉时是读-改-写",
                     "Take stock guarded (version check or conditional decrement); switched off, read-modify-write",
                 ),
                 code(
@@ -571,7 +571,7 @@ const LESSONS: &[(Defense, Lesson)] = &[
                 code(
                     "src/flows/payments.rs",
                     "callback_dedup::apply",
-                    "效果和事件记录在同一个事务里",
+                    "业务处理和事件记录在同一个事务里",
                     "The effect and the event record in one transaction",
                 ),
                 code(
@@ -592,9 +592,9 @@ const LESSONS: &[(Defense, Lesson)] = &[
                 PROVIDER_SERVER_DB,
                 &[
                     plain(0, 1, "事件 E（第 1 份）", "event E (copy 1)"),
-                    plain(1, 2, "应用 E", "apply E"),
+                    plain(1, 2, "处理 E", "apply E"),
                     plain(0, 1, "事件 E（第 2 份，重试）", "event E (copy 2, a retry)"),
-                    bad(1, 2, "再应用一次 E！", "apply E again!"),
+                    bad(1, 2, "再处理一次 E！", "apply E again!"),
                 ],
             ),
             defended: seq(
@@ -604,7 +604,7 @@ const LESSONS: &[(Defense, Lesson)] = &[
                     plain(
                         1,
                         2,
-                        "效果 + 插入事件 E（一个事务）",
+                        "处理 + 插入事件 E（一个事务）",
                         "effect + INSERT event E (one transaction)",
                     ),
                     plain(0, 1, "事件 E（第 2 份）", "event E (copy 2)"),
@@ -637,7 +637,7 @@ const LESSONS: &[(Defense, Lesson)] = &[
                 code(
                     "src/defenses/message_dedup.rs",
                     "message_dedup::first_delivery",
-                    "第一次投递才有效果",
+                    "只有第一次投递会生效",
                     "Only the first delivery has an effect",
                 ),
                 code(
@@ -678,7 +678,7 @@ const LESSONS: &[(Defense, Lesson)] = &[
                     ),
                     bad(1, 1, "确认前崩溃", "crash before the ack"),
                     plain(0, 1, "重新投递 M", "redeliver M"),
-                    good(1, 2, "M 已处理：没有效果", "M already processed: no effect"),
+                    good(1, 2, "M 已处理：直接跳过", "M already processed: no effect"),
                     good(1, 0, "确认", "ack"),
                 ],
             ),
@@ -742,7 +742,7 @@ const LESSONS: &[(Defense, Lesson)] = &[
                     bad(
                         1,
                         2,
-                        "POST（新键 B）：第二个意图！",
+                        "POST（新键 B）：第二次操作！",
                         "POST (new key B): a second intent!",
                     ),
                 ],

@@ -6,7 +6,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_LANGUAGE, CONTENT_TYPE};
-use actix_web::{HttpRequest, HttpResponse, get, web};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, get, web};
 use askama::Template;
 
 use crate::error::{ApiError, Problem, problem_body};
@@ -19,7 +19,7 @@ use crate::learn::glossary::{GLOSSARY, Term};
 use crate::learn::lessons::{self, Lesson};
 use crate::problems::{PROBLEM_CONTENT_TYPE, ProblemCode, ProblemSpec};
 use crate::routes::pages::render;
-use crate::routes::viewer::{self, Viewer};
+use crate::routes::viewer::Viewer;
 use crate::switches::{Defense, DefenseInfo};
 use crate::text::Lang;
 
@@ -176,7 +176,7 @@ struct TopicPage {
 #[get("/learn/topics/{id}")]
 async fn topic(viewer: Viewer, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let Some(topic) = Topic::from_id(&id) else {
-        return Ok(not_found_page(&viewer));
+        return Ok(not_found_page(viewer));
     };
     let lang = viewer.lang;
     render(&TopicPage {
@@ -259,7 +259,7 @@ async fn lesson(viewer: Viewer, id: web::Path<String>) -> Result<HttpResponse, A
     let Some((defense, taught)) =
         Defense::from_id(&id).and_then(|defense| Some((defense, lessons::lesson(defense)?)))
     else {
-        return Ok(not_found_page(&viewer));
+        return Ok(not_found_page(viewer));
     };
     let lang = viewer.lang;
     let (before, after) = neighbours(defense);
@@ -325,7 +325,7 @@ struct ProblemPage {
 #[get("/learn/problems/{code}")]
 async fn problem(viewer: Viewer, code: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let Some(code) = ProblemCode::from_code(&code) else {
-        return Ok(not_found_page(&viewer));
+        return Ok(not_found_page(viewer));
     };
     let spec = code.spec();
     render(&ProblemPage {
@@ -338,32 +338,29 @@ async fn problem(viewer: Viewer, code: web::Path<String>) -> Result<HttpResponse
 
 /// A page under `/learn` that does not exist, in the reader's language: the
 /// `not_found` problem as a page for a browser, as problem details otherwise.
-pub fn not_found_page(viewer: &Viewer) -> HttpResponse {
+pub fn not_found_page(viewer: Viewer) -> HttpResponse {
     let code = ProblemCode::NotFound;
     let spec = code.spec();
+    let (lang, wants_html) = (viewer.lang, viewer.wants_html);
     let page = ProblemPage {
-        viewer: Viewer {
-            user: None,
-            lang: viewer.lang,
-            wants_html: viewer.wants_html,
-        },
+        viewer,
         code: code.as_str(),
         spec,
         defense: None,
     };
     let mut response = HttpResponse::build(StatusCode::NOT_FOUND);
-    response.insert_header((CONTENT_LANGUAGE, viewer.lang.code()));
+    response.insert_header((CONTENT_LANGUAGE, lang.code()));
     match page.render() {
-        Ok(html) if viewer.wants_html => response
+        Ok(html) if wants_html => response
             .insert_header((CONTENT_TYPE, "text/html; charset=utf-8"))
             .body(html),
         _ => response
             .insert_header((CONTENT_TYPE, PROBLEM_CONTENT_TYPE))
             .body(problem_body(&Problem {
                 type_uri: code.type_uri(),
-                title: viewer.t(&spec.title),
+                title: lang.pick(&spec.title),
                 status: spec.status,
-                detail: viewer.t(&spec.explanation).to_string(),
+                detail: lang.pick(&spec.explanation).to_string(),
                 code: code.as_str(),
                 dependency: None,
             })),
@@ -374,12 +371,9 @@ pub fn not_found_page(viewer: &Viewer) -> HttpResponse {
 /// reader's language (see [`not_found_page`]).
 pub fn not_found_under_learn(request: &HttpRequest) -> Option<HttpResponse> {
     let path = request.path();
-    let under_learn = path == "/learn" || path.starts_with("/learn/");
-    under_learn.then(|| {
-        not_found_page(&Viewer {
-            user: None,
-            lang: viewer::lang_of(request),
-            wants_html: viewer::wants_html(request),
-        })
-    })
+    if path != "/learn" && !path.starts_with("/learn/") {
+        return None;
+    }
+    let viewer = Viewer::extract(request).into_inner().ok()?;
+    Some(not_found_page(viewer))
 }

@@ -196,7 +196,12 @@ const OPERATIONS: &[(&str, &str, Access, &[&[ProblemCode]])] = &[
         "/api/lab/experiments/{id}/run",
         "post",
         Admin,
-        &[&[P::MalformedBody, P::NotFound, P::ExperimentRunning]],
+        &[&[
+            P::MalformedBody,
+            P::InvalidRequest,
+            P::NotFound,
+            P::ExperimentRunning,
+        ]],
     ),
     ("/healthz", "get", Public, &[]),
     ("/readyz", "get", Public, &[]),
