@@ -220,6 +220,12 @@ async fn a_key_past_its_retention_is_forgotten_and_swept() {
     assert_eq!(first.status, StatusCode::CREATED);
     assert_eq!(later.status, StatusCode::CREATED);
     assert!(!later.replayed, "the stored answer has expired");
+    assert_eq!(
+        later.json()["order_no"],
+        first.json()["order_no"],
+        "the unique index answers with the order the key already made"
+    );
+    assert_eq!(later.defense.as_deref(), Some("unique_index"));
     assert_eq!(other.status, StatusCode::CREATED);
     assert!(swept >= 2, "expired keys are removed, {swept} were");
     let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM idempotency_keys")
