@@ -13,8 +13,27 @@ use crate::problems::ProblemCode;
 use crate::switches::Defense;
 use crate::text::Lang;
 
-/// Every page of prose, by name: a defense id, a topic id, `index` or `interview`.
-pub const PAGES: &[&str] = &[
+/// The pages of prose, each built into the binary in both languages: the
+/// list of their names and the function that finds one.
+macro_rules! pages {
+    ($($page:literal),* $(,)?) => {
+        /// Every page of prose, by name: a defense id, a topic id, `index` or `interview`.
+        pub const PAGES: &[&str] = &[$($page),*];
+
+        /// The Markdown of `page` in `lang`.
+        pub fn source(page: &str, lang: Lang) -> Option<&'static str> {
+            match (page, lang) {
+                $(
+                    ($page, Lang::En) => Some(include_str!(concat!("../../templates/learn/en/", $page, ".md"))),
+                    ($page, Lang::Zh) => Some(include_str!(concat!("../../templates/learn/zh/", $page, ".md"))),
+                )*
+                _ => None,
+            }
+        }
+    };
+}
+
+pages!(
     "index",
     "interview",
     "transactions",
@@ -30,42 +49,10 @@ pub const PAGES: &[&str] = &[
     "state_check",
     "callback_dedup",
     "message_dedup",
-];
+);
 
 /// The sections every lesson has.
 pub const LESSON_SECTIONS: [&str; 5] = ["story", "place", "pitfalls", "off", "interview"];
-
-/// The Markdown of `page` in `lang`.
-pub fn source(page: &str, lang: Lang) -> Option<&'static str> {
-    macro_rules! pages {
-        ($($page:literal),* $(,)?) => {
-            match (page, lang) {
-                $(
-                    ($page, Lang::En) => Some(include_str!(concat!("../../templates/learn/en/", $page, ".md"))),
-                    ($page, Lang::Zh) => Some(include_str!(concat!("../../templates/learn/zh/", $page, ".md"))),
-                )*
-                _ => None,
-            }
-        };
-    }
-    pages!(
-        "index",
-        "interview",
-        "transactions",
-        "undersell",
-        "button_disable",
-        "popup_key",
-        "idempotency_key",
-        "stock_gate",
-        "unique_index",
-        "version_lock",
-        "payment_token",
-        "order_lock",
-        "state_check",
-        "callback_dedup",
-        "message_dedup",
-    )
-}
 
 /// One `## name` section of a page, rendered to HTML ("" when absent).
 pub fn section(page: &str, lang: Lang, name: &str) -> String {

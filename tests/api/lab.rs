@@ -10,16 +10,21 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Reply, TestApp, check, spawn_app};
 
-async fn run(app: &TestApp, id: &str, state: &str) -> Reply {
+/// Runs experiment `id` as `body` asks (`{"defense": …}` or `{"variant": …}`).
+async fn run_with(app: &TestApp, id: &str, body: &Value) -> Reply {
     let response = app
         .client
         .post(app.url(&format!("/api/lab/experiments/{id}/run")))
         .bearer_auth(&app.admin_token)
-        .json(&json!({ "defense": state }))
+        .json(body)
         .send()
         .await
         .expect("run request");
     Reply::read(response).await
+}
+
+async fn run(app: &TestApp, id: &str, state: &str) -> Reply {
+    run_with(app, id, &json!({ "defense": state })).await
 }
 
 /// Runs `id` off, then on; `broken` is the audit check the anomaly breaks.
@@ -195,15 +200,7 @@ async fn a_second_run_while_one_runs_is_409_and_settings_come_back() {
 }
 
 async fn run_variant(app: &TestApp, id: &str, variant: &str) -> Value {
-    let response = app
-        .client
-        .post(app.url(&format!("/api/lab/experiments/{id}/run")))
-        .bearer_auth(&app.admin_token)
-        .json(&json!({ "variant": variant }))
-        .send()
-        .await
-        .expect("run request");
-    let reply = Reply::read(response).await;
+    let reply = run_with(app, id, &json!({ "variant": variant })).await;
     assert_eq!(reply.status, StatusCode::OK, "{variant}: {}", reply.body);
     reply.json()
 }
@@ -260,14 +257,6 @@ async fn the_conditional_decrement_sells_exactly_the_stock() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_must_ask_what_the_experiment_is() {
     let app = spawn_app().await;
-    let send = |id: &'static str, body: Value| {
-        let request = app
-            .client
-            .post(app.url(&format!("/api/lab/experiments/{id}/run")))
-            .bearer_auth(&app.admin_token)
-            .json(&body);
-        async move { Reply::read(request.send().await.expect("run request")).await }
-    };
     for (id, body) in [
         ("hot_row", json!({ "defense": "off" })),
         ("hot_row", json!({ "variant": "guesswork" })),
@@ -278,7 +267,7 @@ async fn a_run_must_ask_what_the_experiment_is() {
         ("oversell", json!({ "variant": "version_check" })),
         ("oversell", json!({})),
     ] {
-        let reply = send(id, body.clone()).await;
+        let reply = run_with(&app, id, &body).await;
         assert_eq!(
             reply.status,
             StatusCode::BAD_REQUEST,
