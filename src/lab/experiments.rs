@@ -5,8 +5,8 @@
 //!
 //! A second kind compares correct *variants* of a defense instead of switching
 //! it off: `hot_row` runs the same hot-row sale with the version check, the
-//! conditional decrement and the group commit; all three sell exactly the
-//! stock, and the anomaly counted is the cost (retries).
+//! conditional decrement and the group commit; none of them oversells, and the
+//! anomaly counted is the cost (retries).
 
 use crate::switches::{Defense, StockWrite};
 use crate::text::{Text, text};
