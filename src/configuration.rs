@@ -54,6 +54,8 @@ pub struct Settings {
     #[command(flatten)]
     pub payments: PaymentSettings,
     #[command(flatten)]
+    pub providers: ProviderSettings,
+    #[command(flatten)]
     pub rewards: RewardsSettings,
     #[command(flatten)]
     pub limits: LimitSettings,
@@ -155,7 +157,7 @@ pub struct PaymentSettings {
     /// Callbacks signed longer ago than this are refused (signature_expired).
     #[arg(skip = Duration::from_secs(300))]
     pub signature_tolerance: Duration,
-    /// Factor on the mock provider's retry schedule (Alipay's: 4 m, 10 m, 10 m, 1 h, …).
+    /// Factor on the mock provider's redelivery waits (each channel's own schedule).
     #[arg(
         long = "psp-retry-scale",
         env = "PSP_RETRY_SCALE",
@@ -165,6 +167,62 @@ pub struct PaymentSettings {
     /// Where the mock provider posts callbacks [default: this server's /api/payments/callback].
     #[arg(long = "psp-callback-url", env = "PSP_CALLBACK_URL")]
     pub psp_callback_url: Option<String>,
+}
+
+/// The payment channels' keys and addresses (docs/payments.md, "Channels").
+/// A key is PEM text, a path to a PEM file, or (public keys) bare Base64 DER,
+/// as Alipay's tools show it. A key pair left unset is generated at start
+/// (`psp::keys`); `flashguard` run from the shell keeps it in `data/`.
+#[derive(Debug, Clone, Args)]
+pub struct ProviderSettings {
+    /// The merchant's Alipay app id: a notification for another one is refused.
+    #[arg(
+        long = "alipay-app-id",
+        env = "ALIPAY_APP_ID",
+        default_value = "2021000000000000"
+    )]
+    pub alipay_app_id: String,
+    /// Alipay's public key, which verifies its notifications (RSA2) [default: generated].
+    #[arg(
+        long = "alipay-public-key",
+        env = "ALIPAY_PUBLIC_KEY",
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub alipay_public_key: String,
+    /// The private key the mock Alipay signs with [default: generated with the public key].
+    #[arg(long = "mock-alipay-private-key", env = "MOCK_ALIPAY_PRIVATE_KEY", hide_env_values = true, default_value = "", hide_default_value = true, value_parser = secret)]
+    pub mock_alipay_private_key: SecretString,
+    /// WeChat Pay's platform public key, which verifies its notifications [default: generated].
+    #[arg(
+        long = "wechatpay-platform-public-key",
+        env = "WECHATPAY_PLATFORM_PUBLIC_KEY",
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub wechatpay_platform_public_key: String,
+    /// The private key the mock WeChat Pay signs with [default: generated with the public key].
+    #[arg(long = "mock-wechatpay-private-key", env = "MOCK_WECHATPAY_PRIVATE_KEY", hide_env_values = true, default_value = "", hide_default_value = true, value_parser = secret)]
+    pub mock_wechatpay_private_key: SecretString,
+    /// The serial number that names the platform key in `Wechatpay-Serial`
+    /// [default: derived from the key].
+    #[arg(
+        long = "wechatpay-platform-serial",
+        env = "WECHATPAY_PLATFORM_SERIAL",
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub wechatpay_platform_serial: String,
+    /// The APIv3 key (32 characters) that decrypts WeChat Pay's resources [default: random].
+    #[arg(long = "wechatpay-apiv3-key", env = "WECHATPAY_APIV3_KEY", hide_env_values = true, default_value = "", hide_default_value = true, value_parser = secret)]
+    pub wechatpay_apiv3_key: SecretString,
+    /// A payment still processing this long after its charge is queried from the provider (s).
+    #[arg(long = "psp-query-after-secs", env = "PSP_QUERY_AFTER_SECS", default_value = "60", value_parser = secs)]
+    pub query_after: Duration,
+    /// Where the mock provider sends Alipay and WeChat Pay notifications:
+    /// `<base>/api/payments/callback/alipay|wechatpay` [default: this server].
+    #[arg(long = "psp-notify-base-url", env = "PSP_NOTIFY_BASE_URL")]
+    pub notify_base_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -236,6 +294,9 @@ impl Settings {
         settings.treat_empty_as_unset();
         settings.secrets.generate_missing();
         settings
+            .providers
+            .generate_missing_apiv3_key(&mut settings.secrets.generated);
+        settings
     }
 
     /// `REDIS_URL=` (empty, as docker compose passes an unset `${VAR:-}`) means unset.
@@ -243,6 +304,7 @@ impl Settings {
         let non_empty = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
         self.redis_url = non_empty(self.redis_url.take());
         self.payments.psp_callback_url = non_empty(self.payments.psp_callback_url.take());
+        self.providers.notify_base_url = non_empty(self.providers.notify_base_url.take());
         if self.database_url.trim().is_empty() {
             self.database_url = DEFAULT_DATABASE_URL.to_string();
         }
@@ -282,6 +344,16 @@ impl Secrets {
                 *secret = SecretString::from(random_hex(32));
                 generated.push(name);
             }
+        }
+    }
+}
+
+impl ProviderSettings {
+    /// A random APIv3 key (32 characters) when none is given, noted as generated.
+    pub fn generate_missing_apiv3_key(&mut self, generated: &mut Vec<&'static str>) {
+        if self.wechatpay_apiv3_key.expose_secret().is_empty() {
+            self.wechatpay_apiv3_key = SecretString::from(random_hex(16));
+            generated.push("WECHATPAY_APIV3_KEY");
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::defenses::payment_token::TokenError;
 use crate::defenses::stock_gate::GateError;
 use crate::domain::{IdempotencyKeyError, QuantityError, UsernameError};
 use crate::problems::{PROBLEM_CONTENT_TYPE, ProblemCode};
+use crate::psp::NotificationError;
 use crate::psp::signature::SignatureError;
 use crate::store::{KvError, StoreError};
 use crate::switches::{DEFENSE_HEADER, Defense};
@@ -74,6 +75,14 @@ pub enum ApiError {
     OrderClosed,
     #[error("{0}")]
     Signature(#[from] SignatureError),
+    #[error("{0}")]
+    Notification(#[from] NotificationError),
+    #[error("the notification is for app {0:?}, not this merchant's")]
+    MerchantMismatch(String),
+    #[error("the notification reports {reported} cents, the payment is {expected} cents")]
+    AmountMismatch { reported: i64, expected: i64 },
+    #[error("no payment {0:?} of this channel")]
+    PaymentUnknown(String),
     #[error("unknown defense {0:?}")]
     UnknownDefense(String),
     #[error("another experiment is running; try again when it ends")]
@@ -148,6 +157,13 @@ impl ApiError {
             Self::OrderClosed => P::OrderClosed,
             Self::Signature(SignatureError::Invalid) => P::SignatureInvalid,
             Self::Signature(SignatureError::Expired) => P::SignatureExpired,
+            Self::Notification(NotificationError::SignatureInvalid(_)) => P::SignatureInvalid,
+            Self::Notification(NotificationError::SignatureExpired) => P::SignatureExpired,
+            Self::Notification(NotificationError::Malformed(_)) => P::MalformedBody,
+            Self::Notification(NotificationError::Undecryptable) => P::ResourceUndecryptable,
+            Self::MerchantMismatch(_) => P::MerchantMismatch,
+            Self::AmountMismatch { .. } => P::AmountMismatch,
+            Self::PaymentUnknown(_) => P::PaymentUnknown,
             Self::UnknownDefense(_) => P::UnknownDefense,
             Self::ExperimentRunning => P::ExperimentRunning,
             Self::RateLimited { .. } => P::RateLimited,

@@ -38,6 +38,10 @@ pub enum ProblemCode {
     OrderClosed,
     SignatureInvalid,
     SignatureExpired,
+    MerchantMismatch,
+    AmountMismatch,
+    PaymentUnknown,
+    ResourceUndecryptable,
     UnknownDefense,
     ExperimentRunning,
     DependencyUnavailable,
@@ -332,6 +336,38 @@ impl ProblemCode {
                 text(
                     "签名里的时间戳和现在相差超过 300 秒。截获的回调不能过后再重放。",
                     "The signature's timestamp is more than 300 seconds away from now. A captured callback cannot be replayed later.",
+                ),
+            ),
+            Self::MerchantMismatch => spec(
+                400,
+                text("通知不是发给这个商户的", "Notification for another merchant"),
+                text(
+                    "签名没问题，但通知里的 app_id 不是本商户的（ALIPAY_APP_ID）。支付宝要求商户核对 app_id：验签只能证明通知来自支付宝，证明不了它说的是你的交易。什么都没改，支付宝收不到 success，会再发。",
+                    "The signature verifies, but the notification's app_id is not this merchant's (ALIPAY_APP_ID). Alipay tells merchants to check it: a signature proves the notification comes from Alipay, not that it is about your trade. Nothing was changed; Alipay does not hear success and sends it again.",
+                ),
+            ),
+            Self::AmountMismatch => spec(
+                400,
+                text("通知里的金额和支付记录不符", "Amount does not match the payment"),
+                text(
+                    "通知报告的金额（支付宝的 total_amount 以元为单位，微信支付的 amount.total 以分为单位）和这笔支付的金额不一样。绝不能照单全收：什么都没改，平台会再发，差异留给对账处理。",
+                    "The amount the notification reports (Alipay's total_amount in yuan, WeChat Pay's amount.total in fen) differs from the payment's. It is never taken on trust: nothing was changed, the provider sends it again, and reconciliation names the difference.",
+                ),
+            ),
+            Self::PaymentUnknown => spec(
+                400,
+                text("没有这笔支付", "No such payment"),
+                text(
+                    "通知里的商户订单号（out_trade_no）不是本渠道的任何一笔支付。什么都没改，平台收不到“已收到”，会再发。",
+                    "The notification's out_trade_no is none of this channel's payments. Nothing was changed; the provider does not hear \"received\" and sends it again.",
+                ),
+            ),
+            Self::ResourceUndecryptable => spec(
+                400,
+                text("resource 解密失败", "Resource does not decrypt"),
+                text(
+                    "微信支付通知里的 resource 用 APIv3 密钥以 AEAD_AES_256_GCM 加密；密文或认证标签被改过、或者密钥不对，解密就会失败（GCM 会校验完整性）。什么都没改，返回 4xx 和 {\"code\":\"FAIL\"}，微信支付会再发。",
+                    "A WeChat Pay notification's resource is encrypted with AEAD_AES_256_GCM under the APIv3 key; a changed ciphertext or tag, or a wrong key, fails to decrypt (GCM checks integrity). Nothing was changed; the answer is a 4xx with {\"code\":\"FAIL\"}, and WeChat Pay sends it again.",
                 ),
             ),
             Self::UnknownDefense => spec(

@@ -14,7 +14,8 @@ use tracing_actix_web::TracingLogger;
 use crate::auth::AdminToken;
 use crate::configuration::Settings;
 use crate::defenses::stock_gate::{GateError, Load};
-use crate::flows::{JobError, closing, rewards, shared};
+use crate::flows::{JobError, closing, notifications, rewards, shared};
+use crate::psp::keys::{KeyError, ProviderKeys};
 use crate::state::AppState;
 use crate::store::bus::MemoryBus;
 use crate::store::db::DbSetupError;
@@ -36,6 +37,8 @@ pub enum StartupError {
     Gate(#[from] GateError),
     #[error("cannot read the shared switch board: {0}")]
     Switches(#[from] JobError),
+    #[error("the payment channels' keys: {0}")]
+    ProviderKeys(#[from] KeyError),
     #[error(
         "cannot listen on {addr}: {source} (another flashguard running? choose a port with BIND_ADDR=127.0.0.1:8081)"
     )]
@@ -65,6 +68,10 @@ impl Application {
         state
             .psp
             .set_callback_url(callback_url(&state.settings, &local));
+        let notify_base = state.settings.providers.notify_base_url.clone();
+        state
+            .psp
+            .set_notify_base_url(notify_base.unwrap_or_else(|| own_url(&local)));
         state.lab.set_base_url(own_url(&local));
         spawn_background_work(&state);
         let server = run_server(listener, state.clone()).map_err(bind_error)?;
@@ -115,7 +122,8 @@ async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
         None => (Arc::new(MemoryKv::new()), Arc::new(MemoryBus::new())),
     };
     tracing::info!(database = ?db.backend(), key_store = %kv.describe(), "stores ready");
-    Ok(AppState::new(settings, db, kv, bus))
+    let provider_keys = ProviderKeys::resolve(&settings.providers)?;
+    Ok(AppState::new(settings, db, kv, bus, provider_keys))
 }
 
 /// A fresh database starts with the seed catalogue.
@@ -178,6 +186,13 @@ fn spawn_defense_work(state: &web::Data<AppState>) {
         settings.payments.close_every,
         "closing unpaid orders",
         |state| async move { closing::close_expired_orders(&state).await },
+    );
+    // 主动查单: twice per query window, so a payment is asked about soon after it is due.
+    every(
+        state,
+        settings.providers.query_after / 2,
+        "payment queries",
+        |state| async move { notifications::query_unsettled(&state).await },
     );
 }
 

@@ -17,7 +17,8 @@ use crate::faults::Faults;
 use crate::lab::workbench::Lab;
 use crate::limits::Limits;
 use crate::order_batch::OrderBatches;
-use crate::psp::MockProvider;
+use crate::psp::keys::ProviderKeys;
+use crate::psp::{MockProvider, ProviderConfig};
 use crate::store::{Db, KeyStore, MessageBus};
 use crate::switches::SwitchBoard;
 
@@ -27,6 +28,9 @@ pub struct AppState {
     pub kv: Arc<dyn KeyStore>,
     pub bus: Arc<dyn MessageBus>,
     pub psp: Arc<MockProvider>,
+    /// What verifies the channels' notifications: Alipay's and WeChat Pay's
+    /// public keys, the platform serial, the APIv3 key.
+    pub provider_keys: Arc<ProviderKeys>,
     pub switches: Arc<SwitchBoard>,
     pub settings: Arc<Settings>,
     pub keys: IdempotencyKeys,
@@ -55,6 +59,7 @@ impl AppState {
         db: Db,
         kv: Arc<dyn KeyStore>,
         bus: Arc<dyn MessageBus>,
+        provider_keys: ProviderKeys,
     ) -> Self {
         let switches = Arc::new(SwitchBoard::new(
             settings.race_window,
@@ -74,7 +79,16 @@ impl AppState {
                 switches.clone(),
                 settings.payments.token_ttl,
             ),
-            psp: Arc::new(MockProvider::from_settings(&settings)),
+            psp: Arc::new(MockProvider::new(
+                ProviderConfig {
+                    secret: settings.secrets.psp_secret.clone(),
+                    keys: provider_keys.clone(),
+                    alipay_app_id: settings.providers.alipay_app_id.clone(),
+                    retry_scale: settings.payments.psp_retry_scale,
+                },
+                db.clone(),
+            )),
+            provider_keys: Arc::new(provider_keys),
             faults: Faults::default(),
             lab: Lab::default(),
             limits: Arc::new(Limits::new(&settings.limits)),

@@ -41,11 +41,15 @@ pub async fn echo_request_id(
 /// Where generated secrets are written, so the operator can find them.
 pub const GENERATED_SECRETS_FILE: &str = "data/generated-secrets.env";
 
+/// Where generated key pairs of the payment channels are kept (`psp::keys`).
+pub const GENERATED_KEYS_DIR: &str = "data";
+
 /// Writes secrets that were generated (their variable was unset) to
 /// [`GENERATED_SECRETS_FILE`], readable by the owner only, and logs where they are.
 /// Returns a one-line report for the banner when there were any.
 pub fn report_generated_secrets(
     secrets: &crate::configuration::Secrets,
+    providers: &crate::configuration::ProviderSettings,
 ) -> Result<Option<String>, std::io::Error> {
     use secrecy::ExposeSecret;
     if secrets.generated.is_empty() {
@@ -54,6 +58,7 @@ pub fn report_generated_secrets(
     let value_of = |name: &str| match name {
         "ADMIN_TOKEN" => secrets.admin_token.expose_secret(),
         "PSP_SECRET" => secrets.psp_secret.expose_secret(),
+        "WECHATPAY_APIV3_KEY" => providers.wechatpay_apiv3_key.expose_secret(),
         _ => secrets.session_secret.expose_secret(),
     };
     let mut contents = String::from("# generated at start because these variables were unset\n");
@@ -77,7 +82,7 @@ pub fn report_generated_secrets(
 }
 
 #[cfg(unix)]
-fn write_private(path: &std::path::Path, contents: &str) -> Result<(), std::io::Error> {
+pub fn write_private(path: &std::path::Path, contents: &str) -> Result<(), std::io::Error> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
@@ -90,7 +95,7 @@ fn write_private(path: &std::path::Path, contents: &str) -> Result<(), std::io::
 }
 
 #[cfg(not(unix))]
-fn write_private(path: &std::path::Path, contents: &str) -> Result<(), std::io::Error> {
+pub fn write_private(path: &std::path::Path, contents: &str) -> Result<(), std::io::Error> {
     std::fs::write(path, contents)
 }
 
@@ -103,6 +108,8 @@ pub struct Banner<'a> {
     /// The lab's link with the admin token (embedded default on loopback only).
     pub lab_link: Option<&'a str>,
     pub generated_secrets: Option<&'a str>,
+    /// Where generated key pairs of the payment channels were written.
+    pub generated_keys: Option<&'a str>,
 }
 
 /// The start-up banner on standard output: where to point the browser, and
@@ -126,7 +133,10 @@ pub fn announce(banner: &Banner<'_>) {
             dir.display()
         ));
     }
-    if let Some(report) = banner.generated_secrets {
+    for report in [banner.generated_secrets, banner.generated_keys]
+        .into_iter()
+        .flatten()
+    {
         lines.push(format!("  {report}"));
     }
     let mut out = std::io::stdout().lock();

@@ -11,6 +11,9 @@
 //! 7. every loaded stock-gate counter equals the database's stock (while the gate
 //!    is on; meaningful once the load has stopped);
 //! 8. every PAID order has exactly one reward once the settle time has passed;
+//! 9. the provider's bill for today agrees with today's payments (对账: nothing
+//!    charged but not paid past the query window, nothing paid but not charged,
+//!    no amount that differs);
 //!
 //! and, as a warning that does not fail the audit, orders that look like a double
 //! submit (one user, one product, two keys, within a few seconds: what `popup_key`
@@ -21,6 +24,7 @@
 use serde::Serialize;
 
 use crate::error::ApiError;
+use crate::flows::reconciliation;
 use crate::state::AppState;
 use crate::store::audit::{self, StockLine};
 use crate::store::{Db, StoreError, millis, now_ms, products};
@@ -77,6 +81,7 @@ pub async fn run(state: &AppState) -> Result<AuditReport, ApiError> {
         one_reward_per_order(db).await?,
         paid_orders_rewarded_once(state).await?,
         no_stale_key_in_progress(db).await?,
+        provider_bill_matches(state).await?,
         suspected_double_submit(db).await?,
     ];
     Ok(AuditReport {
@@ -101,6 +106,18 @@ fn broken_stock(line: &StockLine) -> Option<String> {
             (line.sold - line.initial_stock).max(0)
         )
     })
+}
+
+/// 对账 for today: the provider's bill against today's payments.
+async fn provider_bill_matches(state: &AppState) -> Result<Check, StoreError> {
+    let report = reconciliation::reconcile(state, reconciliation::today()).await?;
+    let differences =
+        report.charged_not_paid.len() + report.paid_not_charged.len() + report.amounts_differ.len();
+    Ok(Check::zero(
+        "provider_bill_matches",
+        differences as i64,
+        report.summary(),
+    ))
 }
 
 async fn stock_conserved(db: &Db) -> Result<Check, StoreError> {

@@ -6,8 +6,10 @@ pub mod audit;
 pub mod closing;
 pub mod front_door;
 pub mod keyed;
+pub mod notifications;
 pub mod orders;
 pub mod payments;
+pub mod reconciliation;
 pub mod rewards;
 pub mod shared;
 

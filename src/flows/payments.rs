@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::defenses::idempotency_key::Reply;
 use crate::defenses::unique_index::{self, OnUniqueViolation};
 use crate::defenses::{callback_dedup, state_check};
-use crate::domain::{OrderNo, OrderStatus, PaymentStatus};
+use crate::domain::{Channel, OrderNo, OrderStatus, PaymentStatus};
 use crate::error::ApiError;
 use crate::flows::rewards;
 use crate::metrics;
@@ -64,11 +64,17 @@ fn payment_reply(
 }
 
 // [lesson order_lock::pay]
-/// Pays `order_no` for `user_id`: 202 PROCESSING, or 200 PAID when already paid.
+/// Pays `order_no` for `user_id` through `channel`: 202 PROCESSING, or 200
+/// PAID when already paid.
 #[tracing::instrument(skip_all, fields(user_id, order_no = %order_no))]
-pub async fn pay(state: &AppState, user_id: i64, order_no: &OrderNo) -> Result<Reply, ApiError> {
+pub async fn pay(
+    state: &AppState,
+    user_id: i64,
+    order_no: &OrderNo,
+    channel: Channel,
+) -> Result<Reply, ApiError> {
     let lock = state.order_locks.acquire(order_no.as_str()).await?;
-    let outcome = pay_under_lock(state, user_id, order_no).await;
+    let outcome = pay_under_lock(state, user_id, order_no, channel).await;
     state.order_locks.release(lock).await;
     outcome
 }
@@ -77,6 +83,7 @@ async fn pay_under_lock(
     state: &AppState,
     user_id: i64,
     order_no: &OrderNo,
+    channel: Channel,
 ) -> Result<Reply, ApiError> {
     let order = orders::find_for_user(state.db.pool(), user_id, order_no)
         .await?
@@ -91,7 +98,7 @@ async fn pay_under_lock(
         return Ok(reply);
     }
     state.order_locks.race_window().await;
-    match create_payment(state, &order).await? {
+    match create_payment(state, &order, channel).await? {
         Created::New(payment) => {
             trace::step("payment created, charge requested");
             charge(state, payment).await
@@ -108,11 +115,16 @@ enum Created {
 }
 
 /// Inserts the payment; the unique index allows one active payment per order.
-async fn create_payment(state: &AppState, order: &Order) -> Result<Created, ApiError> {
+async fn create_payment(
+    state: &AppState,
+    order: &Order,
+    channel: Channel,
+) -> Result<Created, ApiError> {
     let new_payment = NewPayment {
         order_no: &order.order_no,
         user_id: order.user_id,
         amount_cents: order.amount_cents,
+        channel,
         guarded: unique_index::guards_insert(&state.switches),
     };
     let inserted = payments::insert(state.db.pool(), &new_payment)
@@ -131,11 +143,15 @@ async fn create_payment(state: &AppState, order: &Order) -> Result<Created, ApiE
 
 /// Asks the provider to charge; the outcome comes later, by callback.
 async fn charge(state: &AppState, mut payment: Payment) -> Result<Reply, ApiError> {
-    let txn_id = state.psp.charge(ChargeRequest {
-        order_no: payment.order_no.clone(),
-        payment_no: payment.payment_no.clone(),
-        amount_cents: payment.amount_cents,
-    });
+    let txn_id = state
+        .psp
+        .charge(ChargeRequest {
+            order_no: payment.order_no.clone(),
+            payment_no: payment.payment_no.clone(),
+            amount_cents: payment.amount_cents,
+            channel: payment.channel,
+        })
+        .await?;
     payments::set_provider_txn_id(state.db.pool(), &payment.payment_no, &txn_id).await?;
     payment.provider_txn_id = Some(txn_id);
     processing(&payment, None)

@@ -12,6 +12,7 @@ use crate::defenses::stock_gate::Load;
 use crate::error::ApiError;
 use crate::flows::audit as audit_flow;
 use crate::flows::audit::AuditReport;
+use crate::flows::reconciliation::{self as bill, Reconciliation};
 use crate::flows::{rewards, shared};
 use crate::metrics;
 use crate::psp::{PspBehaviour, PspBehaviourPatch};
@@ -241,4 +242,36 @@ async fn put_faults(
         .set_crash_after_effect(body.rewards_crash_after_effect);
     HttpResponse::Ok()
         .json(json!({ "rewards_crash_after_effect": body.rewards_crash_after_effect }))
+}
+
+/// `?date=YYYY-MM-DD` (Beijing time; today when absent).
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct ReconciliationQuery {
+    /// The day whose bill is compared, `YYYY-MM-DD` in Beijing time (default: today).
+    #[param(example = "2026-12-01")]
+    date: Option<String>,
+}
+
+/// 对账: the provider's bill for a day against that day's payments — charged
+/// but not paid (掉单), paid but not charged, amounts that differ — each with
+/// its ids.
+#[utoipa::path(
+    tag = "admin",
+    security(("admin" = [])),
+    params(ReconciliationQuery),
+    responses((status = 200, description = "The comparison", body = Reconciliation)),
+)]
+#[get("/api/admin/reconciliation")]
+async fn reconciliation(
+    state: web::Data<AppState>,
+    _admin: Admin,
+    query: web::Query<ReconciliationQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let date = match query.date.as_deref() {
+        None => bill::today(),
+        Some(text) => chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .map_err(|_| ApiError::InvalidRequest(format!("date {text:?} is not YYYY-MM-DD")))?,
+    };
+    Ok(HttpResponse::Ok().json(bill::reconcile(&state, date).await?))
 }

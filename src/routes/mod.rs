@@ -5,6 +5,7 @@ mod admin;
 mod health;
 mod lab;
 mod learn;
+mod notifications;
 pub mod openapi;
 mod orders;
 mod pages;
@@ -53,6 +54,9 @@ fn configure_api(config: &mut web::ServiceConfig) {
         .service(payments::issue_token)
         .service(payments::pay)
         .service(payments::callback)
+        .service(notifications::alipay_notification)
+        .service(notifications::wechatpay_notification)
+        .service(admin::reconciliation)
         .service(openapi::openapi_json)
         .service(openapi::docs_page);
 }
@@ -158,6 +162,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/api/orders/{order_no}/payment-token", "POST"),
     ("/api/orders/{order_no}/pay", "POST"),
     ("/api/payments/callback", "POST"),
+    ("/api/payments/callback/alipay", "POST"),
+    ("/api/payments/callback/wechatpay", "POST"),
+    ("/api/admin/reconciliation", "GET"),
     ("/api/audit", "GET"),
     ("/api/defenses", "GET"),
     ("/api/admin/defenses", "GET, PUT"),

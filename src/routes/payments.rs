@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use crate::auth::AuthUser;
 use crate::defenses::idempotency_key::{self, Admission, KeyedRequest};
 use crate::defenses::payment_token::PAYMENT_TOKEN_HEADER;
-use crate::domain::OrderNo;
+use crate::domain::{Channel, OrderNo};
 use crate::error::ApiError;
 use crate::flows::keyed;
 use crate::flows::payments::{self as payment_flow, CallbackResult, PaymentView};
@@ -64,7 +64,7 @@ pub struct PaymentTokenReply {
     operation_id = "pay_order",
     security(("login" = []), ("session_cookie" = [])),
     params(IdempotencyKeyHeader, PaymentTokenHeader),
-    request_body(content = Option<Object>, description = "Optional; when present, JSON (it is part of the key's fingerprint)"),
+    request_body(content = Option<PayRequestBody>, description = "Optional; when present, JSON (it is part of the key's fingerprint)"),
     responses(
         (status = 202, description = "The payment is processing", body = PaymentView),
         (status = 200, description = "The order is already paid", body = PaymentView),
@@ -81,10 +81,12 @@ async fn pay(
     let order_no = OrderNo::parse(&order_no).ok_or(ApiError::OrderNotFound)?;
     let key = idempotency_key_of(&request)?;
     let path = format!("/api/orders/{order_no}/pay");
+    let body = optional_json(&body)?;
+    let channel = channel_of(&body)?;
     let keyed = KeyedRequest {
         user_id: user.user_id,
         key: &key,
-        fingerprint: idempotency_key::fingerprint("POST", &path, &optional_json(&body)?),
+        fingerprint: idempotency_key::fingerprint("POST", &path, &body),
     };
     // 1. idempotency_key: a retry of a pay that was answered gets that answer.
     let lease = match state.keys.admit(&keyed).await? {
@@ -99,11 +101,36 @@ async fn pay(
         .await;
     let outcome = match consumed {
         // 3–5. order_lock, state_check, unique_index inside the flow.
-        Ok(()) => payment_flow::pay(&state, user.user_id, &order_no).await,
+        Ok(()) => payment_flow::pay(&state, user.user_id, &order_no, channel).await,
         Err(refused) => Err(refused.into()),
     };
     // 6. the answer is stored with the key (or the key released).
     keyed::finish(&state.keys, lease, outcome).await
+}
+
+/// The body of a pay request (optional).
+#[derive(Debug, serde::Deserialize, ToSchema)]
+pub struct PayRequestBody {
+    /// How to pay: `card` (default), `alipay` or `wechatpay`; the provider
+    /// then notifies in that channel's own format.
+    #[expect(
+        dead_code,
+        reason = "the body is read as JSON by channel_of; this type describes it in the OpenAPI document"
+    )]
+    channel: Option<Channel>,
+}
+
+/// The channel a pay body names (`card` when it names none).
+fn channel_of(body: &serde_json::Value) -> Result<Channel, ApiError> {
+    match body.get("channel") {
+        None | Some(serde_json::Value::Null) => Ok(Channel::Card),
+        Some(serde_json::Value::String(name)) => Channel::parse(name).ok_or_else(|| {
+            ApiError::InvalidRequest(format!("channel {name:?}: card, alipay or wechatpay"))
+        }),
+        Some(_) => Err(ApiError::InvalidRequest(
+            "channel must be a string: card, alipay or wechatpay".into(),
+        )),
+    }
 }
 
 /// The pay body is optional; when present it must be JSON (it is fingerprinted).

@@ -20,6 +20,7 @@ pub async fn purge(db: &Db) -> Result<(), StoreError> {
             "DELETE FROM payment_events WHERE payment_no IN
                (SELECT payment_no FROM payments WHERE order_no IN ({LAB_ORDERS}))"
         ),
+        format!("DELETE FROM mock_provider_charges WHERE order_no IN ({LAB_ORDERS})"),
         format!("DELETE FROM payments WHERE order_no IN ({LAB_ORDERS})"),
         format!(
             "DELETE FROM processed_messages WHERE message_id IN

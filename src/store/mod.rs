@@ -13,6 +13,7 @@ pub mod idempotency_keys;
 pub mod kv;
 pub mod lab;
 pub mod memory_kv;
+pub mod mock_provider;
 pub mod orders;
 pub mod outbox;
 pub mod payment_events;

@@ -5,7 +5,7 @@ use sqlx::{Any, Executor, FromRow};
 
 use super::error::{QueryContext, StoreError};
 use super::now_ms;
-use crate::domain::{PaymentStatus, Transition};
+use crate::domain::{Channel, PaymentStatus, Transition};
 
 #[derive(Debug, Clone, FromRow, Serialize)]
 pub struct Payment {
@@ -16,16 +16,20 @@ pub struct Payment {
     #[sqlx(try_from = "String")]
     pub status: PaymentStatus,
     pub provider_txn_id: Option<String>,
+    #[sqlx(try_from = "String")]
+    pub channel: Channel,
+    pub created_at: i64,
 }
 
 const PAYMENT_COLUMNS: &str =
-    "payment_no, order_no, user_id, amount_cents, status, provider_txn_id";
+    "payment_no, order_no, user_id, amount_cents, status, provider_txn_id, channel, created_at";
 
 #[derive(Debug)]
 pub struct NewPayment<'a> {
     pub order_no: &'a str,
     pub user_id: i64,
     pub amount_cents: i64,
+    pub channel: Channel,
     /// Covered by the unique index on active payments (`unique_index` on).
     pub guarded: bool,
 }
@@ -41,8 +45,8 @@ pub async fn insert<'e>(
     let now = now_ms();
     sqlx::query_as::<_, Payment>(&format!(
         "INSERT INTO payments (payment_no, order_no, user_id, amount_cents, status, guarded,
-                               created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+                               channel, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
          RETURNING {PAYMENT_COLUMNS}"
     ))
     .bind(new_payment_no())
@@ -51,6 +55,7 @@ pub async fn insert<'e>(
     .bind(payment.amount_cents)
     .bind(PaymentStatus::Processing.as_str())
     .bind(payment.guarded)
+    .bind(payment.channel.as_str())
     .bind(now)
     .fetch_one(executor)
     .await
@@ -180,4 +185,40 @@ pub async fn list_for_order<'e>(
     .fetch_all(executor)
     .await
     .context("payments::list_for_order")
+}
+
+/// Payments still PROCESSING that were created before `cutoff` (epoch ms):
+/// the ones whose provider is asked (主动查单), oldest first, at most `limit`.
+pub async fn processing_before<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    cutoff: i64,
+    limit: i64,
+) -> Result<Vec<Payment>, StoreError> {
+    sqlx::query_as::<_, Payment>(&format!(
+        "SELECT {PAYMENT_COLUMNS} FROM payments
+          WHERE status = $1 AND created_at < $2 ORDER BY created_at LIMIT $3"
+    ))
+    .bind(PaymentStatus::Processing.as_str())
+    .bind(cutoff)
+    .bind(limit)
+    .fetch_all(executor)
+    .await
+    .context("payments::processing_before")
+}
+
+/// Every payment created in `[from, to)` (epoch ms): a day's side of 对账.
+pub async fn created_between<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    from: i64,
+    to: i64,
+) -> Result<Vec<Payment>, StoreError> {
+    sqlx::query_as::<_, Payment>(&format!(
+        "SELECT {PAYMENT_COLUMNS} FROM payments
+          WHERE created_at >= $1 AND created_at < $2 ORDER BY created_at"
+    ))
+    .bind(from)
+    .bind(to)
+    .fetch_all(executor)
+    .await
+    .context("payments::created_between")
 }

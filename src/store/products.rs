@@ -316,8 +316,9 @@ fn sale_start(product: &NewProduct) -> i64 {
 }
 
 /// The sale's tables, children first.
-const SALE_TABLES: [&str; 9] = [
+const SALE_TABLES: [&str; 10] = [
     "lab_products",
+    "mock_provider_charges",
     "payment_events",
     "payments",
     "rewards",

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use actix_web::web;
 use flashguard::configuration::{
-    IdempotencySettings, LimitSettings, PaymentSettings, RewardsSettings, Secrets, Settings,
-    VersionLockSettings,
+    IdempotencySettings, LimitSettings, PaymentSettings, ProviderSettings, RewardsSettings,
+    Secrets, Settings, VersionLockSettings,
 };
 use flashguard::startup::Application;
 use flashguard::state::AppState;
@@ -103,6 +103,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
             psp_retry_scale: 0.0001,
             psp_callback_url: None,
         },
+        providers: provider_settings(&run_id),
         rewards: RewardsSettings {
             poll_every: Duration::from_millis(20),
             redeliver_after: Duration::from_millis(200),
@@ -125,6 +126,41 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     start(settings, sqlite_dir.map(std::sync::Arc::new))
         .await
         .expect("the app builds")
+}
+
+/// The payment channels' keys of a test app: one RSA pair per channel for the
+/// whole test binary (generating them is the slow part), a fresh APIv3 key per app.
+fn provider_settings(run_id: &str) -> ProviderSettings {
+    let [
+        (alipay_public, alipay_private),
+        (wechat_public, wechat_private),
+    ] = test_key_pairs();
+    ProviderSettings {
+        alipay_app_id: "2021000000000000".into(),
+        alipay_public_key: alipay_public,
+        mock_alipay_private_key: SecretString::from(alipay_private),
+        wechatpay_platform_public_key: wechat_public,
+        mock_wechatpay_private_key: SecretString::from(wechat_private),
+        wechatpay_platform_serial: String::new(),
+        // 32 characters: the run id is 32 hex digits.
+        wechatpay_apiv3_key: SecretString::from(run_id.to_string()),
+        query_after: Duration::from_secs(60),
+        notify_base_url: None,
+    }
+}
+
+/// (public PEM, private PEM) for Alipay and for WeChat Pay.
+pub fn test_key_pairs() -> [(String, String); 2] {
+    static PAIRS: std::sync::OnceLock<[(String, String); 2]> = std::sync::OnceLock::new();
+    PAIRS
+        .get_or_init(|| {
+            let pair = || {
+                let pair = flashguard::psp::keys::generate().expect("an RSA key pair");
+                flashguard::psp::keys::pem_pair(&pair).expect("PEM")
+            };
+            [pair(), pair()]
+        })
+        .clone()
 }
 
 /// Builds and runs an application from `settings`.
