@@ -79,15 +79,7 @@ impl AppState {
                 switches.clone(),
                 settings.payments.token_ttl,
             ),
-            psp: Arc::new(MockProvider::new(
-                ProviderConfig {
-                    secret: settings.secrets.psp_secret.clone(),
-                    keys: provider_keys.clone(),
-                    alipay_app_id: settings.providers.alipay_app_id.clone(),
-                    retry_scale: settings.payments.psp_retry_scale,
-                },
-                db.clone(),
-            )),
+            psp: Arc::new(mock_provider(&settings, &provider_keys, &db)),
             provider_keys: Arc::new(provider_keys),
             faults: Faults::default(),
             lab: Lab::default(),
@@ -102,4 +94,15 @@ impl AppState {
             bus,
         }
     }
+}
+
+/// The in-process payment provider, signing with the mock's keys.
+fn mock_provider(settings: &Settings, keys: &ProviderKeys, db: &Db) -> MockProvider {
+    let config = ProviderConfig {
+        secret: settings.secrets.psp_secret.clone(),
+        keys: keys.clone(),
+        alipay_app_id: settings.providers.alipay_app_id.clone(),
+        retry_scale: settings.payments.psp_retry_scale,
+    };
+    MockProvider::new(config, db.clone())
 }

@@ -71,35 +71,8 @@ pub async fn reconcile(
     let bill = state.psp.bill(date).await?;
     let (from, to) = psp::day_bounds(date);
     let ours = payments::created_between(state.db.pool(), from, to).await?;
-    let by_payment: HashMap<&str, &Payment> =
-        ours.iter().map(|p| (p.payment_no.as_str(), p)).collect();
     let settled_before = now_ms() - 2 * millis(state.settings.providers.query_after);
-    let mut report = Reconciliation {
-        date: date.to_string(),
-        ok: true,
-        bill_charges: bill.len(),
-        payments: ours.len(),
-        matched: 0,
-        in_flight: 0,
-        charged_not_paid: Vec::new(),
-        paid_not_charged: Vec::new(),
-        amounts_differ: Vec::new(),
-    };
-    for charge in &bill {
-        let payment = by_payment.get(charge.payment_no.as_str()).copied();
-        match payment.filter(|p| p.status == PaymentStatus::Succeeded) {
-            Some(paid) if paid.amount_cents != charge.amount_cents => {
-                report
-                    .amounts_differ
-                    .push(difference(Some(charge), Some(paid)));
-            }
-            Some(_) => report.matched += 1,
-            None if charge.charged_at >= settled_before => report.in_flight += 1,
-            None => report
-                .charged_not_paid
-                .push(difference(Some(charge), payment)),
-        }
-    }
+    let mut report = compare_bill(date, &bill, &ours, settled_before);
     let billed: HashSet<&str> = bill
         .iter()
         .map(|charge| charge.payment_no.as_str())
@@ -116,6 +89,46 @@ pub async fn reconcile(
         && report.paid_not_charged.is_empty()
         && report.amounts_differ.is_empty();
     Ok(report)
+}
+
+/// Every charge of the bill against the payment it is for: matched, in
+/// flight (younger than `settled_before`), charged but not paid, or an amount
+/// that differs.
+fn compare_bill(
+    date: chrono::NaiveDate,
+    bill: &[Charge],
+    ours: &[Payment],
+    settled_before: i64,
+) -> Reconciliation {
+    let by_payment: HashMap<&str, &Payment> =
+        ours.iter().map(|p| (p.payment_no.as_str(), p)).collect();
+    let mut report = Reconciliation {
+        date: date.to_string(),
+        ok: true,
+        bill_charges: bill.len(),
+        payments: ours.len(),
+        matched: 0,
+        in_flight: 0,
+        charged_not_paid: Vec::new(),
+        paid_not_charged: Vec::new(),
+        amounts_differ: Vec::new(),
+    };
+    for charge in bill {
+        let payment = by_payment.get(charge.payment_no.as_str()).copied();
+        match payment.filter(|p| p.status == PaymentStatus::Succeeded) {
+            Some(paid) if paid.amount_cents != charge.amount_cents => {
+                report
+                    .amounts_differ
+                    .push(difference(Some(charge), Some(paid)));
+            }
+            Some(_) => report.matched += 1,
+            None if charge.charged_at >= settled_before => report.in_flight += 1,
+            None => report
+                .charged_not_paid
+                .push(difference(Some(charge), payment)),
+        }
+    }
+    report
 }
 // [/lesson]
 

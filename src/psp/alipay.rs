@@ -152,6 +152,18 @@ pub fn outcome(trade_status: &str) -> Result<Outcome, NotificationError> {
     }
 }
 
+/// `alipay.trade.query`'s answer about a trade that succeeded (its
+/// `alipay_trade_query_response` fields; `code` 10000 is success).
+pub fn trade_query_answer(trade: &super::Trade) -> Params {
+    let mut params = Params::default();
+    params.set("code", "10000");
+    params.set("trade_no", trade.trade_no.clone());
+    params.set("out_trade_no", trade.payment_no.clone());
+    params.set("trade_status", "TRADE_SUCCESS");
+    params.set("total_amount", super::cents_to_yuan(trade.amount_cents));
+    params
+}
+
 /// The notification the mock provider sends for one trade (not yet signed).
 pub fn notification(app_id: &str, trade: &super::Trade, trade_status: &str) -> Params {
     let now = super::beijing_now();

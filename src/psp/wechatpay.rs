@@ -145,6 +145,20 @@ pub struct Amount {
 }
 
 impl Transaction {
+    /// A trade that succeeded, as WeChat Pay reports it.
+    pub fn succeeded(trade: &super::Trade, success_time: Option<String>) -> Self {
+        Self {
+            out_trade_no: trade.payment_no.clone(),
+            transaction_id: trade.trade_no.clone(),
+            trade_state: "SUCCESS".into(),
+            amount: Amount {
+                total: trade.amount_cents,
+                currency: "CNY".into(),
+            },
+            success_time,
+        }
+    }
+
     /// What it says happened to the payment; `id` names the notification.
     pub fn settlement(&self, id: String) -> Settlement {
         Settlement {

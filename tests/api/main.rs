@@ -7,6 +7,8 @@ mod admin;
 mod binary;
 mod browser;
 mod callbacks;
+mod channels;
+mod channels_interop;
 mod defenses;
 mod faults;
 mod flash_sale;
