@@ -423,8 +423,12 @@ function setUpOrder() {
   fg.guard(submit, async () => {
     const key = fg.defenses.popup_key ? popup.key : fg.newKey();
     const number = ++popup.answers;
+    // The channel is part of the request: changing it inside one popup is
+    // another request under the same key (422 idempotency_key_reused).
+    const channel = document.querySelector('input[name="channel"]:checked');
     const answer = await fg.call('POST', '/api/orders/' + orderNo + '/pay', {
       headers: { 'Idempotency-Key': key, 'Payment-Token': popup.token || '' },
+      body: { channel: channel ? channel.value : 'card' },
     });
     fg.showAnswer(results, number, answer, key);
     if (answer.status === 202 || answer.status === 200) {
@@ -546,6 +550,8 @@ function setUpExperiments(after) {
   document.querySelectorAll('[data-experiment]').forEach((box) => {
     box.querySelectorAll('[data-run], [data-variant]').forEach((button) => button.addEventListener('click', async () => {
       const run = button.dataset.variant ? { variant: button.dataset.variant } : { defense: button.dataset.run };
+      const channel = box.querySelector('[data-channel]');
+      if (channel) run.channel = channel.value;
       await fg.runExperiment(box, run);
       if (after) after();
     }));

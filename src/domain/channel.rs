@@ -40,6 +40,23 @@ impl Channel {
     pub fn parse(value: &str) -> Option<Self> {
         value.parse().ok()
     }
+
+    /// What a shopper calls it.
+    pub fn name_zh(self) -> &'static str {
+        match self {
+            Self::Card => "银行卡",
+            Self::Alipay => "支付宝",
+            Self::Wechatpay => "微信支付",
+        }
+    }
+
+    pub fn name_en(self) -> &'static str {
+        match self {
+            Self::Card => "Card",
+            Self::Alipay => "Alipay",
+            Self::Wechatpay => "WeChat Pay",
+        }
+    }
 }
 
 impl TryFrom<String> for Channel {

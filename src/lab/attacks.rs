@@ -9,9 +9,11 @@ use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use super::experiments::Attack;
+use super::notices::{self, Paid};
 use super::{LabError, Outcome};
+use crate::domain::Channel;
 use crate::limits::LAB_HEADER;
-use crate::psp::signature;
+use crate::psp::Trade;
 use crate::state::AppState;
 use crate::store::lab::{self, Tally};
 use crate::switches::DEFENSE_HEADER;
@@ -25,11 +27,13 @@ pub struct Context<'a> {
     pub initial_stock: i64,
     /// Prefix of the lab users' names.
     pub prefix: String,
+    /// How the attack's payments are made (and notified).
+    pub channel: Channel,
 }
 
 /// One answer, read once.
 #[derive(Debug)]
-struct Answer {
+pub struct Answer {
     status: u16,
     body: Value,
     defense: Option<String>,
@@ -72,11 +76,11 @@ impl Outcome {
 }
 
 impl Context<'_> {
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Answer, LabError> {
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<Answer, LabError> {
         // The lab's own requests pass the rate limits (the admin token says so).
         let admin = self.state.settings.secrets.admin_token.expose_secret();
         let response = request.header(LAB_HEADER, admin).send().await?;
@@ -140,6 +144,7 @@ impl Context<'_> {
         string_field(&answer, "token")
     }
 
+    /// Pays through the attack's channel.
     async fn pay(&self, user: &str, order_no: &str, token: &str) -> Result<Answer, LabError> {
         let path = format!("/api/orders/{order_no}/pay");
         let request = self
@@ -147,21 +152,8 @@ impl Context<'_> {
             .post(self.url(&path))
             .bearer_auth(user)
             .header("Idempotency-Key", new_key())
-            .header("Payment-Token", token);
-        self.send(request).await
-    }
-
-    /// Posts a provider event signed with this server's provider secret.
-    async fn callback(&self, event: &Value) -> Result<Answer, LabError> {
-        let body = event.to_string();
-        let secret = &self.state.settings.secrets.psp_secret;
-        let header = signature::sign(secret, signature::now_unix(), &body);
-        let request = self
-            .http
-            .post(self.url("/api/payments/callback"))
-            .header(signature::SIGNATURE_HEADER, header)
-            .header("Content-Type", "application/json")
-            .body(body);
+            .header("Payment-Token", token)
+            .json(&json!({ "channel": self.channel }));
         self.send(request).await
     }
 
@@ -345,9 +337,9 @@ fn quick_provider(context: &Context<'_>) {
     provider.set_behaviour(behaviour);
 }
 
-/// An order paid with the mock provider silent; returns the pay answer and the
-/// provider event that would report it (status SUCCEEDED).
-async fn silent_payment(context: &Context<'_>) -> Result<(Answer, Value), LabError> {
+/// An order paid through the attack's channel with the mock provider silent;
+/// returns the pay answer and the trade as the provider knows it.
+async fn silent_payment(context: &Context<'_>) -> Result<(Answer, Paid), LabError> {
     let provider = &context.state.psp;
     let mut behaviour = provider.behaviour();
     behaviour.callbacks = 0;
@@ -355,27 +347,24 @@ async fn silent_payment(context: &Context<'_>) -> Result<(Answer, Value), LabErr
     let user = context.login(0).await?;
     let order_no = context.placed_order(&user).await?;
     let token = context.payment_token(&user, &order_no).await?;
-    let paid = context.pay(&user, &order_no, &token).await?;
-    let event = json!({
-        "event_id": format!("EVT-lab-{}", new_key()),
-        "order_no": order_no,
-        "payment_no": string_field(&paid, "payment_no")?,
-        "provider_txn_id": string_field(&paid, "provider_txn_id")?,
-        "status": "SUCCEEDED",
-        "amount_cents": 19_900,
-    });
-    Ok((paid, event))
+    let answer = context.pay(&user, &order_no, &token).await?;
+    let trade = Trade {
+        payment_no: string_field(&answer, "payment_no")?,
+        trade_no: string_field(&answer, "provider_txn_id")?,
+        amount_cents: 19_900,
+    };
+    Ok((answer, Paid { order_no, trade }))
 }
 
-/// SUCCEEDED, then a FAILED for the same payment that arrives late.
+/// The success, then a failure for the same payment that arrives late (FAILED,
+/// or Alipay's TRADE_CLOSED).
 async fn late_failed(context: &Context<'_>) -> Result<Outcome, LabError> {
-    let (paid, success) = silent_payment(context).await?;
-    let mut failure = success.clone();
-    failure["event_id"] = json!(format!("EVT-lab-{}", new_key()));
-    failure["status"] = json!("FAILED");
+    let (paid, trade) = silent_payment(context).await?;
+    let success = notices::notice(context, context.channel, &trade, true)?;
+    let failure = notices::notice(context, context.channel, &trade, false)?;
     let answers = [
-        context.callback(&success).await?,
-        context.callback(&failure).await?,
+        notices::deliver(context, &success).await?,
+        notices::deliver(context, &failure).await?,
     ];
     let mut outcome = Outcome::default();
     outcome.record_all(std::iter::once(&paid).chain(&answers));
@@ -384,13 +373,14 @@ async fn late_failed(context: &Context<'_>) -> Result<Outcome, LabError> {
     Ok(outcome)
 }
 
-/// One SUCCEEDED event delivered five times.
+/// One success notification delivered five times.
 async fn callback_redelivery(context: &Context<'_>) -> Result<Outcome, LabError> {
-    let (paid, event) = silent_payment(context).await?;
+    let (paid, trade) = silent_payment(context).await?;
+    let notice = notices::notice(context, context.channel, &trade, true)?;
     let mut outcome = Outcome::default();
     outcome.record(&paid);
     for _ in 0..5 {
-        let answer = context.callback(&event).await?;
+        let answer = notices::deliver(context, &notice).await?;
         outcome.record(&answer);
     }
     outcome.anomalies = (context.tally().await?.applied_events - 1).max(0);

@@ -8,6 +8,7 @@
 //! conditional decrement and the group commit; none of them oversells, and the
 //! anomaly counted is the cost (retries).
 
+use crate::domain::Channel;
 use crate::switches::{Defense, StockWrite};
 use crate::text::{Text, text};
 
@@ -60,7 +61,11 @@ pub struct Experiment {
     /// Correct variants to compare (run with `{"variant": id}`); empty for an
     /// experiment run with the defense off and on.
     pub variants: &'static [Variant],
+    /// The payment channels it can run in (`{"channel": …}`), the first by default.
+    pub channels: &'static [Channel],
 }
+
+const CARD: &[Channel] = &[Channel::Card];
 
 /// The ways of taking stock on a hot row that `hot_row` compares.
 const HOT_ROW_VARIANTS: &[Variant] = &[
@@ -106,6 +111,7 @@ pub const EXPERIMENTS: &[Experiment] = &[
         race_window_ms: 0,
         attack: Attack::DoubleSubmit,
         variants: &[],
+        channels: CARD,
     },
     Experiment {
         id: "double_submit_index",
@@ -122,6 +128,7 @@ pub const EXPERIMENTS: &[Experiment] = &[
         race_window_ms: 0,
         attack: Attack::DoubleSubmit,
         variants: &[],
+        channels: CARD,
     },
     Experiment {
         id: "oversell",
@@ -135,6 +142,7 @@ pub const EXPERIMENTS: &[Experiment] = &[
         race_window_ms: 200,
         attack: Attack::Oversell,
         variants: &[],
+        channels: CARD,
     },
     Experiment {
         id: "hot_row",
@@ -151,6 +159,7 @@ pub const EXPERIMENTS: &[Experiment] = &[
         race_window_ms: 0,
         attack: Attack::HotRow,
         variants: HOT_ROW_VARIANTS,
+        channels: CARD,
     },
     Experiment {
         id: "losers_to_database",
@@ -167,6 +176,7 @@ pub const EXPERIMENTS: &[Experiment] = &[
         race_window_ms: 0,
         attack: Attack::LosersToDatabase,
         variants: &[],
+        channels: CARD,
     },
     Experiment {
         id: "token_replay",
@@ -180,6 +190,7 @@ pub const EXPERIMENTS: &[Experiment] = &[
         race_window_ms: 0,
         attack: Attack::TokenReplay,
         variants: &[],
+        channels: CARD,
     },
     Experiment {
         id: "two_tabs_pay",
@@ -193,6 +204,7 @@ pub const EXPERIMENTS: &[Experiment] = &[
         race_window_ms: 200,
         attack: Attack::TwoTabsPay,
         variants: &[],
+        channels: CARD,
     },
     Experiment {
         id: "late_failed",
@@ -209,6 +221,7 @@ pub const EXPERIMENTS: &[Experiment] = &[
         race_window_ms: 0,
         attack: Attack::LateFailed,
         variants: &[],
+        channels: &[Channel::Card, Channel::Alipay],
     },
     Experiment {
         id: "callback_redelivery",
@@ -222,6 +235,7 @@ pub const EXPERIMENTS: &[Experiment] = &[
         race_window_ms: 0,
         attack: Attack::CallbackRedelivery,
         variants: &[],
+        channels: &[Channel::Card, Channel::Alipay, Channel::Wechatpay],
     },
     Experiment {
         id: "message_redelivery",
@@ -235,6 +249,7 @@ pub const EXPERIMENTS: &[Experiment] = &[
         race_window_ms: 0,
         attack: Attack::MessageRedelivery,
         variants: &[],
+        channels: CARD,
     },
 ];
 

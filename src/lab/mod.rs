@@ -6,6 +6,7 @@
 
 pub mod attacks;
 pub mod experiments;
+pub mod notices;
 pub mod workbench;
 
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::defenses::stock_gate::GateError;
+use crate::domain::Channel;
 use crate::flows::audit::{self, AuditReport};
 use crate::flows::{JobError, rewards, shared};
 use crate::psp::PspBehaviour;
@@ -66,6 +68,9 @@ pub struct RunReport {
     /// The variant run, for an experiment that compares variants.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub variant: Option<&'static str>,
+    /// The payment channel, for an experiment that runs in several.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<&'static str>,
     /// Every switch as it was during the run.
     pub switches: BTreeMap<&'static str, bool>,
     pub requests: u64,
@@ -89,21 +94,43 @@ pub struct Outcome {
     pub counts: BTreeMap<&'static str, i64>,
 }
 
-/// How one run is staged: the defense under study on or off, and the variant.
+/// How one run is staged: the defense under study on or off, the variant,
+/// the payment channel.
 #[derive(Debug, Clone, Copy)]
 struct Stage {
     on: bool,
     variant: Option<&'static Variant>,
+    channel: Channel,
 }
 
 /// Checks what was asked against what the experiment is.
-fn stage(experiment: &'static Experiment, asked: Asked) -> Result<Stage, LabError> {
+fn stage(
+    experiment: &'static Experiment,
+    asked: Asked,
+    channel: Option<Channel>,
+) -> Result<Stage, LabError> {
+    let channel = match channel {
+        None => experiment.channels.first().copied().unwrap_or_default(),
+        Some(channel) if experiment.channels.contains(&channel) => channel,
+        Some(channel) => {
+            return Err(LabError::BadRequest(format!(
+                "{} does not run in the {} channel",
+                experiment.id,
+                channel.as_str()
+            )));
+        }
+    };
     match (experiment.variants.is_empty(), asked) {
-        (true, Asked::Defense { on }) => Ok(Stage { on, variant: None }),
+        (true, Asked::Defense { on }) => Ok(Stage {
+            on,
+            variant: None,
+            channel,
+        }),
         (false, Asked::Variant(id)) => match experiment.variant(&id) {
             Some(variant) => Ok(Stage {
                 on: true,
                 variant: Some(variant),
+                channel,
             }),
             None => Err(LabError::BadRequest(format!(
                 "{} has no variant {id:?}; its variants: {}",
@@ -128,11 +155,16 @@ fn variant_ids(experiment: &Experiment) -> String {
     ids.join(", ")
 }
 
-/// Runs experiment `id` as asked.
-pub async fn run(state: &AppState, id: &str, asked: Asked) -> Result<RunReport, LabError> {
+/// Runs experiment `id` as asked, in `channel` (default: its first).
+pub async fn run(
+    state: &AppState,
+    id: &str,
+    asked: Asked,
+    channel: Option<Channel>,
+) -> Result<RunReport, LabError> {
     let experiment =
         experiments::find(id).ok_or_else(|| LabError::UnknownExperiment(id.to_string()))?;
-    let stage = stage(experiment, asked)?;
+    let stage = stage(experiment, asked, channel)?;
     let _only_one = state.lab.try_start().ok_or(LabError::Running)?;
     let saved = Saved::take(state);
     let outcome = attack(state, experiment, stage).await;
@@ -150,6 +182,7 @@ pub async fn run(state: &AppState, id: &str, asked: Asked) -> Result<RunReport, 
         defense: experiment.defense.id(),
         state: if stage.on { "on" } else { "off" },
         variant: stage.variant.map(|variant| variant.id),
+        channel: (experiment.channels.len() > 1).then(|| stage.channel.as_str()),
         switches,
         requests: outcome.requests,
         replies: outcome.replies,
@@ -226,6 +259,7 @@ async fn attack(
         product_id: product.id,
         initial_stock: product.initial_stock,
         prefix: format!("lab-{}", experiment.id),
+        channel: stage.channel,
     };
     attacks::run(&context, experiment.attack).await
 }

@@ -5,13 +5,14 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::auth::Admin;
+use crate::domain::Channel;
 use crate::error::ApiError;
 use crate::flows::shared;
 use crate::lab::{self, LabError, experiments};
 use crate::state::AppState;
 use crate::switches::{LabSettings, StockWrite};
 
-/// `{"experiments":[{"id","defense","title":{"zh","en"},"anomaly","hidden","variants"?}…]}`
+/// `{"experiments":[{"id","defense","title":{"zh","en"},"anomaly","hidden","variants"?,"channels"?}…]}`
 /// The lab's experiments: one per defense, each showing its anomaly, and
 /// `hot_row`, which compares correct variants (`variants`: `[{"id","title"}]`).
 #[utoipa::path(
@@ -31,6 +32,9 @@ async fn list() -> HttpResponse {
                 "anomaly": experiment.anomaly,
                 "hidden": experiment.hidden.iter().map(|defense| defense.id()).collect::<Vec<_>>(),
             });
+            if experiment.channels.len() > 1 {
+                listed["channels"] = experiment.channels.iter().map(|c| c.as_str()).collect();
+            }
             if !experiment.variants.is_empty() {
                 listed["variants"] = experiment
                     .variants
@@ -60,12 +64,15 @@ struct RunBody {
     /// defense stays on.
     #[schema(example = "conditional_decrement")]
     variant: Option<String>,
+    /// For an experiment that runs in several payment channels
+    /// (`callback_redelivery`, `late_failed`): which one (default `card`).
+    channel: Option<Channel>,
 }
 
 impl RunBody {
-    fn asked(self) -> Result<lab::Asked, ApiError> {
-        match (self.defense, self.variant) {
-            (None | Some(Switch::On), Some(variant)) => Ok(lab::Asked::Variant(variant)),
+    fn asked(&self) -> Result<lab::Asked, ApiError> {
+        match (&self.defense, &self.variant) {
+            (None | Some(Switch::On), Some(variant)) => Ok(lab::Asked::Variant(variant.clone())),
             (Some(Switch::Off), Some(_)) => Err(ApiError::InvalidRequest(
                 "a variant runs with the defense on".into(),
             )),
@@ -96,8 +103,10 @@ async fn run(
     id: web::Path<String>,
     body: web::Json<RunBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let asked = body.into_inner().asked()?;
-    let report = lab::run(&state, &id, asked).await.map_err(api_error)?;
+    let asked = body.asked()?;
+    let report = lab::run(&state, &id, asked, body.channel)
+        .await
+        .map_err(api_error)?;
     Ok(HttpResponse::Ok().json(report))
 }
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use actix_web::{HttpResponse, get, web};
 use askama::Template;
 
-use crate::domain::{OrderNo, PaymentStatus};
+use crate::domain::{Channel, OrderNo, PaymentStatus};
 use crate::error::ApiError;
 use crate::lab::experiments::{self, Experiment};
 use crate::routes::viewer::Viewer;
@@ -94,6 +94,8 @@ struct OrderPage {
     processing: bool,
     /// More than one payment succeeded: the damage of a defense switched off.
     charged_twice: bool,
+    /// The ways to pay the popup offers.
+    channels: [Channel; 3],
 }
 
 #[derive(Template)]
@@ -212,6 +214,7 @@ async fn order_page(
         payments,
         processing,
         charged_twice: succeeded > 1,
+        channels: [Channel::Card, Channel::Alipay, Channel::Wechatpay],
     })
 }
 

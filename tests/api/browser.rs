@@ -344,6 +344,8 @@ async fn a_double_click_on_pay_makes_one_payment_and_the_page_shows_paid() {
             "return !document.getElementById('pay-submit').disabled",
         )
         .await;
+    // The shopper chooses Alipay: the mock provider notifies in Alipay's format.
+    browser.click("input[name='channel'][value='alipay']").await;
     browser.screenshot("pay-popup.png").await;
     let was_disabled = browser.double_click("pay-submit").await;
     browser.results("pay-results", 1).await;
@@ -356,6 +358,13 @@ async fn a_double_click_on_pay_makes_one_payment_and_the_page_shows_paid() {
 
     assert!(was_disabled);
     assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 1);
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM payments WHERE channel = 'alipay' AND status = 'SUCCEEDED'"
+        )
+        .await,
+        1
+    );
     assert_eq!(app.order_status(&order_no).await, "PAID");
     browser.goto(&app.url(&format!("/orders/{order_no}"))).await;
     assert_eq!(

@@ -285,3 +285,45 @@ async fn a_run_must_ask_what_the_experiment_is() {
     assert_eq!(hot_row["defense"], "version_lock");
     assert_eq!(hot_row["variants"].as_array().map(Vec::len), Some(3));
 }
+
+/// The callback experiments run in the providers' own formats too: Alipay's
+/// notification redelivered five times, WeChat Pay's, Alipay's late TRADE_CLOSED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_callback_experiments_run_in_every_channel() {
+    let app = spawn_app().await;
+    for (id, channel, broken) in [
+        ("callback_redelivery", "alipay", "events_applied_once"),
+        ("callback_redelivery", "wechatpay", "events_applied_once"),
+        ("late_failed", "alipay", "paid_orders_charged_once"),
+    ] {
+        let off = run_with(&app, id, &json!({ "defense": "off", "channel": channel })).await;
+        assert_eq!(off.status, StatusCode::OK, "{}", off.body);
+        let off = off.json();
+        assert_eq!(off["channel"], channel);
+        assert!(
+            off["anomalies"].as_i64().unwrap_or(0) > 0,
+            "{id} {channel}: {off}"
+        );
+        assert_eq!(
+            check(&off["audit"], broken)["ok"],
+            false,
+            "{}",
+            off["audit"]
+        );
+        let on = run_with(&app, id, &json!({ "defense": "on", "channel": channel })).await;
+        assert_eq!(on.status, StatusCode::OK, "{}", on.body);
+        assert_eq!(on.json()["anomalies"], 0, "{id} {channel}: {}", on.body);
+        assert_eq!(on.json()["audit"]["ok"], true, "{}", on.body);
+    }
+    let refused = run_with(
+        &app,
+        "late_failed",
+        &json!({ "defense": "on", "channel": "wechatpay" }),
+    )
+    .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::BAD_REQUEST,
+        "WeChat Pay notifies successes only"
+    );
+}
