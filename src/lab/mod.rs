@@ -109,17 +109,7 @@ fn stage(
     asked: Asked,
     channel: Option<Channel>,
 ) -> Result<Stage, LabError> {
-    let channel = match channel {
-        None => experiment.channels.first().copied().unwrap_or_default(),
-        Some(channel) if experiment.channels.contains(&channel) => channel,
-        Some(channel) => {
-            return Err(LabError::BadRequest(format!(
-                "{} does not run in the {} channel",
-                experiment.id,
-                channel.as_str()
-            )));
-        }
-    };
+    let channel = channel_of(experiment, channel)?;
     match (experiment.variants.is_empty(), asked) {
         (true, Asked::Defense { on }) => Ok(Stage {
             on,
@@ -146,6 +136,19 @@ fn stage(
             "{} compares correct variants, each with the defense on: run it with {{\"variant\": one of {}}}",
             experiment.id,
             variant_ids(experiment)
+        ))),
+    }
+}
+
+/// The channel asked for, if the experiment runs in it; else its first.
+fn channel_of(experiment: &Experiment, asked: Option<Channel>) -> Result<Channel, LabError> {
+    match asked {
+        None => Ok(experiment.channels.first().copied().unwrap_or_default()),
+        Some(channel) if experiment.channels.contains(&channel) => Ok(channel),
+        Some(channel) => Err(LabError::BadRequest(format!(
+            "{} does not run in the {} channel",
+            experiment.id,
+            channel.as_str()
         ))),
     }
 }
