@@ -586,6 +586,48 @@ const LESSONS: &[(Defense, Lesson)] = &[
                     "事件 ID 上的唯一索引",
                     "The unique index on the event id",
                 ),
+                code(
+                    "src/psp/alipay.rs",
+                    "alipay::signed_string",
+                    "支付宝：RSA2 签名的原文（去掉 sign、sign_type 和空值，按参数名排序）",
+                    "Alipay: what RSA2 signs (all but sign, sign_type and empty values, sorted by name)",
+                ),
+                code(
+                    "src/psp/alipay.rs",
+                    "alipay::verify",
+                    "支付宝：用支付宝公钥验签",
+                    "Alipay: verified with Alipay's public key",
+                ),
+                code(
+                    "src/routes/notifications.rs",
+                    "alipay::receive",
+                    "支付宝：先验签，再核对 app_id，最后只处理一次；接受就回 success",
+                    "Alipay: verify, check the app_id, apply once; accepted is answered success",
+                ),
+                code(
+                    "src/psp/wechatpay.rs",
+                    "wechatpay::verify",
+                    "微信支付：验 Wechatpay-Signature，并检查时间戳",
+                    "WeChat Pay: Wechatpay-Signature verified, then the timestamp",
+                ),
+                code(
+                    "src/psp/wechatpay.rs",
+                    "wechatpay::decrypt",
+                    "微信支付：用 APIv3 密钥解密 resource（AES-256-GCM）",
+                    "WeChat Pay: the resource decrypted with the APIv3 key (AES-256-GCM)",
+                ),
+                code(
+                    "src/flows/notifications.rs",
+                    "notifications::apply_settlement",
+                    "三个渠道殊途同归：核对支付和金额，再走同一个幂等步骤",
+                    "Every channel ends here: the payment and the amount checked, then the same idempotent step",
+                ),
+                code(
+                    "src/flows/notifications.rs",
+                    "notifications::query_unsettled",
+                    "主动查单：收不到通知时去问支付平台",
+                    "Active query: asking the provider when no notification came",
+                ),
             ],
             checks: &["events_applied_once"],
             race: seq(
