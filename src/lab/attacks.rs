@@ -5,39 +5,14 @@
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use secrecy::ExposeSecret;
-use serde_json::{Value, json};
+use serde_json::json;
 
+use super::context::{Answer, Context};
 use super::experiments::Attack;
 use super::notices::{self, Paid};
 use super::{LabError, Outcome};
-use crate::domain::Channel;
-use crate::limits::LAB_HEADER;
 use crate::psp::Trade;
-use crate::state::AppState;
 use crate::store::lab::{self, Tally};
-use crate::switches::DEFENSE_HEADER;
-
-/// Where an attack runs.
-pub struct Context<'a> {
-    pub state: &'a AppState,
-    pub http: &'a reqwest::Client,
-    pub base_url: &'a str,
-    pub product_id: i64,
-    pub initial_stock: i64,
-    /// Prefix of the lab users' names.
-    pub prefix: String,
-    /// How the attack's payments are made (and notified).
-    pub channel: Channel,
-}
-
-/// One answer, read once.
-#[derive(Debug)]
-pub struct Answer {
-    status: u16,
-    body: Value,
-    defense: Option<String>,
-}
 
 /// The units of the product each attack buys from.
 pub fn stock_for(attack: Attack) -> i64 {
@@ -76,28 +51,6 @@ impl Outcome {
 }
 
 impl Context<'_> {
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base_url)
-    }
-
-    pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<Answer, LabError> {
-        // The lab's own requests pass the rate limits (the admin token says so).
-        let admin = self.state.settings.secrets.admin_token.expose_secret();
-        let response = request.header(LAB_HEADER, admin).send().await?;
-        let status = response.status().as_u16();
-        let defense = response
-            .headers()
-            .get(DEFENSE_HEADER)
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_string);
-        let body = response.json().await.unwrap_or(Value::Null);
-        Ok(Answer {
-            status,
-            body,
-            defense,
-        })
-    }
-
     /// Logs in lab user `n` of this experiment; returns its bearer token.
     async fn login(&self, n: usize) -> Result<String, LabError> {
         let username = format!("{}-{n}", self.prefix);

@@ -5,6 +5,7 @@
 //! setting is put back and the audit is read. Runs are serialized.
 
 pub mod attacks;
+pub mod context;
 pub mod experiments;
 pub mod notices;
 pub mod workbench;
@@ -255,7 +256,7 @@ async fn attack(
     };
     let product = crate::store::lab::create_product(&state.db, experiment.id, &product).await?;
     configure(state, experiment, stage).await?;
-    let context = attacks::Context {
+    let context = context::Context {
         state,
         http: state.lab.http(),
         base_url,

@@ -4,12 +4,10 @@
 //! (SHA256-RSA headers, encrypted resource). A notice is built once and may be
 //! delivered several times — a redelivery is the same notification.
 
-use serde_json::json;
-
 use super::LabError;
-use super::attacks::{Answer, Context};
+use super::context::{Answer, Context};
 use crate::domain::Channel;
-use crate::psp::{Trade, alipay, signature, wechatpay};
+use crate::psp::{EventStatus, ProviderEvent, Trade, alipay, signature, wechatpay};
 
 /// A paid order as the provider knows it.
 #[derive(Debug, Clone)]
@@ -36,17 +34,7 @@ pub fn notice(
 ) -> Result<Notice, LabError> {
     let keys = &context.state.provider_keys;
     match channel {
-        Channel::Card => Ok(Notice::Card(
-            json!({
-                "event_id": format!("EVT-lab-{}", uuid::Uuid::new_v4().simple()),
-                "order_no": paid.order_no,
-                "payment_no": paid.trade.payment_no,
-                "provider_txn_id": paid.trade.trade_no,
-                "status": if succeeded { "SUCCEEDED" } else { "FAILED" },
-                "amount_cents": paid.trade.amount_cents,
-            })
-            .to_string(),
-        )),
+        Channel::Card => card_notice(paid, succeeded).map(Notice::Card),
         Channel::Alipay => {
             let key = keys.alipay.private.as_ref().ok_or_else(no_key)?;
             let status = if succeeded {
@@ -67,6 +55,23 @@ pub fn notice(
         }
         Channel::Wechatpay => Err(LabError::Step("WeChat Pay notifies successes only".into())),
     }
+}
+
+/// The card channel's event, as JSON.
+fn card_notice(paid: &Paid, succeeded: bool) -> Result<String, LabError> {
+    let event = ProviderEvent {
+        event_id: format!("EVT-lab-{}", uuid::Uuid::new_v4().simple()),
+        order_no: paid.order_no.clone(),
+        payment_no: paid.trade.payment_no.clone(),
+        provider_txn_id: paid.trade.trade_no.clone(),
+        status: if succeeded {
+            EventStatus::Succeeded
+        } else {
+            EventStatus::Failed
+        },
+        amount_cents: paid.trade.amount_cents,
+    };
+    serde_json::to_string(&event).map_err(|error| LabError::Step(error.to_string()))
 }
 
 fn no_key() -> LabError {
@@ -94,17 +99,16 @@ pub async fn deliver(context: &Context<'_>, notice: &Notice) -> Result<Answer, L
         Notice::Wechatpay(body) => {
             let keys = &context.state.provider_keys;
             let key = keys.wechatpay.private.as_ref().ok_or_else(no_key)?;
-            let (timestamp, nonce) = (
-                signature::now_unix().to_string(),
-                wechatpay::random_text(32),
-            );
-            let signed = wechatpay::sign(key, &wechatpay::signed_message(&timestamp, &nonce, body));
-            http.post(context.url("/api/payments/callback/wechatpay"))
-                .header("Content-Type", "application/json")
-                .header(wechatpay::TIMESTAMP_HEADER, timestamp)
-                .header(wechatpay::NONCE_HEADER, nonce)
-                .header(wechatpay::SIGNATURE_HEADER, signed)
-                .header(wechatpay::SERIAL_HEADER, keys.wechatpay_serial.as_str())
+            let headers =
+                wechatpay::signed_headers(key, &keys.wechatpay_serial, body, signature::now_unix());
+            let request = http
+                .post(context.url("/api/payments/callback/wechatpay"))
+                .header("Content-Type", "application/json");
+            headers
+                .into_iter()
+                .fold(request, |request, (name, value)| {
+                    request.header(name, value)
+                })
                 .body(body.clone())
         }
     };

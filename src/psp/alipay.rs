@@ -18,7 +18,9 @@ use rsa::signature::{SignatureEncoding, Signer, Verifier};
 use rsa::{RsaPrivateKey, RsaPublicKey};
 use sha2::Sha256;
 
-use super::{NotificationError, Outcome, Settlement, yuan_to_cents};
+use super::trade::{
+    NotificationError, Outcome, Settlement, Trade, beijing_now, cents_to_yuan, yuan_to_cents,
+};
 
 /// The answer that tells Alipay the notification was received (7 bytes).
 pub const RECEIVED: &str = "success";
@@ -102,8 +104,11 @@ impl Params {
                 "sign_type is not RSA2".into(),
             ));
         }
+        let sign = self
+            .get("sign")
+            .ok_or_else(|| NotificationError::SignatureInvalid("sign is missing".into()))?;
         let signature = BASE64
-            .decode(self.required("sign")?)
+            .decode(sign)
             .ok()
             .and_then(|bytes| Signature::try_from(bytes.as_slice()).ok())
             .ok_or_else(|| NotificationError::SignatureInvalid("sign is not Base64".into()))?;
@@ -154,19 +159,19 @@ pub fn outcome(trade_status: &str) -> Result<Outcome, NotificationError> {
 
 /// `alipay.trade.query`'s answer about a trade that succeeded (its
 /// `alipay_trade_query_response` fields; `code` 10000 is success).
-pub fn trade_query_answer(trade: &super::Trade) -> Params {
+pub fn trade_query_answer(trade: &Trade) -> Params {
     let mut params = Params::default();
     params.set("code", "10000");
     params.set("trade_no", trade.trade_no.clone());
     params.set("out_trade_no", trade.payment_no.clone());
     params.set("trade_status", "TRADE_SUCCESS");
-    params.set("total_amount", super::cents_to_yuan(trade.amount_cents));
+    params.set("total_amount", cents_to_yuan(trade.amount_cents));
     params
 }
 
 /// The notification the mock provider sends for one trade (not yet signed).
-pub fn notification(app_id: &str, trade: &super::Trade, trade_status: &str) -> Params {
-    let now = super::beijing_now();
+pub fn notification(app_id: &str, trade: &Trade, trade_status: &str) -> Params {
+    let now = beijing_now();
     let mut params = Params::default();
     for (name, value) in [
         ("notify_time", now.format("%Y-%m-%d %H:%M:%S").to_string()),
@@ -178,7 +183,7 @@ pub fn notification(app_id: &str, trade: &super::Trade, trade_status: &str) -> P
         ("trade_no", trade.trade_no.clone()),
         ("out_trade_no", trade.payment_no.clone()),
         ("trade_status", trade_status.to_string()),
-        ("total_amount", super::cents_to_yuan(trade.amount_cents)),
+        ("total_amount", cents_to_yuan(trade.amount_cents)),
         ("gmt_payment", now.format("%Y-%m-%d %H:%M:%S").to_string()),
     ] {
         params.set(name, value);
@@ -213,7 +218,7 @@ mod tests {
     fn a_signed_notification_verifies_and_any_change_breaks_it() {
         let pair = crate::psp::keys::generate().expect("a key pair");
         let private = pair.private.clone().expect("the private key");
-        let trade = crate::psp::Trade {
+        let trade = Trade {
             payment_no: "PAY1".into(),
             trade_no: "2026120122001".into(),
             amount_cents: 1234,

@@ -8,10 +8,11 @@ use std::time::Duration;
 use parking_lot::RwLock;
 use secrecy::SecretString;
 
-use super::{
+use super::trade::{
     ChargeRequest, EventStatus, NotificationError, Outcome, ProviderEvent, PspBehaviour,
-    Settlement, Trade, alipay, beijing_now, day_bounds, keys, signature, wechatpay,
+    Settlement, Trade, beijing_now, day_bounds,
 };
+use super::{alipay, keys, signature, wechatpay};
 use crate::domain::Channel;
 use crate::store::{Db, StoreError, mock_provider, now_ms};
 
@@ -105,47 +106,54 @@ impl MockProvider {
             charged_at: now_ms(),
         };
         mock_provider::record(self.db.pool(), &booked).await?;
-        let (success, failure) = self.messages(&charge, &trade);
         let behaviour = self.behaviour();
         let provider = Arc::clone(self);
+        let trade_no = trade.trade_no.clone();
+        // Signing (RSA) happens off the request that paid.
         tokio::spawn(async move {
+            let late_failure = behaviour.failed_after_success && behaviour.callbacks > 0;
+            let (success, failure) = provider.messages(&charge, &trade, late_failure);
             tokio::time::sleep(Duration::from_millis(behaviour.delay_ms)).await;
             let Some(success) = success else { return };
             provider
                 .deliver_copies(&success, behaviour.callbacks, behaviour.concurrent)
                 .await;
-            if let Some(failure) =
-                failure.filter(|_| behaviour.failed_after_success && behaviour.callbacks > 0)
-            {
+            if let Some(failure) = failure {
                 provider.deliver(&failure).await;
             }
         });
-        Ok(trade.trade_no)
+        Ok(trade_no)
     }
 
-    /// The success notification and the late failure of a charge, in its
-    /// channel's format (WeChat Pay notifies successes only; a channel whose
-    /// private key the mock lacks sends nothing).
+    /// The success notification of a charge and, when `late_failure`, the
+    /// failure that follows it, in the charge's channel format (WeChat Pay
+    /// notifies successes only; a channel whose private key the mock lacks
+    /// sends nothing).
     fn messages(
         &self,
         charge: &ChargeRequest,
         trade: &Trade,
+        late_failure: bool,
     ) -> (Option<Message>, Option<Message>) {
         match charge.channel {
             Channel::Card => {
                 let event = |status| Message::Card(card_event(charge, &trade.trade_no, status));
                 (
                     Some(event(EventStatus::Succeeded)),
-                    Some(event(EventStatus::Failed)),
+                    late_failure.then(|| event(EventStatus::Failed)),
                 )
             }
-            Channel::Alipay => self.alipay_messages(trade),
+            Channel::Alipay => self.alipay_messages(trade, late_failure),
             Channel::Wechatpay => (self.wechatpay_message(trade), None),
         }
     }
 
-    /// TRADE_SUCCESS and the late TRADE_CLOSED, each signed once.
-    fn alipay_messages(&self, trade: &Trade) -> (Option<Message>, Option<Message>) {
+    /// TRADE_SUCCESS and, when `late_failure`, TRADE_CLOSED, each signed once.
+    fn alipay_messages(
+        &self,
+        trade: &Trade,
+        late_failure: bool,
+    ) -> (Option<Message>, Option<Message>) {
         let Some(key) = self.config.keys.alipay.private.as_ref() else {
             tracing::warn!("the mock Alipay has no private key: it sends no notification");
             return (None, None);
@@ -155,7 +163,10 @@ impl MockProvider {
             params.sign(key);
             Message::Alipay(params)
         };
-        (Some(signed("TRADE_SUCCESS")), Some(signed("TRADE_CLOSED")))
+        (
+            Some(signed("TRADE_SUCCESS")),
+            late_failure.then(|| signed("TRADE_CLOSED")),
+        )
     }
 
     /// TRANSACTION.SUCCESS with the encrypted transaction (signed at each delivery).
@@ -271,27 +282,25 @@ impl MockProvider {
             .send()
             .await
             .map_err(|error| error.to_string())?;
-        let body = response.text().await.map_err(|error| error.to_string())?;
-        Ok(body == alipay::RECEIVED)
+        // Only the first bytes matter: a merchant's long answer is not "received".
+        let start = first_bytes(response, alipay::RECEIVED.len() + 1).await?;
+        Ok(start == alipay::RECEIVED.as_bytes())
     }
 
     /// The body, signed now with the platform's private key; 200 or 204 is "received".
     async fn send_wechatpay(&self, body: &str) -> Result<bool, String> {
         let keys = &self.config.keys;
         let key = keys.wechatpay.private.as_ref().ok_or("no private key")?;
-        let (timestamp, nonce) = (
-            signature::now_unix().to_string(),
-            wechatpay::random_text(32),
-        );
-        let signed = wechatpay::sign(key, &wechatpay::signed_message(&timestamp, &nonce, body));
-        let response = self
+        let headers =
+            wechatpay::signed_headers(key, &keys.wechatpay_serial, body, signature::now_unix());
+        let mut request = self
             .http
             .post(self.notify_url("/api/payments/callback/wechatpay")?)
-            .header("Content-Type", "application/json")
-            .header(wechatpay::TIMESTAMP_HEADER, timestamp)
-            .header(wechatpay::NONCE_HEADER, nonce)
-            .header(wechatpay::SIGNATURE_HEADER, signed)
-            .header(wechatpay::SERIAL_HEADER, &keys.wechatpay_serial)
+            .header("Content-Type", "application/json");
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let response = request
             .body(body.to_string())
             .send()
             .await
@@ -368,6 +377,18 @@ impl QueryAnswer {
             Self::Wechatpay(transaction) => Ok(transaction.settlement(id)),
         }
     }
+}
+
+/// At most the first `limit` bytes of a response body.
+async fn first_bytes(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
+    let mut start = Vec::with_capacity(limit);
+    while start.len() < limit {
+        match response.chunk().await.map_err(|error| error.to_string())? {
+            Some(chunk) => start.extend_from_slice(&chunk[..chunk.len().min(limit - start.len())]),
+            None => break,
+        }
+    }
+    Ok(start)
 }
 
 fn card_event(charge: &ChargeRequest, provider_txn_id: &str, status: EventStatus) -> ProviderEvent {

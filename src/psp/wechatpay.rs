@@ -21,15 +21,12 @@ use rsa::{RsaPrivateKey, RsaPublicKey};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use super::{NotificationError, Outcome, Settlement};
+use super::trade::{NotificationError, Outcome, Settlement, Trade, beijing_now};
 
 pub const TIMESTAMP_HEADER: &str = "Wechatpay-Timestamp";
 pub const NONCE_HEADER: &str = "Wechatpay-Nonce";
 pub const SIGNATURE_HEADER: &str = "Wechatpay-Signature";
 pub const SERIAL_HEADER: &str = "Wechatpay-Serial";
-
-/// A notification signed longer ago (or later) than this is refused, in seconds.
-pub const TIMESTAMP_TOLERANCE_SECS: u64 = 300;
 
 /// The waits before each redelivery of a notification not answered 200/204, in seconds.
 pub const REDELIVERY_SECS: [u64; 15] = [
@@ -57,6 +54,24 @@ pub fn sign(key: &RsaPrivateKey, message: &str) -> String {
     BASE64.encode(signature.to_bytes())
 }
 
+/// The four `Wechatpay-*` headers of `body`, signed at `now` with the
+/// platform's private key: what WeChat Pay sends with each delivery.
+pub fn signed_headers(
+    key: &RsaPrivateKey,
+    serial: &str,
+    body: &str,
+    now: i64,
+) -> [(&'static str, String); 4] {
+    let (timestamp, nonce) = (now.to_string(), random_text(32));
+    let signature = sign(key, &signed_message(&timestamp, &nonce, body));
+    [
+        (TIMESTAMP_HEADER, timestamp),
+        (NONCE_HEADER, nonce),
+        (SIGNATURE_HEADER, signature),
+        (SERIAL_HEADER, serial.to_string()),
+    ]
+}
+
 // [lesson wechatpay::verify]
 /// Verifies a notification's signature with the platform key named by
 /// `serial`, then its freshness, before the body is believed.
@@ -65,7 +80,7 @@ pub fn verify(
     serial: &str,
     headers: &SignatureHeaders<'_>,
     body: &[u8],
-    now: i64,
+    (now, tolerance): (i64, std::time::Duration),
 ) -> Result<(), NotificationError> {
     let invalid = |why: &str| NotificationError::SignatureInvalid(why.to_string());
     let (Some(timestamp), Some(nonce), Some(signature), Some(named)) = (
@@ -94,7 +109,7 @@ pub fn verify(
     let signed_at: i64 = timestamp
         .parse()
         .map_err(|_| invalid("Wechatpay-Timestamp is not a number"))?;
-    if now.abs_diff(signed_at) > TIMESTAMP_TOLERANCE_SECS {
+    if now.abs_diff(signed_at) > tolerance.as_secs() {
         return Err(NotificationError::SignatureExpired);
     }
     Ok(())
@@ -105,10 +120,13 @@ pub fn verify(
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Notification {
     pub id: String,
+    #[serde(default)]
     pub create_time: String,
     /// `TRANSACTION.SUCCESS` for a payment.
     pub event_type: String,
+    #[serde(default)]
     pub resource_type: String,
+    #[serde(default)]
     pub summary: String,
     pub resource: Resource,
 }
@@ -121,7 +139,10 @@ pub struct Resource {
     /// Base64 of the ciphertext followed by the 16-byte tag.
     pub ciphertext: String,
     pub nonce: String,
+    /// Optional, possibly empty (authenticated, not encrypted).
+    #[serde(default)]
     pub associated_data: String,
+    #[serde(default)]
     pub original_type: String,
 }
 
@@ -146,7 +167,7 @@ pub struct Amount {
 
 impl Transaction {
     /// A trade that succeeded, as WeChat Pay reports it.
-    pub fn succeeded(trade: &super::Trade, success_time: Option<String>) -> Self {
+    pub fn succeeded(trade: &Trade, success_time: Option<String>) -> Self {
         Self {
             out_trade_no: trade.payment_no.clone(),
             transaction_id: trade.trade_no.clone(),
@@ -243,7 +264,7 @@ pub fn encrypt(transaction: &Transaction, apiv3_key: &[u8; 32]) -> Result<Resour
 
 /// The notification the mock provider sends for `transaction`: its body.
 pub fn notification(transaction: &Transaction, apiv3_key: &[u8; 32]) -> Result<String, String> {
-    let now = super::beijing_now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
+    let now = beijing_now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
     let notification = Notification {
         id: format!("EV-{}", uuid::Uuid::new_v4().simple()),
         create_time: now,
@@ -317,7 +338,8 @@ mod tests {
             signature: Some(&signature),
             serial: Some("SERIAL"),
         };
-        let now = 1_764_547_200;
+        let tolerance = std::time::Duration::from_secs(300);
+        let now = (1_764_547_200, tolerance);
         assert_eq!(
             verify(&pair.public, "SERIAL", &headers, body.as_bytes(), now),
             Ok(())
@@ -325,7 +347,13 @@ mod tests {
         assert!(verify(&pair.public, "OTHER", &headers, body.as_bytes(), now).is_err());
         assert!(verify(&pair.public, "SERIAL", &headers, b"{\"id\":\"EV-2\"}", now).is_err());
         assert_eq!(
-            verify(&pair.public, "SERIAL", &headers, body.as_bytes(), now + 301),
+            verify(
+                &pair.public,
+                "SERIAL",
+                &headers,
+                body.as_bytes(),
+                (1_764_547_501, tolerance)
+            ),
             Err(NotificationError::SignatureExpired)
         );
     }

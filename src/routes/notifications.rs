@@ -91,7 +91,8 @@ async fn wechatpay_notification(
             .insert_header((CONTENT_TYPE, "application/json"))
             .json(WechatpayFailure {
                 code: "FAIL",
-                message: error.to_string(),
+                // The problem's detail: never internals on a 5xx.
+                message: error.problem().detail,
             }),
     }
 }
@@ -123,7 +124,7 @@ async fn read_wechatpay(
         &keys.wechatpay_serial,
         &headers,
         body,
-        now_unix(),
+        (now_unix(), state.settings.payments.signature_tolerance),
     )?;
     let notification = wechatpay::Notification::from_json(body)?;
     if !notification.is_payment() {

@@ -81,17 +81,17 @@ impl TestApp {
     /// Posts a WeChat Pay notification body signed at `timestamp`.
     pub async fn post_wechatpay(&self, body: &str, timestamp: i64, serial: &str) -> Reply {
         let keys = keys(self);
-        let nonce = wechatpay::random_text(32);
-        let message = wechatpay::signed_message(&timestamp.to_string(), &nonce, body);
-        let signature = wechatpay::sign(keys.wechatpay.private.as_ref().expect("key"), &message);
-        let response = self
+        let key = keys.wechatpay.private.as_ref().expect("key");
+        let headers = wechatpay::signed_headers(key, serial, body, timestamp);
+        let request = self
             .client
             .post(self.url("/api/payments/callback/wechatpay"))
-            .header("Content-Type", "application/json")
-            .header(wechatpay::TIMESTAMP_HEADER, timestamp.to_string())
-            .header(wechatpay::NONCE_HEADER, nonce)
-            .header(wechatpay::SIGNATURE_HEADER, signature)
-            .header(wechatpay::SERIAL_HEADER, serial)
+            .header("Content-Type", "application/json");
+        let response = headers
+            .into_iter()
+            .fold(request, |request, (name, value)| {
+                request.header(name, value)
+            })
             .body(body.to_string())
             .send()
             .await
