@@ -217,7 +217,7 @@ pub struct ProviderSettings {
     #[arg(long = "wechatpay-apiv3-key", env = "WECHATPAY_APIV3_KEY", hide_env_values = true, default_value = "", hide_default_value = true, value_parser = secret)]
     pub wechatpay_apiv3_key: SecretString,
     /// A payment still processing this long after its charge is queried from the provider (s).
-    #[arg(long = "psp-query-after-secs", env = "PSP_QUERY_AFTER_SECS", default_value = "60", value_parser = secs)]
+    #[arg(long = "psp-query-after-secs", env = "PSP_QUERY_AFTER_SECS", default_value = "60", value_parser = positive_secs)]
     pub query_after: Duration,
     /// Where the mock provider sends Alipay and WeChat Pay notifications:
     /// `<base>/api/payments/callback/alipay|wechatpay` [default: this server].
@@ -272,6 +272,17 @@ fn secs(value: &str) -> Result<Duration, String> {
         .parse()
         .map(Duration::from_secs)
         .map_err(|_| format!("{value:?} is not a whole number of seconds"))
+}
+
+/// At least one second: a period of zero would spin.
+fn positive_secs(value: &str) -> Result<Duration, String> {
+    secs(value).and_then(|duration| {
+        if duration.is_zero() {
+            Err(format!("{value:?}: at least 1 second"))
+        } else {
+            Ok(duration)
+        }
+    })
 }
 
 fn millis(value: &str) -> Result<Duration, String> {

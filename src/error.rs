@@ -83,6 +83,12 @@ pub enum ApiError {
     AmountMismatch { reported: i64, expected: i64 },
     #[error("no payment {0:?} of this channel")]
     PaymentUnknown(String),
+    #[error("payment {payment_no:?} is trade {expected:?} at the provider, not {reported:?}")]
+    TradeMismatch {
+        payment_no: String,
+        reported: String,
+        expected: String,
+    },
     #[error("unknown defense {0:?}")]
     UnknownDefense(String),
     #[error("another experiment is running; try again when it ends")]
@@ -163,7 +169,7 @@ impl ApiError {
             Self::Notification(NotificationError::Undecryptable) => P::ResourceUndecryptable,
             Self::MerchantMismatch(_) => P::MerchantMismatch,
             Self::AmountMismatch { .. } => P::AmountMismatch,
-            Self::PaymentUnknown(_) => P::PaymentUnknown,
+            Self::PaymentUnknown(_) | Self::TradeMismatch { .. } => P::PaymentUnknown,
             Self::UnknownDefense(_) => P::UnknownDefense,
             Self::ExperimentRunning => P::ExperimentRunning,
             Self::RateLimited { .. } => P::RateLimited,

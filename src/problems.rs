@@ -358,8 +358,8 @@ impl ProblemCode {
                 400,
                 text("没有这笔支付", "No such payment"),
                 text(
-                    "通知里的商户订单号（out_trade_no）不是本渠道的任何一笔支付。什么都没改，平台收不到“已收到”，会再发。",
-                    "The notification's out_trade_no is none of this channel's payments. Nothing was changed; the provider does not hear \"received\" and sends it again.",
+                    "通知里的商户订单号（out_trade_no）不是本渠道的任何一笔支付，或者通知里的平台交易号（支付宝的 trade_no、微信支付的 transaction_id）不是平台当初给这笔支付的那个。什么都没改，平台收不到“已收到”，会再发。",
+                    "The notification's out_trade_no is none of this channel's payments, or its trade number (Alipay's trade_no, WeChat Pay's transaction_id) is not the one the provider gave this payment. Nothing was changed; the provider does not hear \"received\" and sends it again.",
                 ),
             ),
             Self::ResourceUndecryptable => spec(

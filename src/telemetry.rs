@@ -91,6 +91,8 @@ pub fn write_private(path: &std::path::Path, contents: &str) -> Result<(), std::
         .truncate(true)
         .mode(0o600)
         .open(path)?;
+    // `mode` applies only to a file it creates: narrow an existing one too.
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     file.write_all(contents.as_bytes())
 }
 

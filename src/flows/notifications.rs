@@ -21,39 +21,54 @@ const QUERIES_PER_ROUND: i64 = 100;
 
 // [lesson notifications::apply_settlement]
 /// Applies what `channel` reported about one of its payments: the payment must
-/// be ours and of that channel, the amount must be the payment's; then the
-/// same idempotent step as every callback.
+/// be ours and of that channel, the trade number the one the provider gave it,
+/// the amount the payment's; then the same idempotent step as every callback.
 pub async fn apply_settlement(
     state: &AppState,
     channel: Channel,
     settlement: &Settlement,
 ) -> Result<CallbackResult, ApiError> {
+    settlement.check().map_err(ApiError::InvalidRequest)?;
     let payment = payments::find(state.db.pool(), &settlement.payment_no)
         .await?
         .filter(|payment| payment.channel == channel)
         .ok_or_else(|| ApiError::PaymentUnknown(settlement.payment_no.clone()))?;
+    check_reported(&payment, settlement)?;
+    match settlement.event(&payment.order_no) {
+        Some(event) => apply_callback(state, &event).await,
+        // Nothing decided yet (WAIT_BUYER_PAY, NOTPAY): acknowledged, nothing applied.
+        None => Ok(CallbackResult::Ignored),
+    }
+}
+
+/// The report must be about this payment's trade (when the charge already
+/// named it) and for this payment's amount.
+fn check_reported(payment: &Payment, settlement: &Settlement) -> Result<(), ApiError> {
+    if let Some(expected) = payment.provider_txn_id.as_ref()
+        && *expected != settlement.provider_txn_id
+    {
+        return Err(ApiError::TradeMismatch {
+            payment_no: payment.payment_no.clone(),
+            reported: settlement.provider_txn_id.clone(),
+            expected: expected.clone(),
+        });
+    }
     if payment.amount_cents != settlement.amount_cents {
         return Err(ApiError::AmountMismatch {
             reported: settlement.amount_cents,
             expected: payment.amount_cents,
         });
     }
-    match settlement.event(&payment.order_no) {
-        Some(event) => {
-            event.check().map_err(ApiError::InvalidRequest)?;
-            apply_callback(state, &event).await
-        }
-        // Nothing decided yet (WAIT_BUYER_PAY, NOTPAY): acknowledged, nothing applied.
-        None => Ok(CallbackResult::Ignored),
-    }
+    Ok(())
 }
 // [/lesson]
 
 // [lesson notifications::query_unsettled]
 /// 主动查单: asks the provider about every payment still PROCESSING
-/// `PSP_QUERY_AFTER_SECS` after its charge, and applies the answer as if it
-/// were a notification. A payment the provider never heard of is failed once
-/// twice that time has passed (its order can be paid again).
+/// `PSP_QUERY_AFTER_SECS` after it was created (those asked least recently
+/// first), and applies the answer as if it were a notification. A payment the
+/// provider never heard of is failed once twice that time has passed (its
+/// order can be paid again).
 pub async fn query_unsettled(state: &AppState) -> Result<u64, JobError> {
     let after = millis(state.settings.providers.query_after);
     let now = now_ms();
@@ -61,9 +76,9 @@ pub async fn query_unsettled(state: &AppState) -> Result<u64, JobError> {
         payments::processing_before(state.db.pool(), now - after, QUERIES_PER_ROUND).await?;
     let mut settled = 0;
     for payment in waiting {
-        let Some(settlement) = ask_provider(state, &payment, now - 2 * after).await? else {
-            continue;
-        };
+        let answer = ask_provider(state, &payment, now - 2 * after).await?;
+        payments::mark_queried(state.db.pool(), &payment.payment_no, now).await?;
+        let Some(settlement) = answer else { continue };
         match apply_settlement(state, payment.channel, &settlement).await {
             Ok(CallbackResult::Applied) => settled += 1,
             Ok(_) => {}

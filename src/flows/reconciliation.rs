@@ -71,8 +71,9 @@ pub async fn reconcile(
     let bill = state.psp.bill(date).await?;
     let (from, to) = psp::day_bounds(date);
     let ours = payments::created_between(state.db.pool(), from, to).await?;
+    let strays = payments_of_other_days(state, &bill, &ours).await?;
     let settled_before = now_ms() - 2 * millis(state.settings.providers.query_after);
-    let mut report = compare_bill(date, &bill, &ours, settled_before);
+    let mut report = compare_bill(date, &bill, (&ours, &strays), settled_before);
     let billed: HashSet<&str> = bill
         .iter()
         .map(|charge| charge.payment_no.as_str())
@@ -91,17 +92,38 @@ pub async fn reconcile(
     Ok(report)
 }
 
-/// Every charge of the bill against the payment it is for: matched, in
-/// flight (younger than `settled_before`), charged but not paid, or an amount
-/// that differs.
+/// The payments of the bill's charges that were created on another day (a
+/// payment just before midnight charged just after it).
+async fn payments_of_other_days(
+    state: &AppState,
+    bill: &[Charge],
+    ours: &[Payment],
+) -> Result<Vec<Payment>, StoreError> {
+    let known: HashSet<&str> = ours.iter().map(|p| p.payment_no.as_str()).collect();
+    let mut strays = Vec::new();
+    for charge in bill
+        .iter()
+        .filter(|c| !known.contains(c.payment_no.as_str()))
+    {
+        strays.extend(payments::find(state.db.pool(), &charge.payment_no).await?);
+    }
+    Ok(strays)
+}
+
+/// Every charge of the bill against the payment it is for (one of the day's,
+/// `ours`, or of another day, `strays`): matched, in flight (younger than
+/// `settled_before`), charged but not paid, or an amount that differs.
 fn compare_bill(
     date: chrono::NaiveDate,
     bill: &[Charge],
-    ours: &[Payment],
+    (ours, strays): (&[Payment], &[Payment]),
     settled_before: i64,
 ) -> Reconciliation {
-    let by_payment: HashMap<&str, &Payment> =
-        ours.iter().map(|p| (p.payment_no.as_str(), p)).collect();
+    let by_payment: HashMap<&str, &Payment> = ours
+        .iter()
+        .chain(strays)
+        .map(|p| (p.payment_no.as_str(), p))
+        .collect();
     let mut report = Reconciliation {
         date: date.to_string(),
         ok: true,
@@ -154,26 +176,21 @@ fn difference(charge: Option<&Charge>, payment: Option<&Payment>) -> Difference 
 }
 
 impl Reconciliation {
-    /// One line for the audit.
+    /// One line for the audit: counts only (the ids are in
+    /// `GET /api/admin/reconciliation`).
     pub fn summary(&self) -> String {
-        let ids = |list: &[Difference]| {
-            list.iter()
-                .map(|d| d.payment_no.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let counts = format!(
+            "{}: {} charges on the provider's bill, {} matched, {} in flight",
+            self.date, self.bill_charges, self.matched, self.in_flight
+        );
         if self.ok {
-            return format!(
-                "{}: {} charges on the provider's bill, {} matched, {} in flight",
-                self.date, self.bill_charges, self.matched, self.in_flight
-            );
+            return counts;
         }
         format!(
-            "{}: charged but not paid [{}]; paid but not charged [{}]; amounts differ [{}]",
-            self.date,
-            ids(&self.charged_not_paid),
-            ids(&self.paid_not_charged),
-            ids(&self.amounts_differ)
+            "{counts}; {} charged but not paid, {} paid but not charged, {} amounts differ (GET /api/admin/reconciliation names them)",
+            self.charged_not_paid.len(),
+            self.paid_not_charged.len(),
+            self.amounts_differ.len()
         )
     }
 }

@@ -49,7 +49,8 @@ pub enum KeyError {
 }
 
 /// A channel's verifying key, and the mock's signing key when it has one.
-#[derive(Debug, Clone)]
+/// Its `Debug` never shows the private key.
+#[derive(Clone)]
 pub struct KeyPair {
     pub public: RsaPublicKey,
     pub private: Option<RsaPrivateKey>,
@@ -57,8 +58,8 @@ pub struct KeyPair {
     pub generated: bool,
 }
 
-/// Every key the channels need.
-#[derive(Debug, Clone)]
+/// Every key the channels need. Its `Debug` never shows a secret.
+#[derive(Clone)]
 pub struct ProviderKeys {
     pub alipay: KeyPair,
     pub wechatpay: KeyPair,
@@ -66,6 +67,27 @@ pub struct ProviderKeys {
     pub wechatpay_serial: String,
     /// The APIv3 key: AES-256-GCM over WeChat Pay's resources.
     pub apiv3_key: [u8; 32],
+}
+
+impl std::fmt::Debug for KeyPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyPair")
+            .field("public", &serial_of(&self.public))
+            .field("private", &self.private.as_ref().map(|_| "[redacted]"))
+            .field("generated", &self.generated)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for ProviderKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderKeys")
+            .field("alipay", &self.alipay)
+            .field("wechatpay", &self.wechatpay)
+            .field("wechatpay_serial", &self.wechatpay_serial)
+            .field("apiv3_key", &"[redacted]")
+            .finish()
+    }
 }
 
 impl ProviderKeys {
@@ -333,5 +355,23 @@ mod tests {
         ));
         assert!(read_public("P", "not a key").is_err());
         assert_eq!(serial_of(&pair.public).len(), 40);
+        let pkcs1 = pkcs1_pair(&pair);
+        let read = super::pair(("P", &pkcs1.0), ("Q", &SecretString::from(pkcs1.1)))
+            .expect("a PKCS#1 pair");
+        assert_eq!(read.public, pair.public);
+        assert!(format!("{read:?}").contains("[redacted]"));
+    }
+
+    /// The pair as `-----BEGIN RSA PUBLIC KEY-----` / `RSA PRIVATE KEY` PEM.
+    fn pkcs1_pair(pair: &KeyPair) -> (String, String) {
+        use rsa::pkcs1::{EncodeRsaPrivateKey, EncodeRsaPublicKey, LineEnding};
+        let private = pair.private.as_ref().expect("a private key");
+        (
+            pair.public.to_pkcs1_pem(LineEnding::LF).expect("PKCS#1"),
+            private
+                .to_pkcs1_pem(LineEnding::LF)
+                .expect("PKCS#1")
+                .to_string(),
+        )
     }
 }

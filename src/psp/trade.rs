@@ -94,22 +94,26 @@ impl ProviderEvent {
     /// Anything else (a NUL byte, which Postgres cannot store in text) is
     /// refused here, before a query sees it.
     pub fn check(&self) -> Result<(), String> {
-        let fields = [
+        check_ids(&[
             ("event_id", &self.event_id),
             ("order_no", &self.order_no),
             ("payment_no", &self.payment_no),
             ("provider_txn_id", &self.provider_txn_id),
-        ];
-        for (name, value) in fields {
-            let visible = value.bytes().all(|b| b.is_ascii_graphic());
-            if value.is_empty() || value.len() > MAX_EVENT_ID_LEN || !visible {
-                return Err(format!(
-                    "{name} must be 1 to {MAX_EVENT_ID_LEN} visible ASCII characters"
-                ));
-            }
-        }
-        Ok(())
+        ])
     }
+}
+
+/// Each id must be 1 to `MAX_EVENT_ID_LEN` visible ASCII characters.
+fn check_ids(ids: &[(&str, &String)]) -> Result<(), String> {
+    for (name, value) in ids {
+        let visible = value.bytes().all(|b| b.is_ascii_graphic());
+        if value.is_empty() || value.len() > MAX_EVENT_ID_LEN || !visible {
+            return Err(format!(
+                "{name} must be 1 to {MAX_EVENT_ID_LEN} visible ASCII characters"
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -169,6 +173,15 @@ pub enum Outcome {
 }
 
 impl Settlement {
+    /// The ids are checked like a card event's before any query sees them.
+    pub fn check(&self) -> Result<(), String> {
+        check_ids(&[
+            ("id", &self.id),
+            ("out_trade_no", &self.payment_no),
+            ("trade number", &self.provider_txn_id),
+        ])
+    }
+
     /// The event the idempotent step applies (an outcome that decides something).
     pub fn event(&self, order_no: &str) -> Option<ProviderEvent> {
         let status = match self.outcome {

@@ -188,7 +188,8 @@ pub async fn list_for_order<'e>(
 }
 
 /// Payments still PROCESSING that were created before `cutoff` (epoch ms):
-/// the ones whose provider is asked (主动查单), oldest first, at most `limit`.
+/// the ones whose provider is asked (主动查单), those asked least recently
+/// first (never asked: oldest first), at most `limit`.
 pub async fn processing_before<'e>(
     executor: impl Executor<'e, Database = Any>,
     cutoff: i64,
@@ -196,7 +197,8 @@ pub async fn processing_before<'e>(
 ) -> Result<Vec<Payment>, StoreError> {
     sqlx::query_as::<_, Payment>(&format!(
         "SELECT {PAYMENT_COLUMNS} FROM payments
-          WHERE status = $1 AND created_at < $2 ORDER BY created_at LIMIT $3"
+          WHERE status = $1 AND created_at < $2
+          ORDER BY COALESCE(queried_at, 0), created_at LIMIT $3"
     ))
     .bind(PaymentStatus::Processing.as_str())
     .bind(cutoff)
@@ -204,6 +206,22 @@ pub async fn processing_before<'e>(
     .fetch_all(executor)
     .await
     .context("payments::processing_before")
+}
+
+/// Notes that the provider was asked about `payment_no` at `now` (epoch ms):
+/// the next round asks about the others first.
+pub async fn mark_queried<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    payment_no: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE payments SET queried_at = $1 WHERE payment_no = $2")
+        .bind(now)
+        .bind(payment_no)
+        .execute(executor)
+        .await
+        .context("payments::mark_queried")?;
+    Ok(())
 }
 
 /// Every payment created in `[from, to)` (epoch ms): a day's side of 对账.

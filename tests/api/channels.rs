@@ -188,6 +188,14 @@ async fn a_tampered_wrongly_signed_or_mismatched_alipay_notification_changes_not
         payment_no: "PAY-not-ours".into(),
         ..trade.clone()
     };
+    let another_trade = Trade {
+        trade_no: if trade.trade_no.ends_with('0') {
+            format!("{}1", &trade.trade_no[..trade.trade_no.len() - 1])
+        } else {
+            format!("{}0", &trade.trade_no[..trade.trade_no.len() - 1])
+        },
+        ..trade.clone()
+    };
     let mut other_app = alipay::notification("2021009999999999", &trade, "TRADE_SUCCESS");
     other_app.sign(keys(&app).alipay.private.as_ref().expect("key"));
 
@@ -200,6 +208,10 @@ async fn a_tampered_wrongly_signed_or_mismatched_alipay_notification_changes_not
         ),
         (
             alipay_notification(&app, &unknown, "TRADE_SUCCESS").to_form(),
+            "payment_unknown",
+        ),
+        (
+            alipay_notification(&app, &another_trade, "TRADE_SUCCESS").to_form(),
             "payment_unknown",
         ),
         (other_app.to_form(), "merchant_mismatch"),
@@ -369,15 +381,85 @@ async fn lost_notifications_are_found_by_the_query_in_every_channel() {
     assert_eq!(app.audit().await["ok"], true);
 }
 
+/// 主动查单's last resort: a payment the provider never heard of is failed
+/// once twice the query window has passed, so that its order can be paid again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_the_provider_never_heard_of_is_failed_after_twice_the_query_window() {
+    let app = spawn_app_with(|settings| {
+        settings.providers.query_after = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let (_, order_no, trade) = silent_payment(&app, "alipay").await;
+    let db = app.state.db.pool();
+    assert!(
+        flashguard::store::mock_provider::forget(db, &trade.payment_no)
+            .await
+            .expect("the provider forgets the charge")
+    );
+
+    app.wait_until("the query gives the payment up", || async {
+        app.payment_rows("FAILED").await == 1
+    })
+    .await;
+
+    assert_eq!(app.order_status(&order_no).await, "PENDING_PAYMENT");
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM payment_events WHERE result = 'applied' AND event_id LIKE 'query:%:Failed'").await,
+        1
+    );
+    assert_eq!(app.audit().await["ok"], true);
+}
+
+/// Epoch milliseconds of a Beijing wall-clock time.
+fn beijing_ms(date: (i32, u32, u32), time: (u32, u32, u32)) -> i64 {
+    chrono::NaiveDate::from_ymd_opt(date.0, date.1, date.2)
+        .and_then(|day| day.and_hms_opt(time.0, time.1, time.2))
+        .and_then(|moment| {
+            moment
+                .and_local_timezone(flashguard::psp::beijing())
+                .single()
+        })
+        .map(|moment| moment.timestamp_millis())
+        .expect("a valid Beijing time")
+}
+
+/// Moves a payment and the provider's charge of it to other moments.
+async fn move_in_time(app: &TestApp, payment_no: &str, created_at: i64, charged_at: i64) {
+    let db = app.state.db.pool();
+    let moves = [
+        (
+            "UPDATE payments SET created_at = $1 WHERE payment_no = $2",
+            created_at,
+        ),
+        (
+            "UPDATE mock_provider_charges SET charged_at = $1 WHERE payment_no = $2",
+            charged_at,
+        ),
+    ];
+    for (sql, at) in moves {
+        sqlx::query(sql)
+            .bind(at)
+            .bind(payment_no)
+            .execute(db)
+            .await
+            .expect("back in time");
+    }
+}
+
 /// 对账: a charge the merchant never heard of (掉单), a payment the provider
-/// never charged, and an amount that differs are each named.
+/// never charged, and an amount that differs are each named; a payment made
+/// just before midnight and charged just after it is no difference on either day.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reconciliation_names_a_charge_not_paid_a_payment_not_charged_and_an_amount() {
-    let app = spawn_app().await;
+    // A long query window: the query job does not settle the lost payment first.
+    let app = spawn_app_with(|settings| {
+        settings.providers.query_after = std::time::Duration::from_secs(3600);
+    })
+    .await;
     app.set_psp(json!({ "callbacks": 1, "delay_ms": 0 })).await;
     let alice = app.login("alice").await;
     let mut payments = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..4 {
         let order_no = app.place_order(&alice, 1).await;
         let paid = app.pay_channel(&alice, &order_no, "alipay").await;
         payments.push(
@@ -387,30 +469,54 @@ async fn the_reconciliation_names_a_charge_not_paid_a_payment_not_charged_and_an
                 .to_string(),
         );
     }
-    app.wait_until("all three paid", || async {
-        app.payment_rows("SUCCEEDED").await == 3
+    app.wait_until("all four paid", || async {
+        app.payment_rows("SUCCEEDED").await == 4
     })
     .await;
-    let (lost, forged, differs) = (&payments[0], &payments[1], &payments[2]);
+    let (lost, forged, differs, at_midnight) =
+        (&payments[0], &payments[1], &payments[2], &payments[3]);
     let db = app.state.db.pool();
-    // All of it happened 130 s ago (past the query window's twice 60 s, on one day);
-    for sql in [
-        "UPDATE payments SET created_at = created_at - 130000",
-        "UPDATE mock_provider_charges SET charged_at = charged_at - 130000",
-    ] {
-        sqlx::query(sql).execute(db).await.expect("back in time");
-    }
-    // the notification of one was lost; the provider forgets another; a third is booked at another amount.
-    sqlx::query("UPDATE payments SET status = 'PROCESSING' WHERE payment_no = $1")
-        .bind(lost)
-        .execute(db)
-        .await
-        .unwrap();
+    // The provider forgets a charge: today's audit sees it at once.
     assert!(
         flashguard::store::mock_provider::forget(db, forged)
             .await
             .unwrap()
     );
+    let created_at = app
+        .count(&format!(
+            "SELECT created_at FROM payments WHERE payment_no = '{forged}'"
+        ))
+        .await;
+    let created_on = chrono::DateTime::from_timestamp_millis(created_at)
+        .unwrap_or_default()
+        .with_timezone(&flashguard::psp::beijing())
+        .date_naive();
+    let audit = app.audit().await;
+    // (Unless Beijing's midnight fell between the payment and the audit.)
+    if created_on == flashguard::flows::reconciliation::today() {
+        assert_eq!(
+            check(&audit, "provider_bill_matches")["ok"],
+            false,
+            "{audit}"
+        );
+    }
+    // All of it happened on 2026-06-15, at noon, but for one payment made a
+    // second before midnight and charged a second after it;
+    let noon = beijing_ms((2026, 6, 15), (12, 0, 0));
+    for payment_no in [lost, forged, differs] {
+        move_in_time(&app, payment_no, noon, noon).await;
+    }
+    let (before_midnight, after_midnight) = (
+        beijing_ms((2026, 6, 15), (23, 59, 59)),
+        beijing_ms((2026, 6, 16), (0, 0, 1)),
+    );
+    move_in_time(&app, at_midnight, before_midnight, after_midnight).await;
+    // the notification of one was lost; a third is booked at another amount.
+    sqlx::query("UPDATE payments SET status = 'PROCESSING' WHERE payment_no = $1")
+        .bind(lost)
+        .execute(db)
+        .await
+        .unwrap();
     sqlx::query(
         "UPDATE mock_provider_charges SET amount_cents = amount_cents + 1 WHERE payment_no = $1",
     )
@@ -418,18 +524,12 @@ async fn the_reconciliation_names_a_charge_not_paid_a_payment_not_charged_and_an
     .execute(db)
     .await
     .unwrap();
-    let charged_at = app
-        .count(&format!(
-            "SELECT charged_at FROM mock_provider_charges WHERE payment_no = '{lost}'"
-        ))
-        .await;
-    let date = chrono::DateTime::from_timestamp_millis(charged_at)
-        .unwrap_or_default()
-        .with_timezone(&flashguard::psp::beijing())
-        .date_naive();
 
     let report = app
-        .get_admin_json(&format!("/api/admin/reconciliation?date={date}"))
+        .get_admin_json("/api/admin/reconciliation?date=2026-06-15")
+        .await;
+    let next_day = app
+        .get_admin_json("/api/admin/reconciliation?date=2026-06-16")
         .await;
 
     let named = |list: &str| -> Vec<String> {
@@ -443,13 +543,16 @@ async fn the_reconciliation_names_a_charge_not_paid_a_payment_not_charged_and_an
     assert_eq!(named("charged_not_paid"), vec![lost.clone()], "{report}");
     assert_eq!(named("paid_not_charged"), vec![forged.clone()], "{report}");
     assert_eq!(named("amounts_differ"), vec![differs.clone()], "{report}");
-    assert_eq!(report["ok"], false);
-    if date == flashguard::flows::reconciliation::today() {
-        assert_eq!(
-            check(&app.audit().await, "provider_bill_matches")["ok"],
-            false
-        );
-    }
+    assert_eq!(
+        (&report["ok"], &report["payments"], &report["bill_charges"]),
+        (&json!(false), &json!(4), &json!(2)),
+        "{report}"
+    );
+    assert_eq!(
+        (&next_day["ok"], &next_day["matched"], &next_day["payments"]),
+        (&json!(true), &json!(1), &json!(0)),
+        "{next_day}"
+    );
     let bad = app
         .client
         .get(app.url("/api/admin/reconciliation?date=2026-13-01"))

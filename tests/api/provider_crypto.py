@@ -14,7 +14,6 @@ Exits 1 with a message when a signature does not verify.
 """
 import base64
 import json
-import os
 import secrets
 import sys
 import time
@@ -36,6 +35,10 @@ def load_private(path):
         return serialization.load_pem_private_key(file.read(), password=None)
 
 
+class Refused(Exception):
+    """The input is not what the provider sends."""
+
+
 def alipay_signed_string(params):
     """Alipay's rule: every non-empty parameter but sign and sign_type, sorted by name."""
     return "&".join(
@@ -48,7 +51,8 @@ def alipay_signed_string(params):
 def verify_alipay(public_pem, form_file):
     with open(form_file, encoding="utf-8") as file:
         params = dict(urllib.parse.parse_qsl(file.read(), keep_blank_values=True))
-    assert params.get("sign_type") == "RSA2", params.get("sign_type")
+    if params.get("sign_type") != "RSA2":
+        raise Refused(f"sign_type is {params.get('sign_type')!r}, not RSA2")
     signature = base64.b64decode(params["sign"])
     load_public(public_pem).verify(
         signature, alipay_signed_string(params).encode("utf-8"), padding.PKCS1v15(), hashes.SHA256()
@@ -76,7 +80,8 @@ def verify_wechatpay(public_pem, apiv3_key, timestamp, nonce, signature, body_fi
         base64.b64decode(signature), wechatpay_message(timestamp, nonce, body), padding.PKCS1v15(), hashes.SHA256()
     )
     resource = json.loads(body)["resource"]
-    assert resource["algorithm"] == "AEAD_AES_256_GCM", resource["algorithm"]
+    if resource["algorithm"] != "AEAD_AES_256_GCM":
+        raise Refused(f"algorithm is {resource['algorithm']!r}, not AEAD_AES_256_GCM")
     plain = AESGCM(apiv3_key.encode()).decrypt(
         resource["nonce"].encode(), base64.b64decode(resource["ciphertext"]), resource["associated_data"].encode()
     )
@@ -123,9 +128,11 @@ def main(argv):
     except InvalidSignature:
         print("signature does not verify", file=sys.stderr)
         return 1
+    except Refused as refused:
+        print(refused, file=sys.stderr)
+        return 1
     return 0
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONIOENCODING", "utf-8")
     sys.exit(main(sys.argv))
