@@ -216,7 +216,7 @@ pub struct ProviderSettings {
     /// The APIv3 key (32 characters) that decrypts WeChat Pay's resources [default: random].
     #[arg(long = "wechatpay-apiv3-key", env = "WECHATPAY_APIV3_KEY", hide_env_values = true, default_value = "", hide_default_value = true, value_parser = secret)]
     pub wechatpay_apiv3_key: SecretString,
-    /// A payment still processing this long after its charge is queried from the provider (s).
+    /// A payment still processing this long after it was created is queried from the provider (s, at least 1).
     #[arg(long = "psp-query-after-secs", env = "PSP_QUERY_AFTER_SECS", default_value = "60", value_parser = positive_secs)]
     pub query_after: Duration,
     /// Where the mock provider sends Alipay and WeChat Pay notifications:

@@ -326,16 +326,16 @@ impl ProblemCode {
                 401,
                 text("回调签名无效", "Callback signature invalid"),
                 text(
-                    "PSP-Signature 缺失、格式不对，或者与请求体不符。服务端在解析任何内容之前先验签，伪造的回调到这里就被拦下。这是模拟支付平台的 Stripe 式方案：用共享密钥对时间戳和请求体做 HMAC-SHA256，常量时间比较。支付宝（RSA2，支付宝公钥）和微信支付（SHA256 with RSA，平台公钥）用的是非对称签名，见回调去重一课。",
-                    "PSP-Signature is missing, malformed, or does not match the body. The server verifies it before parsing anything, so a forged callback stops here. This is the mock provider's Stripe-style scheme: an HMAC-SHA256 of timestamp and body with a shared secret, compared in constant time. Alipay (RSA2, Alipay's public key) and WeChat Pay (SHA256 with RSA, the platform key) sign with asymmetric keys; see the callback dedup lesson.",
+                    "回调的签名缺失、格式不对，或者与内容不符。服务端在相信任何内容之前先验签，伪造的回调到这里就被拦下。三种渠道各有各的签名：银行卡渠道是 Stripe 式的 PSP-Signature 请求头（用共享密钥对时间戳和请求体做 HMAC-SHA256，常量时间比较）；支付宝是表单里的 sign 参数（RSA2，用支付宝公钥验）；微信支付是 Wechatpay-Signature 请求头（SHA256 with RSA，用 Wechatpay-Serial 指明的平台公钥验，序列号不对也算无效）。详见回调去重一课。",
+                    "The callback's signature is missing, malformed, or does not match what was signed. The server verifies it before believing anything, so a forged callback stops here. Each channel signs its own way: the card channel's Stripe-style PSP-Signature header (an HMAC-SHA256 of timestamp and body with a shared secret, compared in constant time); Alipay's sign parameter in the form (RSA2, verified with Alipay's public key); WeChat Pay's Wechatpay-Signature header (SHA256 with RSA, verified with the platform key that Wechatpay-Serial names — another serial is invalid too). See the callback dedup lesson.",
                 ),
             ),
             Self::SignatureExpired => spec(
                 401,
                 text("回调签名过期", "Callback signature expired"),
                 text(
-                    "签名里的时间戳和现在相差超过 300 秒。截获的回调不能过后再重放。",
-                    "The signature's timestamp is more than 300 seconds away from now. A captured callback cannot be replayed later.",
+                    "签名里的时间戳（PSP-Signature 的 t，或者 Wechatpay-Timestamp）和现在相差超过 300 秒。截获的回调不能过后再重放。（支付宝的异步通知不会因为“太旧”被拒绝——支付宝自己就会在约 25 小时内反复重发；它的重放靠 notify_id 去重和状态校验来挡。）",
+                    "The signed timestamp (PSP-Signature's t, or Wechatpay-Timestamp) is more than 300 seconds away from now. A captured callback cannot be replayed later. (An Alipay notification is not refused for its age — Alipay itself redelivers for about 25 hours; a replay of it is stopped by the notify_id dedup and the state check.)",
                 ),
             ),
             Self::MerchantMismatch => spec(
