@@ -653,23 +653,32 @@ impl IdempotencyKeys {
 
     // [lesson idempotency_key::claim_in]
     /// The business transaction's first statement: the key row, in progress.
-    /// A stale row (past its retention, or a lease whose request died) is
-    /// replaced. Of concurrent requests exactly one inserts; a second waits for
-    /// the first's commit and then finds the row: `KeyClaim::Lost`.
+    /// Of concurrent requests exactly one inserts; a second waits for the
+    /// first's commit and then finds the row: `KeyClaim::Lost`. A row found
+    /// stale (past its retention, or a lease whose request died) is replaced.
+    /// Insert first, look after: deleting a row that is not there first would,
+    /// in InnoDB at REPEATABLE READ, lock the gap where it would go, and two
+    /// requests holding that gap then deadlock on their inserts.
     pub async fn claim_in(&self, tx: &mut Tx, flight: &InFlight) -> Result<KeyClaim, KeyError> {
         if !flight.guarded {
             return Ok(KeyClaim::Won);
         }
         let now = now_ms();
-        idempotency_keys::delete_stale(&mut **tx, flight.id(), now).await?;
         let new = self.new_key(flight, now);
         if idempotency_keys::insert_in_progress(&mut **tx, &new).await? {
             trace::step("key claimed (in the order's transaction)");
-            Ok(KeyClaim::Won)
-        } else {
-            trace::step("key committed by another request meanwhile");
-            Ok(KeyClaim::Lost)
+            return Ok(KeyClaim::Won);
         }
+        let found = idempotency_keys::find(&mut **tx, flight.id()).await?;
+        if found.is_none_or(|row| row.is_stale(now)) {
+            idempotency_keys::delete_stale(&mut **tx, flight.id(), now).await?;
+            if idempotency_keys::insert_in_progress(&mut **tx, &new).await? {
+                trace::step("stale key replaced (in the order's transaction)");
+                return Ok(KeyClaim::Won);
+            }
+        }
+        trace::step("key committed by another request meanwhile");
+        Ok(KeyClaim::Lost)
     }
     // [/lesson]
 

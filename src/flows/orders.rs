@@ -155,7 +155,15 @@ async fn place_in_database(
             read.stock, read.version
         ));
         lock.race_window().await;
-        let attempted = try_place(state, buyer, &read, request.quantity.get()).await?;
+        let attempted = match try_place(state, buyer, &read, request.quantity.get()).await {
+            // The database broke a deadlock by rolling this transaction back
+            // (InnoDB: error 1213): nothing of it was kept; run it again.
+            Err(ApiError::Database(error)) if error.is_transient_conflict() => {
+                trace::step("deadlock: the database rolled the transaction back, retry");
+                continue;
+            }
+            other => other?,
+        };
         if let Some(placed) = answer(state, buyer, attempted).await? {
             return Ok(placed);
         }
@@ -529,8 +537,7 @@ async fn place_batch_at_once(
     let flights: Vec<&InFlight> = tickets.iter().map(|ticket| &ticket.flight).collect();
     let claims = state.keys.claim_many_in(tx, &flights).await?;
     let (plans, new_orders) = plan_batch(state, stocks, tickets, claims)?;
-    let backend = state.db.backend();
-    let inserted = orders::insert_many_unless_duplicate(&mut **tx, backend, &new_orders).await?;
+    let inserted = orders::insert_many_unless_duplicate(&mut **tx, &new_orders).await?;
     if inserted.iter().any(Option::is_none) {
         return Ok(None);
     }
@@ -618,7 +625,8 @@ async fn place_batch_one_by_one(
 }
 
 /// One ticket inside the batch's transaction; a duplicate is skipped, not
-/// fatal to the others (`ON CONFLICT DO NOTHING`).
+/// fatal to the others (`ON CONFLICT DO NOTHING`; on MySQL, error 1062 undoes
+/// only its statement).
 async fn place_one_of_batch(
     state: &AppState,
     tx: &mut Tx,
@@ -638,8 +646,7 @@ async fn place_one_of_batch(
         return Ok(Batched::Refused(reply));
     }
     let new_order = new_order(state, ticket.user_id, &ticket.key, read, ticket.quantity)?;
-    let backend = state.db.backend();
-    let Some(order) = orders::insert_unless_duplicate(&mut **tx, backend, &new_order).await? else {
+    let Some(order) = orders::insert_unless_duplicate(&mut **tx, &new_order).await? else {
         state.keys.unclaim_in(tx, &ticket.flight).await?;
         return Ok(Batched::Duplicate);
     };

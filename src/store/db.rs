@@ -1,10 +1,13 @@
-//! The relational database: Postgres on the real stack, a SQLite file embedded.
+//! The relational database: Postgres or MySQL (InnoDB) on the real stack, a
+//! SQLite file embedded.
 //!
-//! Queries are written once, in SQL both engines accept (`$1` placeholders,
-//! `ON CONFLICT`, `RETURNING`, BIGINT epoch-millisecond timestamps), and run
-//! through `sqlx::Any`. Transactions that write start with a write statement so
-//! that SQLite takes its write lock up front (waiting on its busy timeout) instead
-//! of failing when a read transaction tries to upgrade.
+//! Queries are written once where the engines agree (`$1` placeholders, which
+//! `dialect::sql` turns into MySQL's `?`; BIGINT epoch-millisecond timestamps)
+//! and side by side where they do not (`ON CONFLICT` vs `ON DUPLICATE KEY`,
+//! `RETURNING`), and run through `sqlx::Any` (docs/mysql.md). Transactions that
+//! write start with a write statement so that SQLite takes its write lock up
+//! front (waiting on its busy timeout) instead of failing when a read
+//! transaction tries to upgrade.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -20,12 +23,34 @@ pub type Tx = Transaction<'static, Any>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Postgres,
+    /// MySQL or MariaDB, InnoDB, at its default REPEATABLE READ.
+    Mysql,
     Sqlite,
+}
+
+impl Backend {
+    /// The engine of a URL scheme (`postgres`, `mysql`, `sqlite`…).
+    pub fn of_scheme(scheme: &str) -> Self {
+        match scheme {
+            "postgres" | "postgresql" => Self::Postgres,
+            "mysql" | "mariadb" => Self::Mysql,
+            _ => Self::Sqlite,
+        }
+    }
+
+    /// The engine of a connection, by its driver's name (`PostgreSQL`, `MySQL`, `SQLite`).
+    pub fn of_driver_name(name: &str) -> Self {
+        match name {
+            "PostgreSQL" => Self::Postgres,
+            "MySQL" => Self::Mysql,
+            _ => Self::Sqlite,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbSetupError {
-    #[error("DATABASE_URL must start with postgres:// or sqlite://, got {0:?}")]
+    #[error("DATABASE_URL must start with postgres://, mysql:// or sqlite://, got {0:?}")]
     UnsupportedUrl(String),
     #[error("cannot create the directory for the SQLite file {path}: {source}")]
     CreateDir {
@@ -76,6 +101,13 @@ impl Db {
             .acquire_timeout(acquire_timeout)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
+                    if backend == Backend::Mysql {
+                        // The tables' collation for this session too, so that
+                        // a bound string compares byte for byte with a column
+                        // (and never as an illegal mix of collations).
+                        conn.execute("SET NAMES utf8mb4 COLLATE utf8mb4_bin")
+                            .await?;
+                    }
                     if backend == Backend::Sqlite {
                         // The busy timeout first, so that even the pragmas
                         // below queue behind a writer instead of failing; WAL
@@ -106,6 +138,7 @@ impl Db {
                     .run(&self.pool)
                     .await?
             }
+            Backend::Mysql => sqlx::migrate!("./migrations/mysql").run(&self.pool).await?,
             Backend::Sqlite => {
                 sqlx::migrate!("./migrations/sqlite")
                     .run(&self.pool)
@@ -139,6 +172,8 @@ impl Db {
 fn backend_of(url: &str) -> Result<Backend, DbSetupError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Backend::Postgres)
+    } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+        Ok(Backend::Mysql)
     } else if url.starts_with("sqlite:") {
         Ok(Backend::Sqlite)
     } else {
@@ -224,6 +259,27 @@ pub fn values_rows(rows: usize, columns: usize) -> String {
         .map(|row| format!("({})", placeholders(row * columns + 1, columns)))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// `SELECT $1 AS a, $2 AS b UNION ALL SELECT $3, $4 …`: the rows of a batch as
+/// a derived table, for MySQL, which has no `UPDATE … FROM (VALUES …)` (and
+/// whose row constructors MariaDB spells differently).
+pub fn select_rows(rows: usize, columns: &[&str]) -> String {
+    (0..rows)
+        .map(|row| {
+            let first = row * columns.len() + 1;
+            let values: Vec<String> = columns
+                .iter()
+                .enumerate()
+                .map(|(at, name)| match row {
+                    0 => format!("${} AS {name}", first + at),
+                    _ => format!("${}", first + at),
+                })
+                .collect();
+            format!("SELECT {}", values.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ")
 }
 
 /// `$first, $first+1, …`: `count` numbered placeholders, comma-separated.

@@ -3,11 +3,10 @@
 //! (orders, payments, events, messages, rewards), so the audit speaks of the
 //! latest experiment only.
 
-use sqlx::{Any, Executor};
-
+use super::db::Backend;
 use super::error::{QueryContext, StoreError};
 use super::products::{NewProduct, Product};
-use super::{Db, commit, now_ms};
+use super::{Conn, Db, commit, now_ms, sql};
 
 /// Orders of lab products, as a subquery.
 const LAB_ORDERS: &str =
@@ -15,6 +14,13 @@ const LAB_ORDERS: &str =
 
 /// Removes every lab product and what hangs off it, in one transaction.
 pub async fn purge(db: &Db) -> Result<(), StoreError> {
+    let backend = db.backend();
+    // The outbox row of an order names it in its payload.
+    let names_lab_order = match backend {
+        Backend::Postgres | Backend::Sqlite => "outbox.payload LIKE '%' || lab.order_no || '%'",
+        // `||` is OR in MySQL.
+        Backend::Mysql => "outbox.payload LIKE CONCAT('%', lab.order_no, '%')",
+    };
     let statements = [
         format!(
             "DELETE FROM payment_events WHERE payment_no IN
@@ -29,7 +35,7 @@ pub async fn purge(db: &Db) -> Result<(), StoreError> {
         format!("DELETE FROM rewards WHERE order_no IN ({LAB_ORDERS})"),
         format!(
             "DELETE FROM outbox WHERE EXISTS (SELECT 1 FROM ({LAB_ORDERS}) AS lab
-                                           WHERE outbox.payload LIKE '%' || lab.order_no || '%')"
+                                           WHERE {names_lab_order})"
         ),
         format!("DELETE FROM orders WHERE order_no IN ({LAB_ORDERS})"),
         "DELETE FROM products WHERE id IN (SELECT product_id FROM lab_products)".to_string(),
@@ -37,7 +43,7 @@ pub async fn purge(db: &Db) -> Result<(), StoreError> {
     ];
     let mut tx = db.begin().await?;
     for statement in &statements {
-        sqlx::query(statement)
+        sqlx::query(&sql(backend, statement))
             .execute(&mut *tx)
             .await
             .context("lab::purge")?;
@@ -56,9 +62,10 @@ pub async fn create_product(
         query: "lab::create_product",
         source: sqlx::Error::RowNotFound,
     })?;
-    sqlx::query(
+    sqlx::query(&sql(
+        db.backend(),
         "INSERT INTO lab_products (product_id, experiment, created_at) VALUES ($1, $2, $3)",
-    )
+    ))
     .bind(product.id)
     .bind(experiment)
     .bind(now_ms())
@@ -87,28 +94,28 @@ pub struct Tally {
     pub rewards: i64,
 }
 
-pub async fn tally<'e>(
-    executor: impl Executor<'e, Database = Any>,
-    product_id: i64,
-) -> Result<Tally, StoreError> {
-    sqlx::query_as::<_, Tally>(
-        "SELECT
-           (SELECT COUNT(*) FROM orders WHERE product_id = $1) AS orders,
-           CAST(COALESCE((SELECT SUM(quantity) FROM orders WHERE product_id = $1), 0) AS BIGINT) AS units,
-           (SELECT COUNT(*) FROM payments p JOIN orders o ON o.order_no = p.order_no
-             WHERE o.product_id = $1) AS payments,
-           (SELECT COUNT(*) FROM payments p JOIN orders o ON o.order_no = p.order_no
-             WHERE o.product_id = $1 AND EXISTS (SELECT 1 FROM payment_events e
-               WHERE e.payment_no = p.payment_no AND e.status = 'SUCCEEDED' AND e.result = 'applied')) AS charged,
-           (SELECT COUNT(*) FROM payment_events e JOIN payments p ON p.payment_no = e.payment_no
-              JOIN orders o ON o.order_no = p.order_no
-             WHERE o.product_id = $1 AND e.result = 'applied') AS applied_events,
-           (SELECT COUNT(*) FROM orders WHERE product_id = $1 AND status = 'PAID') AS paid,
-           (SELECT COUNT(*) FROM rewards r JOIN orders o ON o.order_no = r.order_no
-             WHERE o.product_id = $1) AS rewards",
-    )
-    .bind(product_id)
-    .fetch_one(executor)
-    .await
-    .context("lab::tally")
+pub async fn tally(mut conn: impl Conn, product_id: i64) -> Result<Tally, StoreError> {
+    let text = sql(conn.backend(), TALLY);
+    let mut query = sqlx::query_as::<_, Tally>(&text);
+    for _ in 0..TALLY_PARAMETERS {
+        query = query.bind(product_id);
+    }
+    query.fetch_one(conn.executor()).await.context("lab::tally")
 }
+
+/// The tally of one product: every `$n` is the product's id.
+const TALLY: &str = "SELECT
+   (SELECT COUNT(*) FROM orders WHERE product_id = $1) AS orders,
+   CAST(COALESCE((SELECT SUM(quantity) FROM orders WHERE product_id = $2), 0) AS BIGINT) AS units,
+   (SELECT COUNT(*) FROM payments p JOIN orders o ON o.order_no = p.order_no
+     WHERE o.product_id = $3) AS payments,
+   (SELECT COUNT(*) FROM payments p JOIN orders o ON o.order_no = p.order_no
+     WHERE o.product_id = $4 AND EXISTS (SELECT 1 FROM payment_events e
+       WHERE e.payment_no = p.payment_no AND e.status = 'SUCCEEDED' AND e.result = 'applied')) AS charged,
+   (SELECT COUNT(*) FROM payment_events e JOIN payments p ON p.payment_no = e.payment_no
+      JOIN orders o ON o.order_no = p.order_no
+     WHERE o.product_id = $5 AND e.result = 'applied') AS applied_events,
+   (SELECT COUNT(*) FROM orders WHERE product_id = $6 AND status = 'PAID') AS paid,
+   (SELECT COUNT(*) FROM rewards r JOIN orders o ON o.order_no = r.order_no
+     WHERE o.product_id = $7) AS rewards";
+const TALLY_PARAMETERS: usize = 7;

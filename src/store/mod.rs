@@ -1,13 +1,15 @@
 //! The two stores every flow talks to, each with a real and an embedded backend:
-//! [`Db`] (Postgres | SQLite, through `sqlx::Any`) and [`KeyStore`] +
+//! [`Db`] (Postgres | MySQL | SQLite, through `sqlx::Any`) and [`KeyStore`] +
 //! [`MessageBus`] (Redis | in-process). All coordination between requests and
 //! between instances goes through them, never through process memory. Every SQL
 //! statement of the project lives in this module, one function per query,
-//! generic over the executor (a pool or a transaction).
+//! generic over the connection it runs on ([`Conn`]: the pool or a transaction),
+//! with each engine's dialect side by side where they differ (docs/mysql.md).
 
 pub mod audit;
 pub mod bus;
 pub mod db;
+pub mod dialect;
 pub mod error;
 pub mod idempotency_keys;
 pub mod kv;
@@ -28,6 +30,7 @@ pub mod switch_board;
 pub mod users;
 
 pub use bus::MessageBus;
-pub use db::{Db, Tx, commit, millis, now_ms, placeholders, rollback, values_rows};
+pub use db::{Db, Tx, commit, millis, now_ms, placeholders, rollback, select_rows, values_rows};
+pub use dialect::{Conn, sql};
 pub use error::{QueryContext, StoreError};
 pub use kv::{Claim, Door, DoorAnswer, GateKeys, KeyStore, KvError};

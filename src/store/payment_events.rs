@@ -1,10 +1,9 @@
 //! Provider events as they were received: the table of the `callback_dedup`
-//! defense (a partial unique index on `event_id` for guarded rows).
-
-use sqlx::{Any, Executor};
+//! defense (a unique index on `event_id` for guarded rows: partial on Postgres
+//! and SQLite, over a generated column on MySQL).
 
 use super::error::{QueryContext, StoreError};
-use super::now_ms;
+use super::{Conn, now_ms, sql};
 
 /// What the provider said, reduced to what the record needs.
 #[derive(Debug)]
@@ -19,21 +18,19 @@ pub struct EventRecord<'a> {
 }
 
 /// Inserts the record; a second guarded record of one event id is a unique violation.
-pub async fn insert<'e>(
-    executor: impl Executor<'e, Database = Any>,
-    event: &EventRecord<'_>,
-) -> Result<(), StoreError> {
-    sqlx::query(
+pub async fn insert(mut conn: impl Conn, event: &EventRecord<'_>) -> Result<(), StoreError> {
+    sqlx::query(&sql(
+        conn.backend(),
         "INSERT INTO payment_events (event_id, payment_no, status, result, guarded, received_at)
          VALUES ($1, $2, $3, $4, $5, $6)",
-    )
+    ))
     .bind(event.event_id)
     .bind(event.payment_no)
     .bind(event.status)
     .bind(event.result)
     .bind(event.guarded)
     .bind(now_ms())
-    .execute(executor)
+    .execute(conn.executor())
     .await
     .context("payment_events::insert")?;
     Ok(())

@@ -1,11 +1,11 @@
 //! The sale catalogue: reads, and the reset that starts a clean sale.
 
 use serde::{Deserialize, Serialize};
-use sqlx::{Any, Executor, FromRow};
+use sqlx::{FromRow, Row};
 
 use super::db::Backend;
 use super::error::{QueryContext, StoreError};
-use super::{Db, Tx, now_ms};
+use super::{Conn, Db, Tx, now_ms, sql};
 
 #[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
 pub struct Product {
@@ -100,61 +100,60 @@ pub fn seed_catalogue() -> Vec<NewProduct> {
 
 const PRODUCT_COLUMNS: &str = "id, name, price_cents, stock, initial_stock, sale_starts_at";
 
-pub async fn list<'e>(
-    executor: impl Executor<'e, Database = Any>,
-) -> Result<Vec<Product>, StoreError> {
-    sqlx::query_as::<_, Product>(&format!(
-        "SELECT {PRODUCT_COLUMNS} FROM products ORDER BY id"
+pub async fn list(mut conn: impl Conn) -> Result<Vec<Product>, StoreError> {
+    sqlx::query_as::<_, Product>(&sql(
+        conn.backend(),
+        &format!("SELECT {PRODUCT_COLUMNS} FROM products ORDER BY id"),
     ))
-    .fetch_all(executor)
+    .fetch_all(conn.executor())
     .await
     .context("products::list")
 }
 
-pub async fn find<'e>(
-    executor: impl Executor<'e, Database = Any>,
-    id: i64,
-) -> Result<Option<Product>, StoreError> {
-    sqlx::query_as::<_, Product>(&format!(
-        "SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1"
+pub async fn find(mut conn: impl Conn, id: i64) -> Result<Option<Product>, StoreError> {
+    sqlx::query_as::<_, Product>(&sql(
+        conn.backend(),
+        &format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1"),
     ))
     .bind(id)
-    .fetch_optional(executor)
+    .fetch_optional(conn.executor())
     .await
     .context("products::find")
 }
 
-pub async fn stock_snapshot<'e>(
-    executor: impl Executor<'e, Database = Any>,
+pub async fn stock_snapshot(
+    mut conn: impl Conn,
     id: i64,
 ) -> Result<Option<StockSnapshot>, StoreError> {
-    sqlx::query_as::<_, StockSnapshot>(
+    sqlx::query_as::<_, StockSnapshot>(&sql(
+        conn.backend(),
         "SELECT id, stock, version, price_cents, sale_starts_at FROM products WHERE id = $1",
-    )
+    ))
     .bind(id)
-    .fetch_optional(executor)
+    .fetch_optional(conn.executor())
     .await
     .context("products::stock_snapshot")
 }
 
 /// [`stock_snapshot`] of several products in one statement (a batch's).
-pub async fn stock_snapshots<'e>(
-    executor: impl Executor<'e, Database = Any>,
+pub async fn stock_snapshots(
+    mut conn: impl Conn,
     ids: &[i64],
 ) -> Result<Vec<StockSnapshot>, StoreError> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = format!(
+    let statement = format!(
         "SELECT id, stock, version, price_cents, sale_starts_at FROM products WHERE id IN ({})",
         super::placeholders(1, ids.len())
     );
-    let mut query = sqlx::query_as::<_, StockSnapshot>(&sql);
+    let text = sql(conn.backend(), &statement);
+    let mut query = sqlx::query_as::<_, StockSnapshot>(&text);
     for id in ids {
         query = query.bind(*id);
     }
     query
-        .fetch_all(executor)
+        .fetch_all(conn.executor())
         .await
         .context("products::stock_snapshots")
 }
@@ -163,23 +162,28 @@ pub async fn stock_snapshots<'e>(
 /// The optimistic lock (乐观锁) of the `version_lock` defense: takes `quantity`
 /// only if the row still has the version that was read, and enough stock.
 /// Returns false when someone wrote the row in between. Depends on the
-/// isolation level: under READ COMMITTED (PostgreSQL's default, which
-/// flashguard uses) a concurrent writer makes this update wait for the row
-/// lock and then match 0 rows; under REPEATABLE READ PostgreSQL would raise a
-/// serialization failure instead (docs: /learn/topics/transactions).
-pub async fn take_stock_if_version<'e>(
-    executor: impl Executor<'e, Database = Any>,
+/// isolation level and the engine: under READ COMMITTED (PostgreSQL's default,
+/// which flashguard uses there) a concurrent writer makes this update wait for
+/// the row lock and then match 0 rows; under REPEATABLE READ PostgreSQL would
+/// raise a serialization failure instead. InnoDB at its default REPEATABLE
+/// READ behaves like the first: an UPDATE is a current read (当前读) of the
+/// latest committed row, not of the transaction's snapshot, so it too waits
+/// and then matches 0 rows (docs: /learn/topics/transactions).
+pub async fn take_stock_if_version(
+    mut conn: impl Conn,
     read: &StockSnapshot,
     quantity: i64,
 ) -> Result<bool, StoreError> {
-    let updated = sqlx::query(
+    let updated = sqlx::query(&sql(
+        conn.backend(),
         "UPDATE products SET stock = stock - $1, version = version + 1
-          WHERE id = $2 AND version = $3 AND stock >= $1",
-    )
+          WHERE id = $2 AND version = $3 AND stock >= $4",
+    ))
     .bind(quantity)
     .bind(read.id)
     .bind(read.version)
-    .execute(executor)
+    .bind(quantity)
+    .execute(conn.executor())
     .await
     .context("products::take_stock_if_version")?;
     Ok(updated.rows_affected() == 1)
@@ -193,18 +197,20 @@ pub async fn take_stock_if_version<'e>(
 /// after waiting for a concurrent writer; in InnoDB an UPDATE is a locking,
 /// current read). False means sold out, never "retry". The version is bumped
 /// too, so version checks elsewhere still see the change.
-pub async fn take_stock_if_enough<'e>(
-    executor: impl Executor<'e, Database = Any>,
+pub async fn take_stock_if_enough(
+    mut conn: impl Conn,
     product_id: i64,
     quantity: i64,
 ) -> Result<bool, StoreError> {
-    let updated = sqlx::query(
+    let updated = sqlx::query(&sql(
+        conn.backend(),
         "UPDATE products SET stock = stock - $1, version = version + 1
-          WHERE id = $2 AND stock >= $1",
-    )
+          WHERE id = $2 AND stock >= $3",
+    ))
     .bind(quantity)
     .bind(product_id)
-    .execute(executor)
+    .bind(quantity)
+    .execute(conn.executor())
     .await
     .context("products::take_stock_if_enough")?;
     Ok(updated.rows_affected() == 1)
@@ -214,27 +220,38 @@ pub async fn take_stock_if_enough<'e>(
 /// [`take_stock_if_version`] for several products in one statement (group
 /// commit): true only if every row still had the version read and enough
 /// stock; otherwise the caller rolls back (some rows may have been taken).
-pub async fn take_stock_if_versions<'e>(
-    executor: impl Executor<'e, Database = Any>,
+pub async fn take_stock_if_versions(
+    mut conn: impl Conn,
     takes: &[(&StockSnapshot, i64)],
 ) -> Result<bool, StoreError> {
     if takes.is_empty() {
         return Ok(true);
     }
-    let sql = format!(
-        "WITH takes (id, units, version) AS (VALUES {})
-         UPDATE products SET stock = products.stock - takes.units, version = products.version + 1
-           FROM takes
-          WHERE products.id = takes.id AND products.version = takes.version
-            AND products.stock >= takes.units",
-        super::values_rows(takes.len(), 3)
-    );
-    let mut query = sqlx::query(&sql);
+    let statement = match conn.backend() {
+        Backend::Postgres | Backend::Sqlite => format!(
+            "WITH takes (id, units, version) AS (VALUES {})
+             UPDATE products SET stock = products.stock - takes.units, version = products.version + 1
+               FROM takes
+              WHERE products.id = takes.id AND products.version = takes.version
+                AND products.stock >= takes.units",
+            super::values_rows(takes.len(), 3)
+        ),
+        // MySQL has no UPDATE … FROM: a multi-table UPDATE joins the rows.
+        Backend::Mysql => format!(
+            "UPDATE products JOIN ({}) AS takes ON products.id = takes.id
+                SET products.stock = products.stock - takes.units,
+                    products.version = products.version + 1
+              WHERE products.version = takes.version AND products.stock >= takes.units",
+            super::select_rows(takes.len(), &["id", "units", "version"])
+        ),
+    };
+    let text = sql(conn.backend(), &statement);
+    let mut query = sqlx::query(&text);
     for (read, units) in takes {
         query = query.bind(read.id).bind(*units).bind(read.version);
     }
     let updated = query
-        .execute(executor)
+        .execute(conn.executor())
         .await
         .context("products::take_stock_if_versions")?;
     Ok(updated.rows_affected() == takes.len() as u64)
@@ -242,38 +259,44 @@ pub async fn take_stock_if_versions<'e>(
 
 /// The unprotected read-modify-write (the lab's `version_lock` off): whatever
 /// was read, minus the quantity, overwrites the row.
-pub async fn overwrite_stock<'e>(
-    executor: impl Executor<'e, Database = Any>,
+pub async fn overwrite_stock(
+    mut conn: impl Conn,
     read: &StockSnapshot,
     quantity: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE products SET stock = $1, version = version + 1 WHERE id = $2")
-        .bind(read.stock - quantity)
-        .bind(read.id)
-        .execute(executor)
-        .await
-        .context("products::overwrite_stock")?;
+    sqlx::query(&sql(
+        conn.backend(),
+        "UPDATE products SET stock = $1, version = version + 1 WHERE id = $2",
+    ))
+    .bind(read.stock - quantity)
+    .bind(read.id)
+    .execute(conn.executor())
+    .await
+    .context("products::overwrite_stock")?;
     Ok(())
 }
 
 /// Units of a closed order go back to the stock row.
-pub async fn restock<'e>(
-    executor: impl Executor<'e, Database = Any>,
+pub async fn restock(
+    mut conn: impl Conn,
     product_id: i64,
     quantity: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE products SET stock = stock + $1, version = version + 1 WHERE id = $2")
-        .bind(quantity)
-        .bind(product_id)
-        .execute(executor)
-        .await
-        .context("products::restock")?;
+    sqlx::query(&sql(
+        conn.backend(),
+        "UPDATE products SET stock = stock + $1, version = version + 1 WHERE id = $2",
+    ))
+    .bind(quantity)
+    .bind(product_id)
+    .execute(conn.executor())
+    .await
+    .context("products::restock")?;
     Ok(())
 }
 
-pub async fn count<'e>(executor: impl Executor<'e, Database = Any>) -> Result<i64, StoreError> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM products")
-        .fetch_one(executor)
+pub async fn count(mut conn: impl Conn) -> Result<i64, StoreError> {
+    sqlx::query_scalar(&sql(conn.backend(), "SELECT COUNT(*) FROM products"))
+        .fetch_one(conn.executor())
         .await
         .context("products::count")
 }
@@ -289,20 +312,50 @@ pub async fn insert_all(db: &Db, products: &[NewProduct]) -> Result<Vec<Product>
 async fn insert_in(tx: &mut Tx, products: &[NewProduct]) -> Result<Vec<Product>, StoreError> {
     let mut created = Vec::with_capacity(products.len());
     for product in products {
-        let row = sqlx::query_as::<_, Product>(&format!(
-            "INSERT INTO products (name, price_cents, stock, initial_stock, version, sale_starts_at)
-             VALUES ($1, $2, $3, $3, 0, $4) RETURNING {PRODUCT_COLUMNS}"
-        ))
+        created.push(insert_one(&mut **tx, product).await?);
+    }
+    Ok(created)
+}
+
+const INSERT_PRODUCT: &str = "INSERT INTO products
+    (name, price_cents, stock, initial_stock, version, sale_starts_at)
+    VALUES ($1, $2, $3, $4, 0, $5)";
+
+/// Inserts one product and reads it back by its new id: `RETURNING id` on
+/// Postgres and SQLite; MySQL has no `RETURNING`, and tells the id it generated
+/// (`LAST_INSERT_ID()`) with the insert's result instead.
+async fn insert_one(mut conn: impl Conn, product: &NewProduct) -> Result<Product, StoreError> {
+    let backend = conn.backend();
+    let returning = match backend {
+        Backend::Postgres | Backend::Sqlite => " RETURNING id",
+        Backend::Mysql => "",
+    };
+    let statement = format!("{INSERT_PRODUCT}{returning}");
+    let text = sql(backend, &statement);
+    let insert = sqlx::query(&text)
         .bind(&product.name)
         .bind(product.price_cents)
         .bind(product.stock)
-        .bind(sale_start(product))
-        .fetch_one(&mut **tx)
-        .await
-        .context("products::insert_all")?;
-        created.push(row);
-    }
-    Ok(created)
+        .bind(product.stock)
+        .bind(sale_start(product));
+    let id = if backend == Backend::Mysql {
+        let done = insert.execute(conn.executor()).await;
+        done.context("products::insert_all")?.last_insert_id()
+    } else {
+        let row = insert.fetch_one(conn.executor()).await;
+        Some(
+            row.context("products::insert_all")?
+                .try_get("id")
+                .context("products::insert_all")?,
+        )
+    };
+    let missing = || StoreError {
+        query: "products::insert_all",
+        source: sqlx::Error::RowNotFound,
+    };
+    find(conn, id.ok_or_else(missing)?)
+        .await?
+        .ok_or_else(missing)
 }
 
 /// When the sale of `product` opens, in epoch milliseconds (now when not delayed).

@@ -13,7 +13,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{create_postgres_database, real_stack};
+use crate::helpers::{create_test_database, real_stack};
 
 /// The server binary, started in `dir` on a free port; killed when dropped.
 struct Server {
@@ -112,7 +112,7 @@ async fn crash_env(dir: &std::path::Path) -> Vec<(&'static str, String)> {
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let (database, redis) = real_stack();
     let database_url = match database {
-        Some(server) => create_postgres_database(&server, &run_id).await,
+        Some(server) => create_test_database(&server, &run_id).await,
         None => format!("sqlite://{}/crash.db?mode=rwc", dir.display()),
     };
     let mut env = vec![

@@ -179,11 +179,13 @@ impl Browser {
 
 /// The keys of the orders of `product`, from the database.
 async fn order_keys(app: &TestApp, product: i64) -> Vec<String> {
-    sqlx::query_scalar("SELECT idempotency_key FROM orders WHERE product_id = $1 ORDER BY id")
-        .bind(product)
-        .fetch_all(app.state.db.pool())
-        .await
-        .expect("order keys")
+    sqlx::query_scalar(
+        &app.sql("SELECT idempotency_key FROM orders WHERE product_id = $1 ORDER BY id"),
+    )
+    .bind(product)
+    .fetch_all(app.state.db.pool())
+    .await
+    .expect("order keys")
 }
 
 async fn open_buy_popup(browser: &Browser) -> String {
@@ -528,7 +530,7 @@ async fn a_sold_out_product_says_so_until_units_return_and_signing_out_works() {
         .await;
 
     // A unit comes back (as when an unpaid order closes).
-    sqlx::query("UPDATE products SET stock = 1 WHERE id = $1")
+    sqlx::query(&app.sql("UPDATE products SET stock = 1 WHERE id = $1"))
         .bind(product)
         .execute(app.state.db.pool())
         .await

@@ -437,7 +437,7 @@ async fn move_in_time(app: &TestApp, payment_no: &str, created_at: i64, charged_
         ),
     ];
     for (sql, at) in moves {
-        sqlx::query(sql)
+        sqlx::query(&app.sql(sql))
             .bind(at)
             .bind(payment_no)
             .execute(db)
@@ -512,14 +512,14 @@ async fn the_reconciliation_names_a_charge_not_paid_a_payment_not_charged_and_an
     );
     move_in_time(&app, at_midnight, before_midnight, after_midnight).await;
     // the notification of one was lost; a third is booked at another amount.
-    sqlx::query("UPDATE payments SET status = 'PROCESSING' WHERE payment_no = $1")
+    sqlx::query(&app.sql("UPDATE payments SET status = 'PROCESSING' WHERE payment_no = $1"))
         .bind(lost)
         .execute(db)
         .await
         .unwrap();
-    sqlx::query(
+    sqlx::query(&app.sql(
         "UPDATE mock_provider_charges SET amount_cents = amount_cents + 1 WHERE payment_no = $1",
-    )
+    ))
     .bind(differs)
     .execute(db)
     .await

@@ -200,7 +200,7 @@ async fn amount(app: &TestApp, payment: &str) -> i64 {
 }
 
 async fn txn(app: &TestApp, payment: &str) -> String {
-    sqlx::query_scalar("SELECT provider_txn_id FROM payments WHERE payment_no = $1")
+    sqlx::query_scalar(&app.sql("SELECT provider_txn_id FROM payments WHERE payment_no = $1"))
         .bind(payment)
         .fetch_one(app.state.db.pool())
         .await

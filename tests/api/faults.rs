@@ -1,5 +1,5 @@
 //! Faults with real processes (docs/reliability.md): a Redis server of the
-//! test's own, killed and started again; Postgres cut by a TCP proxy inside the
+//! test's own, killed and started again; the database (Postgres or MySQL) cut by a TCP proxy inside the
 //! harness; a claim stranded by a request that died; two instances on one
 //! database and key store; resets under traffic; a reward whose message was
 //! lost. Never the machine's shared services. Every wait here is bounded: a
@@ -220,15 +220,21 @@ async fn a_redis_outage_serves_orders_refuses_pay_and_recovers_in_seconds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_postgres_cut_is_answered_503_within_the_bound_and_recovers() {
+async fn a_database_cut_is_answered_503_within_the_bound_and_recovers() {
     let (Some(server_url), _) = real_stack() else {
         eprintln!(
-            "SKIPPED: the Postgres cut needs DATABASE_URL=postgres://… (CI's real-stack run)"
+            "SKIPPED: the database cut needs DATABASE_URL=postgres://… or mysql://… (CI's real-stack runs)"
         );
         return;
     };
-    let target: SocketAddr = "127.0.0.1:5432".parse().expect("address");
-    let _ = server_url;
+    let server = reqwest::Url::parse(&server_url).expect("DATABASE_URL is a URL");
+    let target: SocketAddr = format!(
+        "{}:{}",
+        server.host_str().unwrap_or("127.0.0.1"),
+        server.port_or_known_default().unwrap_or(5432)
+    )
+    .parse()
+    .expect("the database server's address");
     let proxy = Proxy::start(target).await;
     let port = proxy.port;
     let app = spawn_app_with(|settings| {
@@ -264,7 +270,7 @@ async fn a_postgres_cut_is_answered_503_within_the_bound_and_recovers() {
     assert_eq!(ready.json()["failing"], json!(["database"]));
 
     proxy.restore();
-    wait_ready(&app, "ready again once Postgres is back").await;
+    wait_ready(&app, "ready again once the database is back").await;
     let retried = app.post_order_retrying(&alice, "cut", 1, 1).await;
     assert_eq!(retried.status, StatusCode::CREATED, "{}", retried.body);
     assert_eq!(app.audit().await["ok"], true);

@@ -88,7 +88,7 @@ async fn the_audit_finds_an_order_whose_amount_is_not_price_times_quantity() {
     let order_no = app.place_order(&alice, product_id).await;
     assert_eq!(check(&app.audit().await, "order_amounts_match")["ok"], true);
 
-    sqlx::query("UPDATE orders SET amount_cents = -2 WHERE order_no = $1")
+    sqlx::query(&app.sql("UPDATE orders SET amount_cents = -2 WHERE order_no = $1"))
         .bind(&order_no)
         .execute(app.state.db.pool())
         .await

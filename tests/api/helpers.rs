@@ -58,7 +58,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     let (database_url, redis_url) = real_stack();
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let (database_url, sqlite_dir) = match database_url {
-        Some(server_url) => (create_postgres_database(&server_url, &run_id).await, None),
+        Some(server_url) => (create_test_database(&server_url, &run_id).await, None),
         None => {
             let dir = tempfile::tempdir().expect("temporary directory");
             let url = format!("sqlite://{}/flashguard.db?mode=rwc", dir.path().display());
@@ -187,14 +187,20 @@ async fn start(
     })
 }
 
-/// Creates `fg_test_<run id>` on the server of `server_url` and returns its URL.
-pub async fn create_postgres_database(server_url: &str, run_id: &str) -> String {
+/// Creates `fg_test_<run id>` on the server of `server_url` (Postgres or
+/// MySQL) and returns its URL. `.ci/run` drops them after the suite.
+pub async fn create_test_database(server_url: &str, run_id: &str) -> String {
     sqlx::any::install_default_drivers();
     let name = format!("fg_test_{run_id}");
     let mut connection = sqlx::AnyConnection::connect(server_url)
         .await
-        .expect("the Postgres server of DATABASE_URL answers");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .expect("the database server of DATABASE_URL answers");
+    let create = if server_url.starts_with("mysql") || server_url.starts_with("mariadb") {
+        format!("CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    } else {
+        format!("CREATE DATABASE {name}")
+    };
+    sqlx::query(&create)
         .execute(&mut connection)
         .await
         .expect("a test database can be created");
@@ -446,8 +452,13 @@ impl TestApp {
         Reply::read(request.send().await.expect("callback request")).await
     }
 
+    /// `text` in this app's dialect (`$n` → `?` on MySQL).
+    pub fn sql<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        flashguard::store::sql(self.state.db.backend(), text)
+    }
+
     pub async fn order_status(&self, order_no: &str) -> String {
-        sqlx::query_scalar("SELECT status FROM orders WHERE order_no = $1")
+        sqlx::query_scalar(&self.sql("SELECT status FROM orders WHERE order_no = $1"))
             .bind(order_no)
             .fetch_one(self.state.db.pool())
             .await
@@ -484,7 +495,7 @@ impl TestApp {
     }
 
     pub async fn order_count(&self, product_id: i64) -> i64 {
-        sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE product_id = $1")
+        sqlx::query_scalar(&self.sql("SELECT COUNT(*) FROM orders WHERE product_id = $1"))
             .bind(product_id)
             .fetch_one(self.state.db.pool())
             .await
@@ -492,7 +503,7 @@ impl TestApp {
     }
 
     pub async fn stock(&self, product_id: i64) -> i64 {
-        sqlx::query_scalar("SELECT stock FROM products WHERE id = $1")
+        sqlx::query_scalar(&self.sql("SELECT stock FROM products WHERE id = $1"))
             .bind(product_id)
             .fetch_one(self.state.db.pool())
             .await

@@ -155,9 +155,9 @@ async fn key_in_progress(
         &serde_json::json!({ "product_id": 1, "quantity": 1 }),
     );
     sqlx::query(
-        "INSERT INTO idempotency_keys
+        &app.sql("INSERT INTO idempotency_keys
              (user_id, idem_key, fingerprint, state, owner, lease_expires_at, created_at, expires_at)
-         VALUES ($1, $2, $3, 'in_progress', 'someone-else', $4, $5, $6)",
+         VALUES ($1, $2, $3, 'in_progress', 'someone-else', $4, $5, $6)"),
     )
     .bind(user_id)
     .bind(key)

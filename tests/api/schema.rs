@@ -1,18 +1,26 @@
-//! One schema, two dialects: both migration sets are applied to fresh databases
-//! and their shapes compared — tables, columns (type family, NOT NULL), primary
-//! keys, unique constraints, named indexes (unique, columns, partial predicate),
-//! foreign keys, and the columns each CHECK constraint reads. A change to one
-//! dialect without the other fails here.
+//! One schema, three dialects: the migration set of the server engine of
+//! `DATABASE_URL` (Postgres or MySQL) and SQLite's are applied to fresh
+//! databases and their shapes compared — tables, columns (type family, NOT
+//! NULL), primary keys, unique constraints, named indexes (unique, columns,
+//! partial predicate), foreign keys, and the columns each CHECK constraint
+//! reads. A change to one dialect without the others fails here: CI's Postgres
+//! run and its MySQL run together cover all three.
 //!
-//! Needs a Postgres server: it runs where `DATABASE_URL` is `postgres://…` (CI's
-//! real-stack run) and says so where it is not.
+//! MySQL has no partial index; its migrations write one as a generated column
+//! (`IF(<predicate>, <column>, NULL)`) under a unique index, or, for a plain
+//! index, with the partial form it stands for in the index's comment
+//! (`partial: (<columns>) WHERE <predicate>`). This reader turns both back into
+//! the partial index, so the three are compared as one design.
+//!
+//! Needs a database server: it runs where `DATABASE_URL` is `postgres://…` or
+//! `mysql://…` (CI's real-stack runs) and says so where it is not.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use flashguard::store::Db;
 use sqlx::AnyPool;
 
-use crate::helpers::{create_postgres_database, real_stack};
+use crate::helpers::{create_test_database, real_stack};
 
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Table {
@@ -30,47 +38,47 @@ struct Table {
 type Schema = BTreeMap<String, Table>;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn both_migration_sets_build_the_same_schema() {
+async fn the_migration_sets_build_the_same_schema() {
     let (Some(server_url), _) = real_stack() else {
         eprintln!(
-            "SKIPPED schema comparison: it needs DATABASE_URL=postgres://… (CI's real-stack run)"
+            "SKIPPED schema comparison: it needs DATABASE_URL=postgres://… or mysql://… (CI's real-stack runs)"
         );
         return;
     };
-    if !server_url.starts_with("postgres") {
-        eprintln!("SKIPPED schema comparison: DATABASE_URL is not Postgres");
-        return;
-    }
-    let postgres_url =
-        create_postgres_database(&server_url, &uuid::Uuid::new_v4().simple().to_string()).await;
+    let server = migrated(
+        &create_test_database(&server_url, &uuid::Uuid::new_v4().simple().to_string()).await,
+    )
+    .await;
     let dir = tempfile::tempdir().expect("temporary directory");
-    let sqlite_url = format!("sqlite://{}/schema.db?mode=rwc", dir.path().display());
-
-    let postgres = migrated(&postgres_url).await;
-    let sqlite = migrated(&sqlite_url).await;
-    let postgres = postgres_schema(postgres.pool()).await;
+    let sqlite = migrated(&format!(
+        "sqlite://{}/schema.db?mode=rwc",
+        dir.path().display()
+    ))
+    .await;
+    let (engine, server) = if server_url.starts_with("postgres") {
+        ("postgres", postgres_schema(server.pool()).await)
+    } else {
+        ("mysql", mysql_schema(server.pool()).await)
+    };
     let sqlite = sqlite_schema(sqlite.pool()).await;
 
-    assert!(
-        postgres.len() >= 9,
-        "the schema has its tables: {postgres:#?}"
-    );
+    assert!(server.len() >= 9, "the schema has its tables: {server:#?}");
     assert_eq!(
-        postgres.keys().collect::<Vec<_>>(),
+        server.keys().collect::<Vec<_>>(),
         sqlite.keys().collect::<Vec<_>>(),
         "the same tables"
     );
-    let columns: usize = postgres.values().map(|table| table.columns.len()).sum();
-    let indexes: usize = postgres.values().map(|table| table.indexes.len()).sum();
+    let columns: usize = server.values().map(|table| table.columns.len()).sum();
+    let indexes: usize = server.values().map(|table| table.indexes.len()).sum();
     eprintln!(
-        "schema compared: {} tables, {columns} columns, {indexes} named indexes",
-        postgres.len()
+        "schema compared ({engine} and sqlite): {} tables, {columns} columns, {indexes} named indexes",
+        server.len()
     );
-    for (name, table) in &postgres {
+    for (name, table) in &server {
         assert_eq!(
             Some(table),
             sqlite.get(name),
-            "table {name}: postgres (left) vs sqlite (right)"
+            "table {name}: {engine} (left) vs sqlite (right)"
         );
     }
 }
@@ -83,10 +91,13 @@ async fn migrated(url: &str) -> Db {
     db
 }
 
-/// `BIGINT`, `INTEGER`, `BIGSERIAL` → integer; `TEXT` → text; `BOOLEAN` → boolean.
+/// `BIGINT`, `INTEGER`, `BIGSERIAL` → integer; `TEXT`, `VARCHAR` → text;
+/// `BOOLEAN` (MySQL's `tinyint(1)`) → boolean.
 fn type_family(declared: &str) -> String {
     let declared = declared.to_ascii_lowercase();
-    if declared.contains("int") || declared.contains("serial") {
+    if declared == "tinyint(1)" {
+        "boolean".into()
+    } else if declared.contains("int") || declared.contains("serial") {
         "integer".into()
     } else if declared.contains("bool") {
         "boolean".into()
@@ -104,8 +115,10 @@ fn normalise_predicate(predicate: &str) -> String {
         .to_ascii_lowercase()
         .replace("::text", "")
         .replace(['(', ')', ' ', '\n'], "")
+        .replace("<>0", "")
         .replace("=1", "")
         .replace("=true", "")
+        .replace('`', "")
 }
 
 /// The text between the parentheses that follow `marker` (nested ones kept).
@@ -314,6 +327,150 @@ async fn sqlite_indexes(pool: &AnyPool, table: &str, entry: &mut Table) {
                     .insert(name, (unique == 1, columns, normalise_predicate(predicate)));
             }
             _ => {} // "pk": the primary key, compared above
+        }
+    }
+}
+
+/// MySQL's `information_schema`, read the way the other two are.
+async fn mysql_schema(pool: &AnyPool) -> Schema {
+    let mut schema = Schema::new();
+    let generated = mysql_columns(pool, &mut schema).await;
+    let keys: Vec<(String, String, String, String)> = rows(
+        pool,
+        "SELECT TABLE_NAME, INDEX_NAME, CAST(NON_UNIQUE AS CHAR(1)), COLUMN_NAME
+           FROM information_schema.STATISTICS
+          WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME <> '_sqlx_migrations'
+          ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX",
+    )
+    .await;
+    let comments: BTreeMap<(String, String), String> = rows::<(String, String, String)>(
+        pool,
+        "SELECT DISTINCT TABLE_NAME, INDEX_NAME, INDEX_COMMENT FROM information_schema.STATISTICS
+          WHERE TABLE_SCHEMA = DATABASE() AND INDEX_COMMENT LIKE 'partial:%'",
+    )
+    .await
+    .into_iter()
+    .map(|(table, index, comment)| ((table, index), comment))
+    .collect();
+    let mut indexes: BTreeMap<(String, String), (bool, Vec<String>)> = BTreeMap::new();
+    for (table, index, non_unique, column) in keys {
+        let entry = indexes.entry((table, index)).or_default();
+        entry.0 = non_unique == "0";
+        entry.1.push(column);
+    }
+    for ((table, index), (unique, columns)) in indexes {
+        let Some(entry) = schema.get_mut(&table) else {
+            continue;
+        };
+        let named = index.ends_with("_idx") || index.ends_with("_uniq");
+        let partial = comments.get(&(table.clone(), index.clone()));
+        match (index.as_str(), named) {
+            ("PRIMARY", _) => entry.primary_key = columns,
+            (_, false) => {
+                entry.uniques.insert(columns);
+            }
+            (_, true) => {
+                let shape = as_partial(&table, columns, partial, &generated);
+                entry.indexes.insert(index, (unique, shape.0, shape.1));
+            }
+        }
+    }
+    mysql_constraints(pool, &mut schema).await;
+    schema
+}
+
+/// A MySQL index as the partial index it stands for: a generated column
+/// `IF(<predicate>, <column>, NULL)` becomes `<column> … WHERE <predicate>`; a
+/// `partial:` comment gives its columns and predicate.
+fn as_partial(
+    table: &str,
+    columns: Vec<String>,
+    comment: Option<&String>,
+    generated: &BTreeMap<(String, String), String>,
+) -> (Vec<String>, String) {
+    if let Some(comment) = comment {
+        let text = comment.trim_start_matches("partial:").trim();
+        let (inside, predicate) = text.split_once(" WHERE ").unwrap_or((text, ""));
+        let inside = inside.trim().trim_start_matches('(').trim_end_matches(')');
+        return (column_list(inside), normalise_predicate(predicate));
+    }
+    let mut predicate = String::new();
+    let columns = columns
+        .into_iter()
+        .map(
+            |column| match generated.get(&(table.to_string(), column.clone())) {
+                Some(expression) => {
+                    // if(<predicate>,<column>,NULL)
+                    let inner = expression
+                        .trim()
+                        .trim_start_matches("if(")
+                        .trim_end_matches(')');
+                    let parts: Vec<&str> = inner.rsplitn(3, ',').collect();
+                    predicate = normalise_predicate(parts.get(2).copied().unwrap_or_default());
+                    parts.get(1).copied().unwrap_or_default().replace('`', "")
+                }
+                None => column,
+            },
+        )
+        .collect();
+    (columns, predicate)
+}
+
+/// The columns (generated ones left out and returned: (table, column) →
+/// expression), with their type family and NOT NULL.
+async fn mysql_columns(pool: &AnyPool, schema: &mut Schema) -> BTreeMap<(String, String), String> {
+    let columns: Vec<(String, String, String, String, String, String)> = rows(
+        pool,
+        "SELECT TABLE_NAME, COLUMN_NAME, CAST(COLUMN_TYPE AS CHAR(255)), IS_NULLABLE, EXTRA,
+                CAST(COALESCE(GENERATION_EXPRESSION, '') AS CHAR(1000))
+           FROM information_schema.COLUMNS
+          WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME <> '_sqlx_migrations'",
+    )
+    .await;
+    let mut generated = BTreeMap::new();
+    for (table, column, column_type, nullable, extra, expression) in columns {
+        if extra.to_ascii_uppercase().contains("GENERATED") {
+            generated.insert((table, column), expression.to_ascii_lowercase());
+            continue;
+        }
+        schema
+            .entry(table)
+            .or_default()
+            .columns
+            .insert(column, (type_family(&column_type), nullable == "NO"));
+    }
+    generated
+}
+
+/// Foreign keys and the columns each CHECK reads.
+async fn mysql_constraints(pool: &AnyPool, schema: &mut Schema) {
+    let foreign_keys: Vec<(String, String, String, String)> = rows(
+        pool,
+        "SELECT TABLE_NAME, COLUMN_NAME, REFERENCED_TABLE_NAME, REFERENCED_COLUMN_NAME
+           FROM information_schema.KEY_COLUMN_USAGE
+          WHERE TABLE_SCHEMA = DATABASE() AND REFERENCED_TABLE_NAME IS NOT NULL",
+    )
+    .await;
+    for (table, column, referenced_table, referenced_column) in foreign_keys {
+        if let Some(entry) = schema.get_mut(&table) {
+            entry
+                .foreign_keys
+                .insert((column, referenced_table, referenced_column));
+        }
+    }
+    let checks: Vec<(String, String)> = rows(
+        pool,
+        "SELECT tc.TABLE_NAME, CAST(cc.CHECK_CLAUSE AS CHAR(1000))
+           FROM information_schema.TABLE_CONSTRAINTS tc
+           JOIN information_schema.CHECK_CONSTRAINTS cc
+             ON cc.CONSTRAINT_SCHEMA = tc.CONSTRAINT_SCHEMA AND cc.CONSTRAINT_NAME = tc.CONSTRAINT_NAME
+          WHERE tc.TABLE_SCHEMA = DATABASE() AND tc.CONSTRAINT_TYPE = 'CHECK'",
+    )
+    .await;
+    for (table, clause) in checks {
+        if let Some(entry) = schema.get_mut(&table) {
+            let columns = columns_in(&clause.replace('`', ""), entry);
+            entry.check_columns.extend(columns);
         }
     }
 }
