@@ -99,27 +99,7 @@ impl Db {
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(acquire_timeout)
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if backend == Backend::Mysql {
-                        // The tables' collation for this session too, so that
-                        // a bound string compares byte for byte with a column
-                        // (and never as an illegal mix of collations).
-                        conn.execute("SET NAMES utf8mb4 COLLATE utf8mb4_bin")
-                            .await?;
-                    }
-                    if backend == Backend::Sqlite {
-                        // The busy timeout first, so that even the pragmas
-                        // below queue behind a writer instead of failing; WAL
-                        // lets readers run beside the one writer.
-                        conn.execute("PRAGMA busy_timeout = 30000").await?;
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
-                        conn.execute("PRAGMA foreign_keys = ON").await?;
-                    }
-                    Ok(())
-                })
-            })
+            .after_connect(move |conn, _meta| Box::pin(prepare_session(conn, backend)))
             .connect(url)
             .await
             .map_err(DbSetupError::Connect)?;
@@ -167,6 +147,32 @@ impl Db {
             .map(|_| ())
             .context("db::ping")
     }
+}
+
+/// What every new connection is told before its first query.
+async fn prepare_session(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+) -> Result<(), sqlx::Error> {
+    match backend {
+        // The tables' collation for this session too, so that a bound string
+        // compares byte for byte with a column (never as an illegal mix of
+        // collations).
+        Backend::Mysql => {
+            conn.execute("SET NAMES utf8mb4 COLLATE utf8mb4_bin")
+                .await?;
+        }
+        // The busy timeout first, so that even the pragmas below queue behind a
+        // writer instead of failing; WAL lets readers run beside the one writer.
+        Backend::Sqlite => {
+            conn.execute("PRAGMA busy_timeout = 30000").await?;
+            conn.execute("PRAGMA journal_mode = WAL").await?;
+            conn.execute("PRAGMA synchronous = NORMAL").await?;
+            conn.execute("PRAGMA foreign_keys = ON").await?;
+        }
+        Backend::Postgres => {}
+    }
+    Ok(())
 }
 
 fn backend_of(url: &str) -> Result<Backend, DbSetupError> {

@@ -106,18 +106,7 @@ pub async fn insert_in_progress_many(
         return Ok(Vec::new());
     }
     let backend = conn.backend();
-    let rows = super::values_rows(news.len(), 8);
-    let insert = "INSERT INTO idempotency_keys
-             (user_id, idem_key, fingerprint, state, owner, lease_expires_at, created_at, expires_at)
-         VALUES";
-    let statement = match backend {
-        Backend::Postgres | Backend::Sqlite => {
-            format!("{insert} {rows} ON CONFLICT (user_id, idem_key) DO NOTHING RETURNING owner")
-        }
-        // A no-op update skips the duplicate (only a duplicate: not INSERT IGNORE).
-        Backend::Mysql => format!("{insert} {rows} ON DUPLICATE KEY UPDATE user_id = user_id"),
-    };
-    let text = sql(backend, &statement);
+    let text = sql(backend, &claims_statement(backend, news.len())).into_owned();
     let mut query = sqlx::query_scalar::<_, String>(&text);
     for new in news {
         query = query
@@ -137,6 +126,21 @@ pub async fn insert_in_progress_many(
     match backend {
         Backend::Mysql => owners_holding(conn, news).await,
         Backend::Postgres | Backend::Sqlite => Ok(returned),
+    }
+}
+
+/// The INSERT of `rows` first claims, a duplicate skipped.
+fn claims_statement(backend: Backend, rows: usize) -> String {
+    let insert = "INSERT INTO idempotency_keys
+             (user_id, idem_key, fingerprint, state, owner, lease_expires_at, created_at, expires_at)
+         VALUES";
+    let rows = super::values_rows(rows, 8);
+    match backend {
+        Backend::Postgres | Backend::Sqlite => {
+            format!("{insert} {rows} ON CONFLICT (user_id, idem_key) DO NOTHING RETURNING owner")
+        }
+        // A no-op update skips the duplicate (only a duplicate: not INSERT IGNORE).
+        Backend::Mysql => format!("{insert} {rows} ON DUPLICATE KEY UPDATE user_id = user_id"),
     }
 }
 
@@ -178,45 +182,7 @@ pub async fn complete_many(
         return Ok(0);
     }
     let backend = conn.backend();
-    let statement = match backend {
-        Backend::Postgres | Backend::Sqlite => format!(
-            "WITH answers (user_id, idem_key, owner, response_status, content_type,
-                           response_body, expires_at) AS (VALUES {})
-             UPDATE idempotency_keys
-                SET state = 'completed', response_status = answers.response_status,
-                    content_type = answers.content_type, response_body = answers.response_body,
-                    expires_at = answers.expires_at
-               FROM answers
-              WHERE idempotency_keys.user_id = answers.user_id
-                AND idempotency_keys.idem_key = answers.idem_key
-                AND idempotency_keys.owner = answers.owner",
-            super::values_rows(answers.len(), 7)
-        ),
-        // MySQL has no UPDATE … FROM: a multi-table UPDATE joins the answers.
-        Backend::Mysql => format!(
-            "UPDATE idempotency_keys JOIN ({}) AS answers
-                 ON idempotency_keys.user_id = answers.user_id
-                AND idempotency_keys.idem_key = answers.idem_key
-                AND idempotency_keys.owner = answers.owner
-                SET idempotency_keys.state = 'completed',
-                    idempotency_keys.response_status = answers.response_status,
-                    idempotency_keys.content_type = answers.content_type,
-                    idempotency_keys.response_body = answers.response_body,
-                    idempotency_keys.expires_at = answers.expires_at",
-            super::select_rows(
-                answers.len(),
-                &[
-                    "user_id",
-                    "idem_key",
-                    "owner",
-                    "response_status",
-                    "content_type",
-                    "response_body",
-                    "expires_at",
-                ]
-            )
-        ),
-    };
+    let statement = answers_statement(backend, answers.len());
     let text = sql(backend, &statement);
     let mut query = sqlx::query(&text);
     for (id, owner, completion) in answers {
@@ -234,6 +200,47 @@ pub async fn complete_many(
         .await
         .context("idempotency_keys::complete_many")?;
     Ok(updated.rows_affected())
+}
+
+/// The UPDATE that stores `rows` answers, each where its owner holds the key.
+fn answers_statement(backend: Backend, rows: usize) -> String {
+    const COLUMNS: [&str; 7] = [
+        "user_id",
+        "idem_key",
+        "owner",
+        "response_status",
+        "content_type",
+        "response_body",
+        "expires_at",
+    ];
+    match backend {
+        Backend::Postgres | Backend::Sqlite => format!(
+            "WITH answers ({}) AS (VALUES {})
+             UPDATE idempotency_keys
+                SET state = 'completed', response_status = answers.response_status,
+                    content_type = answers.content_type, response_body = answers.response_body,
+                    expires_at = answers.expires_at
+               FROM answers
+              WHERE idempotency_keys.user_id = answers.user_id
+                AND idempotency_keys.idem_key = answers.idem_key
+                AND idempotency_keys.owner = answers.owner",
+            COLUMNS.join(", "),
+            super::values_rows(rows, COLUMNS.len())
+        ),
+        // MySQL has no UPDATE … FROM: a multi-table UPDATE joins the answers.
+        Backend::Mysql => format!(
+            "UPDATE idempotency_keys JOIN ({}) AS answers
+                 ON idempotency_keys.user_id = answers.user_id
+                AND idempotency_keys.idem_key = answers.idem_key
+                AND idempotency_keys.owner = answers.owner
+                SET idempotency_keys.state = 'completed',
+                    idempotency_keys.response_status = answers.response_status,
+                    idempotency_keys.content_type = answers.content_type,
+                    idempotency_keys.response_body = answers.response_body,
+                    idempotency_keys.expires_at = answers.expires_at",
+            super::select_rows(rows, &COLUMNS)
+        ),
+    }
 }
 
 pub async fn find(mut conn: impl Conn, id: KeyId<'_>) -> Result<Option<KeyRow>, StoreError> {

@@ -116,6 +116,8 @@ async fn insert_one(
     on_duplicate: OnDuplicate,
 ) -> Result<Option<Order>, StoreError> {
     let backend = conn.backend();
+    let number = OrderNo::generate().as_str().to_string();
+    let row = super::placeholders(1, ORDER_PARAMETERS);
     let skip = match (backend, on_duplicate) {
         (_, OnDuplicate::Fail) | (Backend::Mysql, _) => "",
         (Backend::Postgres, OnDuplicate::Skip) => {
@@ -125,27 +127,18 @@ async fn insert_one(
             "ON CONFLICT (user_id, idempotency_key) WHERE guarded = 1 DO NOTHING"
         }
     };
-    let number = OrderNo::generate().as_str().to_string();
-    let row = super::placeholders(1, ORDER_PARAMETERS);
     if backend != Backend::Mysql {
         let text = format!("{INSERT_ORDER} ({row}) {skip} RETURNING {ORDER_COLUMNS}");
-        let query = sqlx::query_as::<_, Order>(&text);
-        return bind_order(query, order, number, now_ms())
+        return bind_order(sqlx::query_as(&text), order, number, now_ms())
             .fetch_optional(conn.executor())
             .await
             .context("orders::insert");
     }
-    let statement = format!("{INSERT_ORDER} ({row})");
-    let text = sql(backend, &statement);
-    let inserted = bind_order(
-        sqlx::query_as::<_, Order>(&text),
-        order,
-        number.clone(),
-        now_ms(),
-    )
-    .fetch_optional(conn.executor())
-    .await
-    .context("orders::insert");
+    let text = sql(backend, &format!("{INSERT_ORDER} ({row})")).into_owned();
+    let inserted = bind_order(sqlx::query_as(&text), order, number.clone(), now_ms())
+        .fetch_optional(conn.executor())
+        .await
+        .context("orders::insert");
     match inserted {
         Err(error) if on_duplicate == OnDuplicate::Skip && error.is_unique_violation() => Ok(None),
         Err(error) => Err(error),
@@ -171,18 +164,7 @@ pub async fn insert_many_unless_duplicate(
         return Ok(Vec::new());
     }
     let backend = conn.backend();
-    let rows = super::values_rows(orders.len(), ORDER_PARAMETERS);
-    let statement = match backend {
-        Backend::Postgres => format!(
-            "{INSERT_ORDER} {rows} ON CONFLICT (user_id, idempotency_key) WHERE guarded DO NOTHING
-             RETURNING {ORDER_COLUMNS}"
-        ),
-        Backend::Sqlite => format!(
-            "{INSERT_ORDER} {rows} ON CONFLICT (user_id, idempotency_key) WHERE guarded = 1 DO NOTHING
-             RETURNING {ORDER_COLUMNS}"
-        ),
-        Backend::Mysql => format!("{INSERT_ORDER} {rows} ON DUPLICATE KEY UPDATE id = id"),
-    };
+    let statement = batch_statement(backend, orders.len());
     let now = now_ms();
     let numbers: Vec<String> = orders
         .iter()
@@ -206,6 +188,22 @@ pub async fn insert_many_unless_duplicate(
             .context("orders::insert_many")?
     };
     Ok(in_given_order(&numbers, inserted))
+}
+
+/// The INSERT of `rows` orders, a duplicate skipped.
+fn batch_statement(backend: Backend, rows: usize) -> String {
+    let rows = super::values_rows(rows, ORDER_PARAMETERS);
+    match backend {
+        Backend::Postgres => format!(
+            "{INSERT_ORDER} {rows} ON CONFLICT (user_id, idempotency_key) WHERE guarded DO NOTHING
+             RETURNING {ORDER_COLUMNS}"
+        ),
+        Backend::Sqlite => format!(
+            "{INSERT_ORDER} {rows} ON CONFLICT (user_id, idempotency_key) WHERE guarded = 1 DO NOTHING
+             RETURNING {ORDER_COLUMNS}"
+        ),
+        Backend::Mysql => format!("{INSERT_ORDER} {rows} ON DUPLICATE KEY UPDATE id = id"),
+    }
 }
 
 /// The inserted rows lined up with the order numbers given (`None`: skipped).
