@@ -93,6 +93,8 @@ pub enum ApiError {
     UnknownDefense(String),
     #[error("another experiment is running; try again when it ends")]
     ExperimentRunning,
+    #[error("{0}")]
+    ExperimentUnavailable(String),
     #[error("too many requests; retry after {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
     #[error("this address takes {allow}")]
@@ -172,6 +174,7 @@ impl ApiError {
             Self::PaymentUnknown(_) | Self::TradeMismatch { .. } => P::PaymentUnknown,
             Self::UnknownDefense(_) => P::UnknownDefense,
             Self::ExperimentRunning => P::ExperimentRunning,
+            Self::ExperimentUnavailable(_) => P::ExperimentUnavailable,
             Self::RateLimited { .. } => P::RateLimited,
             Self::MethodNotAllowed { .. } => P::MethodNotAllowed,
             Self::RequestTimeout => P::RequestTimeout,

@@ -44,6 +44,7 @@ pub enum ProblemCode {
     ResourceUndecryptable,
     UnknownDefense,
     ExperimentRunning,
+    ExperimentUnavailable,
     DependencyUnavailable,
     RateLimited,
     MethodNotAllowed,
@@ -387,6 +388,14 @@ impl ProblemCode {
                 ),
             )
             .retry_after(5),
+            Self::ExperimentUnavailable => spec(
+                409,
+                text("这个实验不能在这个数据库上跑", "Experiment not available on this database"),
+                text(
+                    "有的实验只在一种数据库引擎上才有意义：check_then_insert_deadlock 和 update_without_index 演示的是 InnoDB 在 REPEATABLE READ 下的间隙锁和行锁，只在 MySQL 上运行（GET /api/lab/experiments 里的 engines 字段会写明）。Postgres 的 SELECT … FOR UPDATE 不锁不存在的行，UPDATE 也只锁它改到的行，所以看不到这两种现象。用 DATABASE_URL=mysql://… 启动 flashguard 再试。",
+                    "Some experiments only mean something on one engine: check_then_insert_deadlock and update_without_index show InnoDB's gap and row locks at REPEATABLE READ, and run on MySQL only (their engines member in GET /api/lab/experiments says so). Postgres' SELECT … FOR UPDATE locks no missing row and its UPDATE locks only the rows it changes, so neither effect appears there. Start flashguard with DATABASE_URL=mysql://… and run it again.",
+                ),
+            ),
             Self::DependencyUnavailable => spec(
                 503,
                 text("依赖的服务不可用", "A dependency is unavailable"),

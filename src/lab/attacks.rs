@@ -34,6 +34,8 @@ pub async fn run(context: &Context<'_>, attack: Attack) -> Result<Outcome, LabEr
         Attack::CallbackRedelivery => callback_redelivery(context).await,
         Attack::MessageRedelivery => message_redelivery(context).await,
         Attack::HotRow => hot_row(context).await,
+        Attack::CheckThenInsert => super::innodb::check_then_insert_deadlock(context).await,
+        Attack::UpdateWithoutIndex => super::innodb::update_without_index(context).await,
     }
 }
 

@@ -9,6 +9,7 @@
 //! anomaly counted is the cost (retries).
 
 use crate::domain::Channel;
+use crate::store::db::Backend;
 use crate::switches::{Defense, StockWrite};
 use crate::text::{Text, text};
 
@@ -33,6 +34,11 @@ pub enum Attack {
     MessageRedelivery,
     /// 100 buyers at once on 50 units of one row, the stock written one way.
     HotRow,
+    /// 8 buyers of one key: check then insert, or insert first (InnoDB).
+    CheckThenInsert,
+    /// An update of one product by a column without an index, and another
+    /// product's update beside it (InnoDB).
+    UpdateWithoutIndex,
 }
 
 /// One correct way of doing what an experiment compares.
@@ -63,6 +69,8 @@ pub struct Experiment {
     pub variants: &'static [Variant],
     /// The payment channels it can run in (`{"channel": …}`), the first by default.
     pub channels: &'static [Channel],
+    /// The engines it runs on; empty: every engine.
+    pub engines: &'static [Backend],
 }
 
 const CARD: &[Channel] = &[Channel::Card];
@@ -112,6 +120,7 @@ pub const EXPERIMENTS: &[Experiment] = &[
         attack: Attack::DoubleSubmit,
         variants: &[],
         channels: CARD,
+        engines: &[],
     },
     Experiment {
         id: "double_submit_index",
@@ -129,6 +138,7 @@ pub const EXPERIMENTS: &[Experiment] = &[
         attack: Attack::DoubleSubmit,
         variants: &[],
         channels: CARD,
+        engines: &[],
     },
     Experiment {
         id: "oversell",
@@ -143,6 +153,7 @@ pub const EXPERIMENTS: &[Experiment] = &[
         attack: Attack::Oversell,
         variants: &[],
         channels: CARD,
+        engines: &[],
     },
     Experiment {
         id: "hot_row",
@@ -160,6 +171,7 @@ pub const EXPERIMENTS: &[Experiment] = &[
         attack: Attack::HotRow,
         variants: HOT_ROW_VARIANTS,
         channels: CARD,
+        engines: &[],
     },
     Experiment {
         id: "losers_to_database",
@@ -177,6 +189,7 @@ pub const EXPERIMENTS: &[Experiment] = &[
         attack: Attack::LosersToDatabase,
         variants: &[],
         channels: CARD,
+        engines: &[],
     },
     Experiment {
         id: "token_replay",
@@ -191,6 +204,7 @@ pub const EXPERIMENTS: &[Experiment] = &[
         attack: Attack::TokenReplay,
         variants: &[],
         channels: CARD,
+        engines: &[],
     },
     Experiment {
         id: "two_tabs_pay",
@@ -205,6 +219,7 @@ pub const EXPERIMENTS: &[Experiment] = &[
         attack: Attack::TwoTabsPay,
         variants: &[],
         channels: CARD,
+        engines: &[],
     },
     Experiment {
         id: "late_failed",
@@ -222,6 +237,7 @@ pub const EXPERIMENTS: &[Experiment] = &[
         attack: Attack::LateFailed,
         variants: &[],
         channels: &[Channel::Card, Channel::Alipay],
+        engines: &[],
     },
     Experiment {
         id: "callback_redelivery",
@@ -236,6 +252,7 @@ pub const EXPERIMENTS: &[Experiment] = &[
         attack: Attack::CallbackRedelivery,
         variants: &[],
         channels: &[Channel::Card, Channel::Alipay, Channel::Wechatpay],
+        engines: &[],
     },
     Experiment {
         id: "message_redelivery",
@@ -250,10 +267,54 @@ pub const EXPERIMENTS: &[Experiment] = &[
         attack: Attack::MessageRedelivery,
         variants: &[],
         channels: CARD,
+        engines: &[],
+    },
+    Experiment {
+        id: "check_then_insert_deadlock",
+        defense: Defense::UniqueIndex,
+        title: text(
+            "先查后插：8 个请求同时 SELECT … FOR UPDATE 一行不存在的记录再 INSERT（InnoDB）",
+            "Check then insert: 8 requests SELECT … FOR UPDATE a missing row, then INSERT it (InnoDB)",
+        ),
+        anomaly: text(
+            "死锁次数（错误 1213，事务被回滚后重试）",
+            "deadlocks (error 1213: the transaction rolled back and retried)",
+        ),
+        hidden: &[],
+        race_window_ms: 0,
+        attack: Attack::CheckThenInsert,
+        variants: &[],
+        channels: CARD,
+        engines: MYSQL,
+    },
+    Experiment {
+        id: "update_without_index",
+        defense: Defense::UniqueIndex,
+        title: text(
+            "WHERE 条件用不上索引的 UPDATE，和另一件商品的 UPDATE（InnoDB）",
+            "An UPDATE whose WHERE uses no index, beside another product's UPDATE (InnoDB)",
+        ),
+        anomaly: text(
+            "被挡住的另一件商品的更新（等锁超时，错误 1205）",
+            "updates of another product blocked (lock wait timeout, error 1205)",
+        ),
+        hidden: &[],
+        race_window_ms: 0,
+        attack: Attack::UpdateWithoutIndex,
+        variants: &[],
+        channels: CARD,
+        engines: MYSQL,
     },
 ];
 
+const MYSQL: &[Backend] = &[Backend::Mysql];
+
 impl Experiment {
+    /// Whether it runs on `backend`.
+    pub fn runs_on(&self, backend: Backend) -> bool {
+        self.engines.is_empty() || self.engines.contains(&backend)
+    }
+
     /// One of its variants, by id.
     pub fn variant(&self, id: &str) -> Option<&'static Variant> {
         self.variants.iter().find(|variant| variant.id == id)

@@ -7,6 +7,7 @@
 pub mod attacks;
 pub mod context;
 pub mod experiments;
+pub mod innodb;
 pub mod notices;
 pub mod workbench;
 
@@ -35,6 +36,12 @@ pub enum LabError {
     BadRequest(String),
     #[error("another experiment is running")]
     Running,
+    #[error("{experiment} runs on {engines} only; this server runs on {here}")]
+    Unavailable {
+        experiment: &'static str,
+        engines: String,
+        here: String,
+    },
     #[error("the lab does not know this server's address yet")]
     NotListening,
     #[error("an attack request failed: {0}")]
@@ -168,6 +175,7 @@ pub async fn run(
 ) -> Result<RunReport, LabError> {
     let experiment =
         experiments::find(id).ok_or_else(|| LabError::UnknownExperiment(id.to_string()))?;
+    available_here(state, experiment)?;
     let stage = stage(experiment, asked, channel)?;
     let _only_one = state.lab.try_start().ok_or(LabError::Running)?;
     let saved = Saved::take(state);
@@ -194,6 +202,20 @@ pub async fn run(
         anomaly: experiment.anomaly,
         counts: outcome.counts,
         audit,
+    })
+}
+
+/// An experiment for one engine (the InnoDB ones) runs only there.
+fn available_here(state: &AppState, experiment: &Experiment) -> Result<(), LabError> {
+    let here = state.db.backend();
+    if experiment.runs_on(here) {
+        return Ok(());
+    }
+    let names: Vec<&str> = experiment.engines.iter().map(|b| b.name()).collect();
+    Err(LabError::Unavailable {
+        experiment: experiment.id,
+        engines: names.join(", "),
+        here: here.name().to_string(),
     })
 }
 

@@ -32,6 +32,9 @@ async fn list() -> HttpResponse {
                 "anomaly": experiment.anomaly,
                 "hidden": experiment.hidden.iter().map(|defense| defense.id()).collect::<Vec<_>>(),
             });
+            if !experiment.engines.is_empty() {
+                listed["engines"] = experiment.engines.iter().map(|b| b.name()).collect();
+            }
             if experiment.channels.len() > 1 {
                 listed["channels"] = experiment.channels.iter().map(|c| c.as_str()).collect();
             }
@@ -115,6 +118,9 @@ fn api_error(error: LabError) -> ApiError {
         LabError::UnknownExperiment(_) => ApiError::NotFound,
         LabError::BadRequest(why) => ApiError::InvalidRequest(why),
         LabError::Running => ApiError::ExperimentRunning,
+        unavailable @ LabError::Unavailable { .. } => {
+            ApiError::ExperimentUnavailable(unavailable.to_string())
+        }
         LabError::Store(error) => ApiError::Database(error),
         other => ApiError::Internal(format!("lab: {other}")),
     }

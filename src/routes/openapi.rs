@@ -226,6 +226,7 @@ const OPERATIONS: &[(&str, &str, Access, &[&[ProblemCode]])] = &[
             P::InvalidRequest,
             P::NotFound,
             P::ExperimentRunning,
+            P::ExperimentUnavailable,
         ]],
     ),
     ("/healthz", "get", Public, &[]),

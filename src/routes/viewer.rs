@@ -1,15 +1,20 @@
 //! Who is looking at a page, and in which language: the user from the session
 //! cookie, and the language from `?lang=zh|en`, then the `flashguard_lang`
-//! cookie the page's toggle sets, then `Accept-Language`, then English.
+//! cookie the page's toggle sets, then `Accept-Language`, then English. The
+//! page also knows which database engine serves it (an experiment for one
+//! engine says so elsewhere).
 
 use std::future::{Ready, ready};
 
 use actix_web::dev::Payload;
 use actix_web::http::header::{ACCEPT, ACCEPT_LANGUAGE};
-use actix_web::{FromRequest, HttpRequest};
+use actix_web::{FromRequest, HttpRequest, web};
 
 use crate::auth::AuthUser;
 use crate::error::ApiError;
+use crate::lab::experiments::Experiment;
+use crate::state::AppState;
+use crate::store::db::Backend;
 use crate::text::{Lang, Text};
 
 pub const LANG_COOKIE: &str = "flashguard_lang";
@@ -21,6 +26,8 @@ pub struct Viewer {
     pub lang: Lang,
     /// The request prefers HTML (a browser): a missing page is a page too.
     pub wants_html: bool,
+    /// The database engine of this server.
+    pub engine: Backend,
 }
 
 impl Viewer {
@@ -35,6 +42,11 @@ impl Viewer {
 
     pub fn is_zh(&self) -> bool {
         self.lang == Lang::Zh
+    }
+
+    /// Whether `experiment` can run on this server's engine.
+    pub fn can_run(&self, experiment: &Experiment) -> bool {
+        experiment.runs_on(self.engine)
     }
 
     /// A link to a page of this site that keeps the reader's language.
@@ -53,6 +65,9 @@ impl FromRequest for Viewer {
             user,
             lang: lang_of(request),
             wants_html: wants_html(request),
+            engine: request
+                .app_data::<web::Data<AppState>>()
+                .map_or(Backend::Sqlite, |state| state.db.backend()),
         }))
     }
 }

@@ -29,6 +29,15 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// Its name in the API (`postgres`, `mysql`, `sqlite`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+            Self::Mysql => "mysql",
+            Self::Sqlite => "sqlite",
+        }
+    }
+
     /// The engine of a URL scheme (`postgres`, `mysql`, `sqlite`…).
     pub fn of_scheme(scheme: &str) -> Self {
         match scheme {
@@ -134,6 +143,22 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// A connection of its own, outside the pool (the lab's InnoDB experiments
+    /// set session variables on it and close it afterwards).
+    pub async fn dedicated_connection(&self) -> Result<sqlx::AnyConnection, StoreError> {
+        use sqlx::ConnectOptions;
+        let mut conn = self
+            .pool
+            .connect_options()
+            .connect()
+            .await
+            .context("db::dedicated_connection")?;
+        prepare_session(&mut conn, self.backend)
+            .await
+            .context("db::dedicated_connection")?;
+        Ok(conn)
     }
 
     pub async fn begin(&self) -> Result<Tx, StoreError> {

@@ -42,6 +42,18 @@ impl StoreError {
             if error.code().is_some_and(|code| CODES.contains(&code.as_ref())))
     }
 
+    /// A row lock was not granted in time (InnoDB's error 1205, after
+    /// `innodb_lock_wait_timeout`; Postgres' 55P03 after `lock_timeout`).
+    pub fn is_lock_wait_timeout(&self) -> bool {
+        let sqlx::Error::Database(error) = &self.source else {
+            return false;
+        };
+        if let Some(mysql) = error.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+            return mysql.number() == 1205;
+        }
+        error.code().is_some_and(|code| code == "55P03")
+    }
+
     /// The database refused a row that a unique index already holds.
     pub fn is_unique_violation(&self) -> bool {
         matches!(&self.source, sqlx::Error::Database(error) if error.is_unique_violation())

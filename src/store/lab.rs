@@ -119,3 +119,160 @@ const TALLY: &str = "SELECT
    (SELECT COUNT(*) FROM rewards r JOIN orders o ON o.order_no = r.order_no
      WHERE o.product_id = $7) AS rewards";
 const TALLY_PARAMETERS: usize = 7;
+
+// The InnoDB experiments (MySQL only): each buyer runs on a connection of its
+// own (`Db::dedicated_connection`), in a transaction the lab module drives.
+
+/// The key row the "check then insert" buyers race for.
+#[derive(Debug, Clone, Copy)]
+pub struct LabKey<'a> {
+    pub user_id: i64,
+    pub key: &'a str,
+}
+
+// [lesson lab::check_then_insert]
+/// The check of "check then insert": a locking read of the key row. When the
+/// row is missing, InnoDB at REPEATABLE READ locks the *gap* where it would
+/// go; gap locks do not conflict with each other, so every buyer gets one —
+/// and each buyer's INSERT then waits for the others' gaps: a deadlock.
+pub async fn key_exists_for_update(
+    mut conn: impl Conn,
+    key: LabKey<'_>,
+) -> Result<bool, StoreError> {
+    let found: Option<String> = sqlx::query_scalar(&sql(
+        conn.backend(),
+        "SELECT owner FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2 FOR UPDATE",
+    ))
+    .bind(key.user_id)
+    .bind(key.key)
+    .fetch_optional(conn.executor())
+    .await
+    .context("lab::key_exists_for_update")?;
+    Ok(found.is_some())
+}
+// [/lesson]
+
+/// The insert of the race: a unique violation (error 1062) when another buyer
+/// has the row.
+pub async fn insert_key(
+    mut conn: impl Conn,
+    key: LabKey<'_>,
+    owner: &str,
+) -> Result<(), StoreError> {
+    let now = now_ms();
+    sqlx::query(&sql(
+        conn.backend(),
+        "INSERT INTO idempotency_keys
+             (user_id, idem_key, fingerprint, state, owner, lease_expires_at, created_at, expires_at)
+         VALUES ($1, $2, 'lab', 'completed', $3, $4, $5, $6)",
+    ))
+    .bind(key.user_id)
+    .bind(key.key)
+    .bind(owner)
+    .bind(now)
+    .bind(now)
+    .bind(now.saturating_add(60_000))
+    .execute(conn.executor())
+    .await
+    .context("lab::insert_key")?;
+    Ok(())
+}
+
+/// The winner's owner, by a plain (non-locking) read.
+pub async fn key_owner(mut conn: impl Conn, key: LabKey<'_>) -> Result<Option<String>, StoreError> {
+    sqlx::query_scalar(&sql(
+        conn.backend(),
+        "SELECT owner FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2",
+    ))
+    .bind(key.user_id)
+    .bind(key.key)
+    .fetch_optional(conn.executor())
+    .await
+    .context("lab::key_owner")
+}
+
+/// How many rows the race left for its key (one when it went right).
+pub async fn key_rows(mut conn: impl Conn, key: LabKey<'_>) -> Result<i64, StoreError> {
+    sqlx::query_scalar(&sql(
+        conn.backend(),
+        "SELECT COUNT(*) FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2",
+    ))
+    .bind(key.user_id)
+    .bind(key.key)
+    .fetch_one(conn.executor())
+    .await
+    .context("lab::key_rows")
+}
+
+/// Removes the race's key row.
+pub async fn delete_key(mut conn: impl Conn, key: LabKey<'_>) -> Result<(), StoreError> {
+    sqlx::query(&sql(
+        conn.backend(),
+        "DELETE FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2",
+    ))
+    .bind(key.user_id)
+    .bind(key.key)
+    .execute(conn.executor())
+    .await
+    .context("lab::delete_key")?;
+    Ok(())
+}
+
+// [lesson lab::touch_stock]
+/// A stock update that finds its product by `name` (no index: InnoDB scans
+/// the whole clustered index and, at REPEATABLE READ, locks every row it
+/// scans, and the gaps between them — for writers, the whole table) or by
+/// `id` (the primary key: one row locked). Changes nothing; takes the locks.
+pub async fn touch_stock(
+    mut conn: impl Conn,
+    product: &Product,
+    by_name: bool,
+) -> Result<(), StoreError> {
+    let (by_name_text, by_id_text) = (
+        sql(
+            conn.backend(),
+            "UPDATE products SET version = version WHERE name = $1",
+        ),
+        sql(
+            conn.backend(),
+            "UPDATE products SET version = version WHERE id = $1",
+        ),
+    );
+    let query = if by_name {
+        sqlx::query(&by_name_text).bind(product.name.clone())
+    } else {
+        sqlx::query(&by_id_text).bind(product.id)
+    };
+    query
+        .execute(conn.executor())
+        .await
+        .context("lab::touch_stock")?;
+    Ok(())
+}
+
+/// How many rows this connection's transaction holds locks on (InnoDB's own
+/// count, `information_schema.INNODB_TRX`).
+pub async fn rows_locked_here(mut conn: impl Conn) -> Result<i64, StoreError> {
+    let locked: Option<i64> = sqlx::query_scalar(
+        "SELECT CAST(trx_rows_locked AS SIGNED) FROM information_schema.INNODB_TRX
+          WHERE trx_mysql_thread_id = CONNECTION_ID()",
+    )
+    .fetch_optional(conn.executor())
+    .await
+    .context("lab::rows_locked_here")?;
+    Ok(locked.unwrap_or(0))
+}
+
+/// Gives up on a row lock after `secs` seconds (error 1205) on this connection.
+pub async fn lock_wait_timeout(mut conn: impl Conn, secs: i64) -> Result<(), StoreError> {
+    sqlx::query(&sql(
+        conn.backend(),
+        "SET SESSION innodb_lock_wait_timeout = $1",
+    ))
+    .bind(secs)
+    .execute(conn.executor())
+    .await
+    .context("lab::lock_wait_timeout")?;
+    Ok(())
+}
+// [/lesson]

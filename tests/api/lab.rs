@@ -327,3 +327,66 @@ async fn the_callback_experiments_run_in_every_channel() {
         "WeChat Pay notifies successes only"
     );
 }
+
+/// The InnoDB experiments: on MySQL, check-then-insert deadlocks and the
+/// unique index does not, an unindexed UPDATE blocks another product's and a
+/// keyed one does not; on the other engines they are listed as MySQL's and
+/// refused with 409 `experiment_unavailable`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_innodb_experiments_run_on_mysql_and_are_refused_elsewhere() {
+    let app = spawn_app().await;
+    let listed = app.get_json("/api/lab/experiments").await;
+    for id in ["check_then_insert_deadlock", "update_without_index"] {
+        let experiment = listed["experiments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["id"] == id)
+            .unwrap_or_else(|| panic!("{id} is listed"));
+        assert_eq!(experiment["engines"], json!(["mysql"]), "{experiment}");
+    }
+    if app.state.db.backend() != flashguard::store::db::Backend::Mysql {
+        let refused = run(&app, "check_then_insert_deadlock", "off").await;
+        assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+        assert_eq!(refused.code().as_deref(), Some("experiment_unavailable"));
+        eprintln!("not MySQL: the InnoDB experiments are refused, as they should be");
+        return;
+    }
+    innodb_check_then_insert(&app).await;
+    innodb_update_without_index(&app).await;
+}
+
+async fn innodb_check_then_insert(app: &TestApp) {
+    let off = run(app, "check_then_insert_deadlock", "off").await.json();
+    eprintln!("check_then_insert_deadlock off: {}", off["counts"]);
+    assert!(off["anomalies"].as_i64().unwrap_or(0) > 0, "{off}");
+    assert_eq!(off["counts"]["deadlocks"], off["anomalies"]);
+    assert_eq!(off["counts"]["rows"], 1, "one row in the end: {off}");
+    assert_eq!(off["counts"]["inserted"], 1);
+    let on = run(app, "check_then_insert_deadlock", "on").await.json();
+    eprintln!("check_then_insert_deadlock on: {}", on["counts"]);
+    assert_eq!(on["anomalies"], 0, "{on}");
+    assert_eq!(on["counts"]["rows"], 1);
+    assert_eq!(on["counts"]["inserted"], 1);
+    assert_eq!(
+        on["counts"]["read_the_winner"],
+        on["counts"]["buyers"].as_i64().unwrap_or(0) - 1
+    );
+    assert_eq!(on["audit"]["ok"], true, "{}", on["audit"]);
+}
+
+async fn innodb_update_without_index(app: &TestApp) {
+    let off = run(app, "update_without_index", "off").await.json();
+    eprintln!("update_without_index off: {}", off["counts"]);
+    assert_eq!(off["anomalies"], 1, "{off}");
+    let locked = off["counts"]["rows_locked"].as_i64().unwrap_or(0);
+    assert!(
+        locked >= off["counts"]["rows_in_table"].as_i64().unwrap_or(i64::MAX),
+        "{off}"
+    );
+    let on = run(app, "update_without_index", "on").await.json();
+    eprintln!("update_without_index on: {}", on["counts"]);
+    assert_eq!(on["anomalies"], 0, "{on}");
+    assert_eq!(on["counts"]["rows_locked"], 1, "{on}");
+    assert_eq!(on["audit"]["ok"], true, "{}", on["audit"]);
+}
