@@ -4,8 +4,8 @@
 //! - `flashguard_http_request_duration_seconds{method,route,status}`: latency histogram
 //! - `flashguard_duplicates_stopped_total{defense}`: replies that a defense produced
 //! - counters for what each defense sees: replays, in-flight conflicts, version
-//!   conflicts and exhausted retries, token refusals, order-lock waits, callback
-//!   duplicates, message redeliveries, gate answers.
+//!   conflicts and exhausted retries, deadlocks retried, token refusals,
+//!   order-lock waits, callback duplicates, message redeliveries, gate answers.
 //! - `flashguard_rate_limited_total{limit}`: requests refused 429 at the door
 //! - `flashguard_audit_runs_total{view}`: audits computed (`admin` fresh, `public` cached)
 
@@ -22,6 +22,7 @@ pub const REPLAYS: &str = "flashguard_idempotent_replays_total";
 pub const IN_FLIGHT_CONFLICTS: &str = "flashguard_in_flight_conflicts_total";
 pub const VERSION_CONFLICTS: &str = "flashguard_version_conflicts_total";
 pub const RETRIES_EXHAUSTED: &str = "flashguard_version_retries_exhausted_total";
+pub const DEADLOCK_RETRIES: &str = "flashguard_deadlock_retries_total";
 pub const TOKEN_REFUSALS: &str = "flashguard_payment_token_refusals_total";
 pub const LOCK_WAITS: &str = "flashguard_order_lock_waits_total";
 pub const CALLBACK_DUPLICATES: &str = "flashguard_callback_duplicates_total";

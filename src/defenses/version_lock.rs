@@ -66,6 +66,7 @@ pub struct VersionLock {
     admission: RowAdmission,
     /// Version conflicts since start (each one a retry), for the lab.
     conflicts: AtomicU64,
+    deadlocks: AtomicU64,
 }
 
 impl VersionLock {
@@ -75,7 +76,20 @@ impl VersionLock {
             settings,
             admission: RowAdmission::default(),
             conflicts: AtomicU64::new(0),
+            deadlocks: AtomicU64::new(0),
         }
+    }
+
+    /// Counts one order transaction the database rolled back to break a
+    /// deadlock, and that runs again.
+    pub fn count_deadlock(&self) {
+        self.deadlocks.fetch_add(1, Ordering::Relaxed);
+        metrics::count(metrics::DEADLOCK_RETRIES);
+    }
+
+    /// Deadlocks retried on this instance since start.
+    pub fn deadlocks(&self) -> u64 {
+        self.deadlocks.load(Ordering::Relaxed)
     }
 
     /// Counts one version conflict (the metric, and this instance's total).

@@ -25,6 +25,7 @@ use crate::group_commit::RunBatch;
 use crate::metrics;
 use crate::order_batch::{ALL_PRODUCTS, Batched, OrderTicket};
 use crate::state::AppState;
+use crate::store::db::Backend;
 use crate::store::orders::{self, NewOrder, Order};
 use crate::store::products::{self, StockSnapshot};
 use crate::store::{Tx, commit, now_ms, rollback};
@@ -160,6 +161,7 @@ async fn place_in_database(
             // (InnoDB: error 1213): nothing of it was kept; run it again.
             Err(ApiError::Database(error)) if error.is_transient_conflict() => {
                 trace::step("deadlock: the database rolled the transaction back, retry");
+                lock.count_deadlock();
                 continue;
             }
             other => other?,
@@ -251,7 +253,11 @@ fn new_order<'a>(
 
 // [lesson unique_index::try_place]
 /// One transaction, one commit: claim the key row, insert the order, take the
-/// stock, store the answer with the key.
+/// stock, store the answer with the key. On MySQL the stock comes before the
+/// order: InnoDB checks the order's foreign key with a *shared* lock on the
+/// product row, and two orders holding that lock would each wait for the
+/// other to let go before the stock update's exclusive lock: a deadlock for
+/// every pair of buyers. Taking the exclusive lock first makes them queue.
 async fn try_place(
     state: &AppState,
     buyer: Buyer<'_>,
@@ -260,10 +266,15 @@ async fn try_place(
 ) -> Result<Attempt, ApiError> {
     let (user_id, key) = (buyer.keyed.user_id, buyer.keyed.key);
     let new_order = new_order(state, user_id, key, read, quantity)?;
+    let stock_first = state.db.backend() == Backend::Mysql;
     let mut tx = state.db.begin().await?;
     if state.keys.claim_in(&mut tx, buyer.flight).await? == KeyClaim::Lost {
         rollback(tx).await?;
         return Ok(Attempt::AnsweredBefore);
+    }
+    if stock_first && let Some(stop) = take_stock(state, &mut tx, read, quantity).await? {
+        rollback(tx).await?;
+        return stop.answer();
     }
     let inserted = match orders::insert(&mut *tx, &new_order).await {
         // A reset removed the product while this order waited for it.
@@ -278,41 +289,64 @@ async fn try_place(
         return Ok(Attempt::Duplicate);
     };
     trace::step("order inserted");
-    take_stock_and_record(state, tx, buyer, read, &order).await
+    if !stock_first && let Some(stop) = take_stock(state, &mut tx, read, quantity).await? {
+        rollback(tx).await?;
+        return stop.answer();
+    }
+    record_and_commit(state, tx, buyer, &order).await
 }
 
-/// The rest of the same transaction: the version-checked stock update, the
-/// answer stored with the key, the one commit.
-async fn take_stock_and_record(
+/// Why an order's transaction stops before its commit.
+enum Stop {
+    /// The stock row changed since it was read: retry.
+    Conflict,
+    /// The conditional decrement matched no row.
+    SoldOut,
+}
+
+impl Stop {
+    fn answer(self) -> Result<Attempt, ApiError> {
+        match self {
+            Self::Conflict => Ok(Attempt::Conflict),
+            Self::SoldOut => Err(ApiError::SoldOut),
+        }
+    }
+}
+
+/// The version-checked stock update, in the order's transaction.
+async fn take_stock(
+    state: &AppState,
+    tx: &mut Tx,
+    read: &StockSnapshot,
+    quantity: i64,
+) -> Result<Option<Stop>, ApiError> {
+    match state.version_lock.take_stock(tx, read, quantity).await? {
+        Take::Taken => {
+            trace::step("stock taken");
+            Ok(None)
+        }
+        Take::VersionConflict => Ok(Some(Stop::Conflict)),
+        Take::Short => {
+            trace::step("conditional decrement: 0 rows, sold out");
+            Ok(Some(Stop::SoldOut))
+        }
+    }
+}
+
+/// The rest of the same transaction: the answer stored with the key, the one commit.
+async fn record_and_commit(
     state: &AppState,
     mut tx: Tx,
     buyer: Buyer<'_>,
-    read: &StockSnapshot,
     order: &Order,
 ) -> Result<Attempt, ApiError> {
-    let taken = state
-        .version_lock
-        .take_stock(&mut tx, read, order.quantity)
-        .await?;
-    match taken {
-        Take::Taken => {}
-        Take::VersionConflict => {
-            rollback(tx).await?;
-            return Ok(Attempt::Conflict);
-        }
-        Take::Short => {
-            trace::step("conditional decrement: 0 rows, sold out");
-            rollback(tx).await?;
-            return Err(ApiError::SoldOut);
-        }
-    }
     let reply = created(order, None)?;
     state
         .keys
         .complete_in(&mut tx, buyer.flight, &reply.stored)
         .await?;
     commit(tx).await?;
-    trace::step("stock taken, commit (one commit: key, order, stock, answer)");
+    trace::step("commit (one commit: key, order, stock, answer)");
     Ok(Attempt::Placed(reply))
 }
 // [/lesson]

@@ -203,11 +203,12 @@ const HOT_ROW_BUYERS: usize = 100;
 async fn hot_row(context: &Context<'_>) -> Result<Outcome, LabError> {
     let lock = &context.state.version_lock;
     let users = context.logins(HOT_ROW_BUYERS).await?;
-    let conflicts_before = lock.conflicts();
+    let (conflicts_before, deadlocks_before) = (lock.conflicts(), lock.deadlocks());
     let started = std::time::Instant::now();
     let answers = race(context, &users).await?;
     let sale_ms = started.elapsed().as_millis();
     let retries = lock.conflicts().saturating_sub(conflicts_before);
+    let deadlocks = lock.deadlocks().saturating_sub(deadlocks_before);
     let mut outcome = Outcome::default();
     outcome.record_all(&answers);
     let stock = crate::store::products::find(context.state.db.pool(), context.product_id)
@@ -221,6 +222,7 @@ async fn hot_row(context: &Context<'_>) -> Result<Outcome, LabError> {
         ("units_sold", context.tally().await?.units),
         ("stock_left", stock),
         ("busy_retry", as_count(busy as u128)),
+        ("deadlocks", as_count(u128::from(deadlocks))),
         ("sale_ms", as_count(sale_ms)),
     ]
     .into_iter()
