@@ -1,16 +1,27 @@
 #!/usr/bin/env bash
 # Reproduces docs/benchmarks.md: baselines (HTTP, database, cache) and flashguard,
 # measured side by side in one run on this machine, every run bounded.
-#   scripts/bench.sh   (needs Postgres on 127.0.0.1:5432, Redis on :6379, wrk, pgbench)
+#   scripts/bench.sh                        Postgres on 127.0.0.1:5432, pgbench
+#   BENCH_DATABASE=mysql scripts/bench.sh   MySQL/MariaDB on 127.0.0.1:3306, sysbench
+# (both: Redis on :6379 and wrk; wrk and sysbench are Debian packages).
 # HTTP-path ratios (replay, sold-out vs hello-world) are driven by wrk on both
 # sides; order phases by the project's load tester (it checks the audit).
-# Results: target/bench/*.json and target/bench/table.md.
+# Results: target/bench/*.json and target/bench/table.md (target/bench-mysql/ for MySQL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+ENGINE="${BENCH_DATABASE:-postgres}"
 PG_SERVER="${BENCH_PG:-postgres://postgres@127.0.0.1:5432}"
+MYSQL_SERVER="${BENCH_MYSQL:-mysql://root@127.0.0.1:3306}"
 DB=fgbench
-OUT=target/bench
+case "$ENGINE" in
+  postgres) OUT=target/bench; DATABASE_URL="$PG_SERVER/$DB" ;;
+  mysql) OUT=target/bench-mysql; DATABASE_URL="$MYSQL_SERVER/$DB" ;;
+  *) echo "BENCH_DATABASE is postgres or mysql, not $ENGINE" >&2; exit 2 ;;
+esac
+for tool in wrk redis-benchmark $([ "$ENGINE" = mysql ] && echo sysbench mysql || echo pgbench psql); do
+  command -v "$tool" >/dev/null || { echo "$tool is missing (apt-get install wrk sysbench …)" >&2; exit 2; }
+done
 FG_PORT=8097
 HELLO_PORT=8096
 ADMIN=bench-admin
@@ -24,13 +35,17 @@ ulimit -n 65536 2>/dev/null || true
 echo "== build (release)"
 cargo build --release --bins --example hello
 
-echo "== fresh database $DB and Redis prefix fgbench:"
-psql "$PG_SERVER/postgres" -qc "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
+echo "== fresh $ENGINE database $DB and Redis prefix fgbench:"
+if [ "$ENGINE" = mysql ]; then
+  mysql -h 127.0.0.1 -u root -e "DROP DATABASE IF EXISTS $DB; CREATE DATABASE $DB CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+else
+  psql "$PG_SERVER/postgres" -qc "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
+fi
 redis-cli --scan --pattern 'fgbench:*' | xargs -r -n 500 redis-cli del >/dev/null
 
 cleanup() { kill "${FG_PID:-}" "${HELLO_PID:-}" 2>/dev/null || true; }
 trap cleanup EXIT
-DATABASE_URL="$PG_SERVER/$DB" REDIS_URL=redis://127.0.0.1:6379 KV_PREFIX=fgbench: \
+DATABASE_URL="$DATABASE_URL" REDIS_URL=redis://127.0.0.1:6379 KV_PREFIX=fgbench: \
   ADMIN_TOKEN=$ADMIN BIND_ADDR=127.0.0.1:$FG_PORT RUST_LOG=warn IDEMPOTENCY_RETENTION_SECS=600 \
   ./target/release/flashguard >"$OUT/server.log" 2>&1 &
 FG_PID=$!
@@ -96,20 +111,45 @@ echo "== flashguard: flash sale at 1000 connections (peak RSS)"
 grep VmHWM "/proc/$FG_PID/status" | awk '{print $2}' >"$OUT/rss-kb.txt"
 grep -c 'ERROR' "$OUT/server.log" >"$OUT/server-errors.txt" || true
 
-echo "== database baseline: pgbench, one order per transaction (hot row, spread rows)"
-psql "$PG_SERVER/$DB" -q -f scripts/pgbench/setup.sql
-FIRST=$(psql "$PG_SERVER/$DB" -Atc "SELECT min(id) FROM products WHERE name LIKE 'pgbench %'")
-version() { psql "$PG_SERVER/$DB" -Atc "SELECT version FROM products WHERE id = $FIRST"; }
-for clients in 8 64; do
-  pgbench -n -c $clients -j 2 -T 10 -D hot="$FIRST" -f scripts/pgbench/order_hot.sql "$PG_SERVER/$DB" 2>/dev/null \
-    | awk '/^tps/ {print $3; exit}' >"$OUT/pgbench-hot-$clients.txt"
-  before=$(version)
-  pgbench -n -c $clients -j 2 -T 10 -D hot="$FIRST" -f scripts/pgbench/order_hot_versioned.sql "$PG_SERVER/$DB" 2>/dev/null \
-    | awk '/^tps/ {print $3; exit}' >"$OUT/pgbench-versioned-attempts-$clients.txt"
-  echo "$(($(version) - before))" >"$OUT/pgbench-versioned-successes-$clients.txt"
-  pgbench -n -c $clients -j 2 -T 10 -D first="$FIRST" -f scripts/pgbench/order_spread.sql "$PG_SERVER/$DB" 2>/dev/null \
-    | awk '/^tps/ {print $3; exit}' >"$OUT/pgbench-spread-$clients.txt"
-done
+# The database baseline: the database work of one order per transaction (hot
+# row, version-checked, spread rows), 8 and 64 clients, 10 s each, written to
+# $OUT/dbbench-*.txt; the tool's name to $OUT/dbbench.txt.
+pgbench_baseline() {
+  echo pgbench >"$OUT/dbbench.txt"
+  psql "$PG_SERVER/$DB" -q -f scripts/pgbench/setup.sql
+  FIRST=$(psql "$PG_SERVER/$DB" -Atc "SELECT min(id) FROM products WHERE name LIKE 'pgbench %'")
+  version() { psql "$PG_SERVER/$DB" -Atc "SELECT version FROM products WHERE id = $FIRST"; }
+  for clients in 8 64; do
+    pgbench -n -c $clients -j 2 -T 10 -D hot="$FIRST" -f scripts/pgbench/order_hot.sql "$PG_SERVER/$DB" 2>/dev/null \
+      | awk '/^tps/ {print $3; exit}' >"$OUT/dbbench-hot-$clients.txt"
+    before=$(version)
+    pgbench -n -c $clients -j 2 -T 10 -D hot="$FIRST" -f scripts/pgbench/order_hot_versioned.sql "$PG_SERVER/$DB" 2>/dev/null \
+      | awk '/^tps/ {print $3; exit}' >"$OUT/dbbench-versioned-attempts-$clients.txt"
+    echo "$(($(version) - before))" >"$OUT/dbbench-versioned-successes-$clients.txt"
+    pgbench -n -c $clients -j 2 -T 10 -D first="$FIRST" -f scripts/pgbench/order_spread.sql "$PG_SERVER/$DB" 2>/dev/null \
+      | awk '/^tps/ {print $3; exit}' >"$OUT/dbbench-spread-$clients.txt"
+  done
+}
+sysbench_baseline() {
+  echo "sysbench (MySQL)" >"$OUT/dbbench.txt"
+  mysql -h 127.0.0.1 -u root "$DB" <scripts/sysbench/setup.sql
+  FIRST=$(mysql -h 127.0.0.1 -u root -Nse "SELECT MIN(id) FROM $DB.products WHERE name LIKE 'sysbench %'")
+  version() { mysql -h 127.0.0.1 -u root -Nse "SELECT version FROM $DB.products WHERE id = $FIRST"; }
+  run() {
+    sysbench --db-driver=mysql --mysql-host=127.0.0.1 --mysql-user=root --mysql-db=$DB \
+      --threads="$1" --time=10 --mysql-ignore-errors=1213 scripts/sysbench/order.lua \
+      --mode="$2" --first="$FIRST" run 2>/dev/null | awk '/transactions:/ {gsub(/\(/, "", $3); print $3; exit}'
+  }
+  for clients in 8 64; do
+    run $clients hot >"$OUT/dbbench-hot-$clients.txt"
+    before=$(version)
+    run $clients versioned >"$OUT/dbbench-versioned-attempts-$clients.txt"
+    echo "$(($(version) - before))" >"$OUT/dbbench-versioned-successes-$clients.txt"
+    run $clients spread >"$OUT/dbbench-spread-$clients.txt"
+  done
+}
+echo "== database baseline: one order per transaction (hot row, spread rows)"
+if [ "$ENGINE" = mysql ]; then sysbench_baseline; else pgbench_baseline; fi
 
 echo "== cache baseline: redis-benchmark"
 redis-benchmark -q -n 200000 -c "$CONCURRENCY" -t get,set --csv >"$OUT/redis.csv"

@@ -48,6 +48,7 @@ def cpu_us_per_answer(name, answers):
     return float(ticks) / float(per_second) * 1e6 / answers
 
 
+tool = (out / "dbbench.txt").read_text().strip() if (out / "dbbench.txt").exists() else "pgbench"
 hello = wrk("hello")
 hello_redis = wrk("hello-redis")
 replay = wrk("replay")
@@ -56,10 +57,10 @@ spread = report("spread")
 flash = report("flash")
 nogate = report("flash-nogate")
 flash1000 = report("flash-1000")
-pg_hot = max(number("pgbench-hot-8.txt"), number("pgbench-hot-64.txt"))
-pg_spread = max(number("pgbench-spread-8.txt"), number("pgbench-spread-64.txt"))
-pg_versioned = {c: number(f"pgbench-versioned-successes-{c}.txt") / 10 for c in (8, 64)}
-pg_versioned_attempts = {c: number(f"pgbench-versioned-attempts-{c}.txt") for c in (8, 64)}
+pg_hot = max(number("dbbench-hot-8.txt"), number("dbbench-hot-64.txt"))
+pg_spread = max(number("dbbench-spread-8.txt"), number("dbbench-spread-64.txt"))
+pg_versioned = {c: number(f"dbbench-versioned-successes-{c}.txt") / 10 for c in (8, 64)}
+pg_versioned_attempts = {c: number(f"dbbench-versioned-attempts-{c}.txt") for c in (8, 64)}
 pg_versioned_best = max(pg_versioned.values())
 redis = {row[0]: float(row[1]) for row in csv.reader((out / "redis.csv").read_text().splitlines()) if len(row) > 1 and row[1][0].isdigit()}
 rss_mb = number("rss-kb.txt") / 1024
@@ -124,9 +125,9 @@ def lt(r, name, per):
 
 
 BASELINES = {
-    "orders on spread products": ("pgbench spread", pg_spread),
-    "flash-sale orders (gate on)": ("pgbench hot row", pg_hot),
-    "flash-sale orders (gate off, version lock only)": ("pgbench hot row", pg_hot),
+    "orders on spread products": (f"{tool} spread", pg_spread),
+    "flash-sale orders (gate on)": (f"{tool} hot row", pg_hot),
+    "flash-sale orders (gate off, version lock only)": (f"{tool} hot row", pg_hot),
 }
 KEYS = {
     "orders on spread products": "spread",
@@ -150,10 +151,10 @@ lines = [
     f"- wrk answers that were not 2xx: replay {replay['non_2xx']:,} of {replay['requests']:,} (expected 0: every replay is the stored 201); sold-out {soldout['non_2xx']:,} of {soldout['requests']:,} (expected all: 409 sold_out)",
     f"- flash sale: {flash['users']} users, {flash['outcome']['orders_created']} units sold in {flash['outcome']['sold_out_after_secs']:.2f} s (gate on) vs {nogate['outcome']['sold_out_after_secs']:.2f} s (gate off); the load tester's requests per order phase: spread {spread['requests']:,}, flash {flash['requests']:,}",
     f"- replies in the gated flash sale: {json.dumps(flash['replies'])}; by defense: {json.dumps(flash['defenses'])}",
-    f"- pgbench, one order per transaction: conditional decrement on the hot row {number('pgbench-hot-8.txt'):,.0f} tps at 8 clients, {number('pgbench-hot-64.txt'):,.0f} at 64; "
+    f"- {tool}, one order per transaction: conditional decrement on the hot row {number('dbbench-hot-8.txt'):,.0f} tps at 8 clients, {number('dbbench-hot-64.txt'):,.0f} at 64; "
     f"version-checked (as `version_lock`): {pg_versioned[8]:,.0f} successful orders/s at 8 clients ({pg_versioned_attempts[8]:,.0f} attempts/s), {pg_versioned[64]:,.0f} at 64 ({pg_versioned_attempts[64]:,.0f} attempts/s); "
-    f"spread {number('pgbench-spread-8.txt'):,.0f} at 8, {number('pgbench-spread-64.txt'):,.0f} at 64",
-    f"- flash-sale orders against the version-checked pgbench ({pg_versioned_best:,.0f}/s): gate on {(flash['orders_per_sec'] or 0) / pg_versioned_best:.0%}, gate off {(nogate['orders_per_sec'] or 0) / pg_versioned_best:.0%}" if pg_versioned_best else "- version-checked pgbench made no successful order",
+    f"spread {number('dbbench-spread-8.txt'):,.0f} at 8, {number('dbbench-spread-64.txt'):,.0f} at 64",
+    f"- flash-sale orders against the version-checked {tool} ({pg_versioned_best:,.0f}/s): gate on {(flash['orders_per_sec'] or 0) / pg_versioned_best:.0%}, gate off {(nogate['orders_per_sec'] or 0) / pg_versioned_best:.0%}" if pg_versioned_best else f"- version-checked {tool} made no successful order",
     batch_line("flash sale (gate on)", "before-flash", "after-flash"),
     batch_line("flash sale (gate off)", "before-nogate", "after-nogate"),
     f"- redis-benchmark: {', '.join(f'{k} {v:,.0f}/s' for k, v in redis.items())}",

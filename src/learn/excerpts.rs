@@ -37,10 +37,13 @@ const SOURCES: &[Source] = sources!(
     "src/store/orders.rs",
     "src/store/rewards.rs",
     "src/store/redis_kv.rs",
+    "src/store/lab.rs",
+    "src/lab/innodb.rs",
     "src/domain/status.rs",
     "static/app.js",
     "migrations/postgres/20261126000001_foundation.sql",
     "migrations/postgres/20261126000002_payments.sql",
+    "migrations/mysql/20261126000001_foundation.sql",
 );
 
 /// Where an excerpt comes from and how it is cut out.

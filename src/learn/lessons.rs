@@ -196,6 +196,36 @@ const LESSONS: &[(Defense, Lesson)] = &[
                     "把唯一约束冲突转换成业务结果",
                     "A unique violation turned into an outcome",
                 ),
+                sql(
+                    "migrations/mysql/20261126000001_foundation.sql",
+                    "CREATE TABLE orders",
+                    "MySQL 没有部分索引：生成列 guarded_key 加唯一索引",
+                    "MySQL has no partial index: the generated column guarded_key under a unique index",
+                ),
+                code(
+                    "src/store/orders.rs",
+                    "orders::insert_one",
+                    "插入一单：Postgres/SQLite 用 ON CONFLICT 和 RETURNING；MySQL 执行普通 INSERT，1062 就是答案，再把行读回来",
+                    "One order row: ON CONFLICT and RETURNING on Postgres and SQLite; on MySQL a plain INSERT, error 1062 as the answer, the row read back",
+                ),
+                code(
+                    "src/store/lab.rs",
+                    "lab::check_then_insert",
+                    "实验 check_then_insert_deadlock 的“先查”：对不存在的行加锁读，锁住的是间隙",
+                    "The check of check_then_insert_deadlock: a locking read of a missing row locks the gap",
+                ),
+                code(
+                    "src/lab/innodb.rs",
+                    "innodb::buy_once",
+                    "先查后插，还是先插后读：实验里一个买家的一次尝试",
+                    "Check then insert, or insert then read: one buyer's attempt in the experiment",
+                ),
+                code(
+                    "src/store/lab.rs",
+                    "lab::touch_stock",
+                    "实验 update_without_index：按无索引的列更新，锁住扫描过的每一行",
+                    "update_without_index: an update by an unindexed column locks every row it scans",
+                ),
             ],
             checks: &["one_order_per_key"],
             race: seq(
@@ -258,6 +288,12 @@ const LESSONS: &[(Defense, Lesson)] = &[
                     "products::take_stock_if_enough",
                     "条件扣减的 SQL：不依赖之前读到的值，也不用重试",
                     "The conditional decrement's SQL: nothing from an earlier read, no retry",
+                ),
+                code(
+                    "src/store/products.rs",
+                    "products::batch_take",
+                    "组提交的那一条 UPDATE：Postgres/SQLite 用 UPDATE … FROM (VALUES …)，MySQL 用多表 UPDATE … JOIN",
+                    "The group commit's one UPDATE: UPDATE … FROM (VALUES …) on Postgres and SQLite, a multi-table UPDATE … JOIN on MySQL",
                 ),
                 code(
                     "src/flows/orders.rs",

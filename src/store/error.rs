@@ -34,12 +34,24 @@ impl StoreError {
     }
 
     /// Two transactions waited on each other and the database gave up on this
-    /// one (a Postgres deadlock or serialization failure, a SQLite busy lock):
-    /// nothing of it was kept, and running it again may well succeed.
+    /// one (a Postgres deadlock or serialization failure, an InnoDB deadlock —
+    /// error 1213, SQLSTATE 40001 — or MariaDB's "record has changed since last
+    /// read" under `innodb_snapshot_isolation`, a SQLite busy lock): nothing of
+    /// it was kept, and running it again may well succeed.
     pub fn is_transient_conflict(&self) -> bool {
         const CODES: [&str; 6] = ["40P01", "40001", "55P03", "5", "6", "517"];
-        matches!(&self.source, sqlx::Error::Database(error)
-            if error.code().is_some_and(|code| CODES.contains(&code.as_ref())))
+        let sqlx::Error::Database(error) = &self.source else {
+            return false;
+        };
+        // MariaDB's innodb_snapshot_isolation: "record has changed since last read" (1020).
+        if let Some(mysql) = error.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+            && mysql.number() == 1020
+        {
+            return true;
+        }
+        error
+            .code()
+            .is_some_and(|code| CODES.contains(&code.as_ref()))
     }
 
     /// A row lock was not granted in time (InnoDB's error 1205, after

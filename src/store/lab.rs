@@ -18,7 +18,8 @@ pub async fn purge(db: &Db) -> Result<(), StoreError> {
     // The outbox row of an order names it in its payload.
     let names_lab_order = match backend {
         Backend::Postgres | Backend::Sqlite => "outbox.payload LIKE '%' || lab.order_no || '%'",
-        // `||` is OR in MySQL.
+        // `||` is OR under MySQL's default sql_mode (sqlx sets PIPES_AS_CONCAT,
+        // but CONCAT does not depend on it).
         Backend::Mysql => "outbox.payload LIKE CONCAT('%', lab.order_no, '%')",
     };
     let statements = [

@@ -227,6 +227,7 @@ pub async fn take_stock_if_versions(
     if takes.is_empty() {
         return Ok(true);
     }
+    // [lesson products::batch_take]
     let statement = match conn.backend() {
         Backend::Postgres | Backend::Sqlite => format!(
             "WITH takes (id, units, version) AS (VALUES {})
@@ -245,6 +246,7 @@ pub async fn take_stock_if_versions(
             super::select_rows(takes.len(), &["id", "units", "version"])
         ),
     };
+    // [/lesson]
     let text = sql(conn.backend(), &statement);
     let mut query = sqlx::query(&text);
     for (read, units) in takes {
