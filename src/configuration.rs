@@ -38,8 +38,9 @@ pub struct Settings {
     /// How long a login token is valid (s).
     #[arg(long = "login-token-ttl-secs", env = "LOGIN_TOKEN_TTL_SECS", default_value = "43200", value_parser = secs)]
     pub login_token_ttl: Duration,
-    /// Prefix of every key this instance writes to the key store.
-    #[arg(long, env = "KV_PREFIX", default_value = "flashguard:")]
+    /// Prefix of every key this instance writes to the key store (no braces:
+    /// the keys' hash tags follow it, docs/scaling.md).
+    #[arg(long, env = "KV_PREFIX", default_value = "flashguard:", value_parser = kv_prefix)]
     pub kv_prefix: String,
     /// Database pool size [default: 16 on Postgres, 8 on SQLite].
     #[arg(long, env = "DB_MAX_CONNECTIONS")]
@@ -283,6 +284,17 @@ fn positive_secs(value: &str) -> Result<Duration, String> {
             Ok(duration)
         }
     })
+}
+
+/// A key prefix without `{` or `}`: a brace in it would become the hash tag of
+/// every key, and put them all in one slot of a Redis Cluster.
+fn kv_prefix(value: &str) -> Result<String, String> {
+    if value.contains(['{', '}']) {
+        return Err(format!(
+            "{value:?}: no braces, please (they would be every key's hash tag)"
+        ));
+    }
+    Ok(value.to_string())
 }
 
 fn millis(value: &str) -> Result<Duration, String> {

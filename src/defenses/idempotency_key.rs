@@ -43,7 +43,7 @@ use crate::configuration::IdempotencySettings;
 use crate::domain::IdempotencyKey;
 use crate::metrics;
 use crate::store::idempotency_keys::{self, Completion, KeyId, KeyRow, NewKey};
-use crate::store::{Db, KeyStore, StoreError, Tx, commit, millis, now_ms, rollback};
+use crate::store::{Db, KeyStore, StoreError, Tx, commit, key_layout, millis, now_ms, rollback};
 use crate::switches::{DEFENSE_HEADER, Defense, SwitchBoard};
 use crate::trace;
 
@@ -818,7 +818,7 @@ impl IdempotencyKeys {
 }
 
 fn in_flight_key(user_id: i64, key: &str) -> String {
-    format!("idem-flight:{user_id}:{key}")
+    key_layout::idempotency_in_flight(user_id, key)
 }
 
 fn held(request: &KeyedRequest<'_>, owner: String) -> Lease {
@@ -849,7 +849,7 @@ fn cached_json(fingerprint: &str, response: &StoredResponse) -> Option<String> {
 }
 
 fn cache_key(user_id: i64, key: &str) -> String {
-    format!("idem:{user_id}:{key}")
+    key_layout::idempotency_cache(user_id, key)
 }
 
 /// A status code as its number in the cache's JSON.

@@ -6,7 +6,7 @@
 //! charge: a double charge.
 //!
 //! **How it prevents that**: before checking the order's state, the pay flow takes
-//! a lock in the key store: `SET lock:order:<no> <random owner> NX PX <ttl>`. The
+//! a lock in the key store: `SET lock:{o<no>} <random owner> NX PX <ttl>`. The
 //! owner value is random per request, and the lock is released by a Lua
 //! compare-and-delete, so a request whose lock expired can never delete the lock
 //! of the request that holds it now. A second request waits (bounded) for the
@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use crate::configuration::PaymentSettings;
 use crate::metrics;
-use crate::store::{KeyStore, KvError};
+use crate::store::{KeyStore, KvError, key_layout};
 use crate::switches::{Defense, SwitchBoard};
 use crate::trace;
 
@@ -73,7 +73,7 @@ impl OrderLocks {
     // [lesson order_lock::acquire_release]
     /// Takes the lock of `order_no`, waiting up to the configured time.
     pub async fn acquire(&self, order_no: &str) -> Result<OrderLock, LockError> {
-        let key = format!("lock:order:{order_no}");
+        let key = key_layout::order_lock(order_no);
         if !self.switches.is_on(Defense::OrderLock) {
             trace::step("order_lock off: no lock");
             return Ok(OrderLock { key, owner: None });

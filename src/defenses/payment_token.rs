@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use crate::configuration::random_hex;
 use crate::metrics;
-use crate::store::{KeyStore, KvError};
+use crate::store::{KeyStore, KvError, key_layout};
 use crate::switches::{Defense, SwitchBoard};
 use crate::trace;
 
@@ -47,8 +47,8 @@ pub struct PaymentTokens {
     ttl: Duration,
 }
 
-fn token_key(token: &str) -> String {
-    format!("paytoken:{token}")
+fn token_key(order_no: &str, token: &str) -> String {
+    key_layout::payment_token(order_no, token)
 }
 
 fn binding(user_id: i64, order_no: &str) -> String {
@@ -64,7 +64,11 @@ impl PaymentTokens {
     pub async fn issue(&self, user_id: i64, order_no: &str) -> Result<(String, Duration), KvError> {
         let token = random_hex(24);
         self.kv
-            .set(&token_key(&token), &binding(user_id, order_no), self.ttl)
+            .set(
+                &token_key(order_no, &token),
+                &binding(user_id, order_no),
+                self.ttl,
+            )
             .await?;
         Ok((token, self.ttl))
     }
@@ -91,7 +95,7 @@ impl PaymentTokens {
         // Compare-and-delete: a foreign user's attempt does not burn the owner's token.
         let consumed = self
             .kv
-            .compare_and_delete(&token_key(token), &binding(user_id, order_no))
+            .compare_and_delete(&token_key(order_no, token), &binding(user_id, order_no))
             .await?;
         if !consumed {
             trace::step("payment token refused (used, expired or foreign)");

@@ -39,6 +39,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::domain::IdempotencyKey;
+use crate::store::key_layout;
 use crate::store::kv::{claim_member, claim_units};
 use crate::store::{
     Claim, Db, GateKeys, KeyStore, KvError, StoreError, millis, now_ms, orders, products,
@@ -128,15 +129,15 @@ fn decision(claim: Claim, pass: GatePass) -> Result<Decision, GateError> {
 }
 
 fn stock_key(product_id: i64) -> String {
-    format!("gate:stock:{product_id}")
+    key_layout::gate_stock(product_id)
 }
 
 fn pending_key(product_id: i64) -> String {
-    format!("gate:pending:{product_id}")
+    key_layout::gate_pending(product_id)
 }
 
 fn claim_key(product_id: i64, user_id: i64, key: &IdempotencyKey) -> String {
-    format!("gate:claim:{product_id}:{user_id}:{}", key.as_str())
+    key_layout::gate_claim(product_id, user_id, key.as_str())
 }
 
 impl StockGate {
