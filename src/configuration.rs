@@ -16,6 +16,15 @@ use secrecy::{ExposeSecret, SecretString};
 pub const DEFAULT_SQLITE_PATH: &str = "data/flashguard.db";
 const DEFAULT_DATABASE_URL: &str = "sqlite://data/flashguard.db?mode=rwc";
 
+/// The Redis the key store runs on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// One server (`REDIS_URL`).
+    Node(String),
+    /// A cluster's seed nodes (`REDIS_CLUSTER_URLS`).
+    Cluster(Vec<String>),
+}
+
 /// Every tunable of the service.
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -27,9 +36,12 @@ pub struct Settings {
     /// `postgres://…` for the real stack, `sqlite://…` for a chosen file.
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     pub database_url: String,
-    /// `redis://…`; unset selects the in-process key store (one instance only).
+    /// `redis://…`; unset (and no cluster) selects the in-process key store (one instance only).
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
+    /// A Redis Cluster's seed nodes, `redis://h:p,redis://h:p,…` (instead of `REDIS_URL`).
+    #[arg(long, env = "REDIS_CLUSTER_URLS")]
+    pub redis_cluster_urls: Option<String>,
     /// Listen address.
     #[arg(long, env = "BIND_ADDR", default_value = "127.0.0.1:8080")]
     pub bind_addr: String,
@@ -326,10 +338,35 @@ impl Settings {
     fn treat_empty_as_unset(&mut self) {
         let non_empty = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
         self.redis_url = non_empty(self.redis_url.take());
+        self.redis_cluster_urls = non_empty(self.redis_cluster_urls.take());
         self.payments.psp_callback_url = non_empty(self.payments.psp_callback_url.take());
         self.providers.notify_base_url = non_empty(self.providers.notify_base_url.take());
         if self.database_url.trim().is_empty() {
             self.database_url = DEFAULT_DATABASE_URL.to_string();
+        }
+    }
+
+    /// The key store asked for: one Redis, a Redis Cluster, or (neither) the
+    /// in-process store.
+    pub fn redis_target(&self) -> Result<Option<RedisTarget>, String> {
+        match (&self.redis_url, &self.redis_cluster_urls) {
+            (Some(_), Some(_)) => {
+                Err("set REDIS_URL (one Redis) or REDIS_CLUSTER_URLS (a cluster), not both".into())
+            }
+            (Some(url), None) => Ok(Some(RedisTarget::Node(url.clone()))),
+            (None, Some(urls)) => {
+                let seeds: Vec<String> = urls
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|url| !url.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                if seeds.is_empty() {
+                    return Err("REDIS_CLUSTER_URLS names no node".into());
+                }
+                Ok(Some(RedisTarget::Cluster(seeds)))
+            }
+            (None, None) => Ok(None),
         }
     }
 

@@ -33,6 +33,8 @@ pub enum StartupError {
     Seed(#[source] StoreError),
     #[error("cannot connect to Redis: {0}")]
     KeyStore(#[from] KvError),
+    #[error("the key store's settings: {0}")]
+    KeyStoreSettings(String),
     #[error("cannot load the stock gate: {0}")]
     Gate(#[from] GateError),
     #[error("cannot read the shared switch board: {0}")]
@@ -114,9 +116,12 @@ async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
     .await?;
     db.migrate().await?;
     seed_if_empty(&db).await.map_err(StartupError::Seed)?;
-    let (kv, bus): (Arc<dyn KeyStore>, Arc<dyn MessageBus>) = match &settings.redis_url {
-        Some(url) => {
-            let redis = RedisKv::connect(url, &settings.kv_prefix).await?;
+    let target = settings
+        .redis_target()
+        .map_err(StartupError::KeyStoreSettings)?;
+    let (kv, bus): (Arc<dyn KeyStore>, Arc<dyn MessageBus>) = match &target {
+        Some(target) => {
+            let redis = RedisKv::connect(target, &settings.kv_prefix).await?;
             (Arc::new(redis.clone()), Arc::new(redis.bus()))
         }
         None => (Arc::new(MemoryKv::new()), Arc::new(MemoryBus::new())),

@@ -5,6 +5,10 @@
 //! answered (503, or served without the optional fast paths) in well under a
 //! second, and the first command after Redis returns reconnects.
 //!
+//! One node (`REDIS_URL`) or a Redis Cluster (`REDIS_CLUSTER_URLS`, the
+//! `redis` crate's async cluster client: MOVED/ASK redirections, slot refresh
+//! and failover are its job); the bound and the breaker are the same.
+//!
 //! One multiplexed connection **per thread** (docs/design.md §2.4): a
 //! multiplexed connection is driven by a task on the runtime that opened it,
 //! and each actix worker runs its own runtime. With one connection for the
@@ -20,6 +24,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
 use redis::{Client, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Value};
 
 use super::now_ms;
@@ -37,7 +43,67 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 struct ThreadConnection {
     id: u64,
     generation: u64,
-    manager: ConnectionManager,
+    manager: Inner,
+}
+
+/// Where the connections go.
+#[derive(Clone)]
+pub enum Target {
+    /// One Redis server.
+    Node {
+        client: Client,
+        config: ConnectionManagerConfig,
+    },
+    /// A Redis Cluster, reached through its seed nodes.
+    Cluster(ClusterClient),
+}
+
+/// One thread's connection, to a node or to the cluster.
+#[derive(Clone)]
+enum Inner {
+    Node(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Inner {
+    async fn open(target: &Target) -> Result<Self, RedisError> {
+        match target {
+            Target::Node { client, config } => {
+                ConnectionManager::new_with_config(client.clone(), config.clone())
+                    .await
+                    .map(Self::Node)
+            }
+            Target::Cluster(client) => client.get_async_connection().await.map(Self::Cluster),
+        }
+    }
+}
+
+impl ConnectionLike for Inner {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Node(node) => node.req_packed_command(cmd),
+            Self::Cluster(cluster) => cluster.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Node(node) => node.req_packed_commands(cmd, offset, count),
+            Self::Cluster(cluster) => cluster.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Node(node) => node.get_db(),
+            Self::Cluster(_) => 0,
+        }
+    }
 }
 
 /// How long one command may take.
@@ -47,8 +113,7 @@ const OPEN_FOR_MS: i64 = 500;
 
 #[derive(Clone)]
 pub struct BoundedConnection {
-    client: Client,
-    config: ConnectionManagerConfig,
+    target: Target,
     id: u64,
     /// Raised by every connection failure: older connections are not used again.
     generation: Arc<AtomicU64>,
@@ -59,10 +124,9 @@ pub struct BoundedConnection {
 impl BoundedConnection {
     /// Opens the calling thread's connection at once, so that a wrong URL or
     /// a Redis that is down stops the start instead of the first request.
-    pub async fn open(client: Client, config: ConnectionManagerConfig) -> Result<Self, RedisError> {
+    pub async fn open(target: Target) -> Result<Self, RedisError> {
         let connection = Self {
-            client,
-            config,
+            target,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             generation: Arc::new(AtomicU64::new(0)),
             open_until: Arc::new(AtomicI64::new(0)),
@@ -73,13 +137,12 @@ impl BoundedConnection {
 
     /// The calling thread's connection, opened on first use (and again after
     /// a connection failure anywhere).
-    async fn thread_connection(&self) -> Result<ConnectionManager, RedisError> {
+    async fn thread_connection(&self) -> Result<Inner, RedisError> {
         let generation = self.generation.load(Ordering::Acquire);
         if let Some(found) = self.find_on_this_thread(generation) {
             return Ok(found);
         }
-        let opened =
-            ConnectionManager::new_with_config(self.client.clone(), self.config.clone()).await?;
+        let opened = Inner::open(&self.target).await?;
         // Another task of this thread may have opened one meanwhile: keep the first.
         Ok(self.find_on_this_thread(generation).unwrap_or_else(|| {
             THREAD_CONNECTIONS.with_borrow_mut(|all| {
@@ -94,7 +157,12 @@ impl BoundedConnection {
         }))
     }
 
-    fn find_on_this_thread(&self, generation: u64) -> Option<ConnectionManager> {
+    /// Whether this is a cluster (some commands must then be split by slot).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.target, Target::Cluster(_))
+    }
+
+    fn find_on_this_thread(&self, generation: u64) -> Option<Inner> {
         THREAD_CONNECTIONS.with_borrow(|all| {
             all.iter()
                 .find(|held| held.id == self.id && held.generation == generation)
@@ -186,6 +254,9 @@ impl ConnectionLike for BoundedConnection {
     }
 
     fn get_db(&self) -> i64 {
-        self.client.get_connection_info().redis.db
+        match &self.target {
+            Target::Node { client, .. } => client.get_connection_info().redis.db,
+            Target::Cluster(_) => 0,
+        }
     }
 }

@@ -9,7 +9,8 @@ use redis::aio::ConnectionManagerConfig;
 use redis::{AsyncCommands, Script};
 
 use super::kv::{Claim, Door, DoorAnswer, GateKeys, KeyStore, KvError};
-use super::redis_connection::BoundedConnection;
+use super::redis_connection::{BoundedConnection, Target};
+use crate::configuration::RedisTarget;
 
 // [lesson redis::compare_and_delete]
 /// Deletes the key only when it still holds the caller's value.
@@ -134,13 +135,33 @@ impl std::fmt::Debug for RedisKv {
 }
 
 impl RedisKv {
-    pub async fn connect(url: &str, prefix: &str) -> Result<Self, KvError> {
-        let client = redis::Client::open(url)?;
-        let connection = BoundedConnection::open(client, bounded()).await?;
+    /// Connects to one Redis or to a cluster (its seed nodes).
+    pub async fn connect(target: &RedisTarget, prefix: &str) -> Result<Self, KvError> {
+        let (target, url_for_logs) = match target {
+            RedisTarget::Node(url) => (
+                Target::Node {
+                    client: redis::Client::open(url.as_str())?,
+                    config: bounded(),
+                },
+                strip_password(url),
+            ),
+            RedisTarget::Cluster(seeds) => (
+                Target::Cluster(bounded_cluster(seeds)?),
+                format!(
+                    "cluster {}",
+                    seeds
+                        .iter()
+                        .map(|url| strip_password(url))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+            ),
+        };
+        let connection = BoundedConnection::open(target).await?;
         Ok(Self {
             connection,
             prefix: prefix.to_string(),
-            url_for_logs: strip_password(url),
+            url_for_logs,
             compare_and_delete: Script::new(COMPARE_AND_DELETE),
             claim_and_decrement: Script::new(CLAIM_AND_DECREMENT),
             release_claim: Script::new(RELEASE_CLAIM),
@@ -157,6 +178,59 @@ impl RedisKv {
 
     fn key(&self, key: &str) -> String {
         format!("{}{}", self.prefix, key)
+    }
+
+    // [lesson redis::cached_or_short_by_slot]
+    /// The front door on a cluster: the user's cached answer (`{u<id>}`) and
+    /// the product's counter (`{p<id>}`) live in two slots, which one script
+    /// may not touch (`CROSSSLOT`). Both are read at once — one round trip of
+    /// wall time, on two nodes — and the refusal is cached after. Between the
+    /// read and that write the counter may change; the refusal then caches a
+    /// "sold out" a moment late, as the one-script door would a moment earlier.
+    async fn cached_or_short_by_slot(&self, door: &Door<'_>) -> Result<DoorAnswer, KvError> {
+        let (mut answers, mut counters) = (self.connection.clone(), self.connection.clone());
+        let cached = async {
+            match door.cached_key {
+                Some(key) => answers.get::<_, Option<String>>(self.key(key)).await,
+                None => Ok(None),
+            }
+        };
+        let counter = async {
+            match door.counter_key {
+                Some(key) => counters.get::<_, Option<i64>>(self.key(key)).await,
+                None => Ok(None),
+            }
+        };
+        let (cached, counter) = tokio::try_join!(cached, counter)?;
+        if let Some(cached) = cached {
+            return Ok(DoorAnswer::Cached(cached));
+        }
+        if counter.is_none_or(|left| left >= door.need) {
+            return Ok(DoorAnswer::Open);
+        }
+        if let (Some(key), Some(refusal)) = (door.cached_key, door.refusal) {
+            let mut connection = self.connection.clone();
+            let _: () = connection
+                .pset_ex(self.key(key), refusal, ttl_ms(door.ttl))
+                .await?;
+        }
+        Ok(DoorAnswer::Short)
+    }
+    // [/lesson]
+
+    /// A cluster's keys of this namespace live on every master: `KEYS` is sent
+    /// to each of them (the client combines the answers), and `DEL` is split
+    /// by slot. (An admin reset, not a hot path.)
+    async fn clear_namespace_on_every_master(&self) -> Result<(), KvError> {
+        let mut connection = self.connection.clone();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", self.prefix))
+            .query_async(&mut connection)
+            .await?;
+        for batch in keys.chunks(500) {
+            let _: i64 = connection.del(batch).await?;
+        }
+        Ok(())
     }
 }
 
@@ -184,6 +258,18 @@ fn bounded() -> ConnectionManagerConfig {
         .set_factor(100)
         .set_max_delay(1_000)
         .set_number_of_retries(2)
+}
+
+/// The same bounds on a cluster: 500 ms to connect or answer, two retries
+/// (MOVED/ASK redirections are followed by the client).
+fn bounded_cluster(seeds: &[String]) -> Result<redis::cluster::ClusterClient, KvError> {
+    Ok(redis::cluster::ClusterClient::builder(seeds.to_vec())
+        .connection_timeout(Duration::from_millis(500))
+        .response_timeout(Duration::from_millis(500))
+        .retries(2)
+        .min_retry_wait(50)
+        .max_retry_wait(500)
+        .build()?)
 }
 
 fn ttl_ms(ttl: Duration) -> u64 {
@@ -230,6 +316,9 @@ impl KeyStore for RedisKv {
     }
 
     async fn cached_or_short(&self, door: &Door<'_>) -> Result<DoorAnswer, KvError> {
+        if self.connection.is_cluster() {
+            return self.cached_or_short_by_slot(door).await;
+        }
         let mut connection = self.connection.clone();
         let key = |name: Option<&str>| name.map(|name| self.key(name)).unwrap_or_default();
         let answer: Vec<String> = self
@@ -344,6 +433,9 @@ impl KeyStore for RedisKv {
     }
 
     async fn clear_namespace(&self) -> Result<(), KvError> {
+        if self.connection.is_cluster() {
+            return self.clear_namespace_on_every_master().await;
+        }
         let mut connection = self.connection.clone();
         let pattern = format!("{}*", self.prefix);
         let mut cursor: u64 = 0;

@@ -39,6 +39,7 @@ fn start_with(binary: &std::path::Path, dir: &std::path::Path, env: &[(&str, Str
         .current_dir(dir)
         .env_remove("DATABASE_URL")
         .env_remove("REDIS_URL")
+        .env_remove("REDIS_CLUSTER_URLS")
         .env("BIND_ADDR", "127.0.0.1:0")
         .env("RUST_LOG", "warn")
         .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
@@ -126,6 +127,12 @@ async fn crash_env(dir: &std::path::Path) -> Vec<(&'static str, String)> {
     ];
     if let Some(redis) = redis {
         env.push(("REDIS_URL", redis));
+    }
+    if let Some(cluster) = std::env::var("REDIS_CLUSTER_URLS")
+        .ok()
+        .filter(|urls| !urls.is_empty())
+    {
+        env.push(("REDIS_CLUSTER_URLS", cluster));
     }
     env
 }

@@ -161,6 +161,7 @@ async fn a_redis_outage_serves_orders_refuses_pay_and_recovers_in_seconds() {
     let redis_url = redis.url();
     let app = spawn_app_with(|settings| {
         settings.redis_url = Some(redis_url);
+        settings.redis_cluster_urls = None;
         settings.rewards.settle = Duration::from_secs(1);
     })
     .await;

@@ -69,6 +69,10 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = Settings {
         database_url,
         redis_url,
+        // CI's cluster run: REDIS_CLUSTER_URLS instead of REDIS_URL.
+        redis_cluster_urls: std::env::var("REDIS_CLUSTER_URLS")
+            .ok()
+            .filter(|urls| !urls.is_empty()),
         bind_addr: "127.0.0.1:0".into(),
         secrets: Secrets {
             admin_token: SecretString::from(admin_token),

@@ -23,6 +23,7 @@ mod login;
 mod orders;
 mod payment_defenses;
 mod payments;
+mod redis_cluster;
 mod rewards;
 mod schema;
 mod stock_gate;

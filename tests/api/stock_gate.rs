@@ -184,63 +184,65 @@ async fn switching_the_gate_back_on_reloads_it_from_the_database() {
 
 fn gate(claim: &'static str) -> GateKeys<'static> {
     GateKeys {
-        counter: "t:stock",
-        pending: "t:pending",
+        counter: "{t}:stock",
+        pending: "{t}:pending",
         claim,
         member: claim,
     }
 }
 
 /// The gate's atomic steps themselves (the Lua scripts on Redis, the mutex in
-/// process): claim, give back, reconcile.
+/// process): claim, give back, reconcile. The keys share one hash tag, `{t}`,
+/// as the gate's own keys share `{p<id>}`: a Redis Cluster refuses a script
+/// whose keys span two slots (CROSSSLOT).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gate_script_refuses_repeats_never_goes_below_zero_and_gives_back_once() {
     let app = spawn_app().await;
     let kv = &app.state.kv;
     let ttl = Duration::from_secs(60);
-    kv.set_forever("t:stock", "2").await.unwrap();
+    kv.set_forever("{t}:stock", "2").await.unwrap();
     let claim = |name, by| async move {
         kv.claim_and_decrement(&gate(name), by, ttl, 0)
             .await
             .unwrap()
     };
 
-    assert_eq!(claim("t:a", 1).await, Claim::Taken { left: 1 });
-    assert_eq!(claim("t:a", 1).await, Claim::Repeat);
-    assert_eq!(claim("t:b", 2).await, Claim::Short);
-    assert_eq!(claim("t:c", 1).await, Claim::Taken { left: 0 });
-    assert_eq!(claim("t:d", 1).await, Claim::Short);
+    assert_eq!(claim("{t}:a", 1).await, Claim::Taken { left: 1 });
+    assert_eq!(claim("{t}:a", 1).await, Claim::Repeat);
+    assert_eq!(claim("{t}:b", 2).await, Claim::Short);
+    assert_eq!(claim("{t}:c", 1).await, Claim::Taken { left: 0 });
+    assert_eq!(claim("{t}:d", 1).await, Claim::Short);
     let missing = GateKeys {
-        counter: "t:none",
-        ..gate("t:e")
+        counter: "{t}:none",
+        ..gate("{t}:e")
     };
     assert_eq!(
         kv.claim_and_decrement(&missing, 1, ttl, 0).await.unwrap(),
         Claim::NotLoaded
     );
-    assert!(kv.release_claim(&gate("t:c"), 1).await.unwrap());
+    assert!(kv.release_claim(&gate("{t}:c"), 1).await.unwrap());
     assert!(
-        !kv.release_claim(&gate("t:c"), 1).await.unwrap(),
+        !kv.release_claim(&gate("{t}:c"), 1).await.unwrap(),
         "given back once"
     );
-    assert_eq!(kv.get("t:stock").await.unwrap().as_deref(), Some("1"));
+    assert_eq!(kv.get("{t}:stock").await.unwrap().as_deref(), Some("1"));
 
-    // "t:a" is the one live claim; with its order committed nothing is pending.
-    let live = kv.pending_members("t:pending", 0).await.unwrap();
-    assert_eq!(live, ["t:a"]);
+    // "{t}:a" is the one live claim; with its order committed nothing is pending.
+    let live = kv.pending_members("{t}:pending", 0).await.unwrap();
+    assert_eq!(live, ["{t}:a"]);
     let reconciled = kv
-        .reconcile_counter("t:stock", "t:pending", 5, &[], 0)
+        .reconcile_counter("{t}:stock", "{t}:pending", 5, &[], 0)
         .await
         .unwrap();
     assert_eq!(reconciled, Some(4), "stock 5 minus one claim in flight");
-    let committed = vec!["t:a".to_string()];
+    let committed = vec!["{t}:a".to_string()];
     let reconciled = kv
-        .reconcile_counter("t:stock", "t:pending", 5, &committed, 0)
+        .reconcile_counter("{t}:stock", "{t}:pending", 5, &committed, 0)
         .await
         .unwrap();
     assert_eq!(reconciled, Some(5));
     let expired = kv
-        .reconcile_counter("t:stock", "t:pending", 5, &[], 120_000)
+        .reconcile_counter("{t}:stock", "{t}:pending", 5, &[], 120_000)
         .await
         .unwrap();
     assert_eq!(
@@ -249,7 +251,7 @@ async fn the_gate_script_refuses_repeats_never_goes_below_zero_and_gives_back_on
         "an expired claim without an order counts no more"
     );
     assert_eq!(
-        kv.reconcile_counter("t:none", "t:pending", 5, &[], 0)
+        kv.reconcile_counter("{t}:none", "{t}:pending", 5, &[], 0)
             .await
             .unwrap(),
         None

@@ -1,0 +1,222 @@
+//! flashguard on a Redis Cluster of the test's own (docs/scaling.md): three
+//! `redis-server --cluster-enabled yes` on free ports, joined with
+//! `redis-cli --cluster create`, never the machine's shared Redis. Every Lua
+//! script of the key store runs there (the gate's claim, release and
+//! reconciliation, the token's compare-and-delete, the lock, the front door,
+//! the reward stream, the reset), so a script whose keys span two slots fails
+//! here with CROSSSLOT, not in production.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::helpers::{TestApp, spawn_app_with};
+use reqwest::StatusCode;
+
+/// A free port whose cluster bus port (port + 10000) is free too: an
+/// ephemeral port above 55535 would put the bus past 65535.
+fn free_port() -> u16 {
+    let bindable = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+    loop {
+        let port = 20000 + (uuid::Uuid::new_v4().as_u128() % 30000) as u16;
+        if bindable(port) && bindable(port + 10000) {
+            return port;
+        }
+    }
+}
+
+/// A Redis Cluster of this test's own: `masters` masters, `replicas` replicas each.
+pub struct OwnCluster {
+    ports: Vec<u16>,
+    nodes: Vec<Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl OwnCluster {
+    pub fn start(masters: usize, replicas: usize) -> Self {
+        assert!(
+            std::path::Path::new("/usr/bin/redis-server").exists(),
+            "redis-server is needed for the cluster tests (apt-get install redis-server)"
+        );
+        let dir = tempfile::tempdir().expect("a directory for the nodes");
+        let ports: Vec<u16> = (0..masters * (1 + replicas)).map(|_| free_port()).collect();
+        let nodes = ports.iter().map(|port| node(*port, dir.path())).collect();
+        for port in &ports {
+            wait_listening(*port);
+        }
+        let cluster = Self {
+            ports,
+            nodes,
+            _dir: dir,
+        };
+        cluster.create(replicas);
+        cluster.wait_ok();
+        cluster
+    }
+
+    /// The seed nodes, as `REDIS_CLUSTER_URLS` takes them.
+    pub fn urls(&self) -> String {
+        let urls: Vec<String> = self
+            .ports
+            .iter()
+            .map(|port| format!("redis://127.0.0.1:{port}"))
+            .collect();
+        urls.join(",")
+    }
+
+    fn create(&self, replicas: usize) {
+        let addresses: Vec<String> = self
+            .ports
+            .iter()
+            .map(|port| format!("127.0.0.1:{port}"))
+            .collect();
+        let status = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("redis-cli runs");
+        assert!(status.success(), "redis-cli --cluster create failed");
+    }
+
+    /// Every node says `cluster_state:ok` (bounded: 20 s).
+    fn wait_ok(&self) {
+        for _ in 0..200 {
+            if self.ports.iter().all(|port| {
+                self.cli(*port, &["cluster", "info"])
+                    .contains("cluster_state:ok")
+            }) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the cluster never reached cluster_state:ok");
+    }
+
+    fn cli(&self, port: u16, args: &[&str]) -> String {
+        Command::new("redis-cli")
+            .args(["-p", &port.to_string()])
+            .args(args)
+            .output()
+            .map(|out| String::from_utf8_lossy(&out.stdout).to_string())
+            .unwrap_or_default()
+    }
+
+    /// How many keys each node holds.
+    pub fn keys_per_node(&self) -> Vec<i64> {
+        self.ports
+            .iter()
+            .map(|port| self.cli(*port, &["dbsize"]).trim().parse().unwrap_or(0))
+            .collect()
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            let _ = node.kill();
+            let _ = node.wait();
+        }
+    }
+}
+
+fn node(port: u16, dir: &std::path::Path) -> Child {
+    Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+        .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+        .args(["--save", "", "--appendonly", "no"])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server starts")
+}
+
+fn wait_listening(port: u16) {
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("redis-server did not listen on {port}");
+}
+
+/// An app whose key store is `cluster` (its database as the run says).
+async fn app_on(cluster: &OwnCluster) -> TestApp {
+    let urls = cluster.urls();
+    spawn_app_with(move |settings| {
+        settings.redis_url = None;
+        settings.redis_cluster_urls = Some(urls);
+    })
+    .await
+}
+
+/// Every script of the key store, through the flows that use them, on three
+/// masters: a sale sells exactly its stock and the losers are answered at the
+/// gate; a replay comes from the cache; paying takes the token and the lock
+/// and its reward comes through the stream; a reset clears the namespace on
+/// every node; the audit is green.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flash_sale_and_a_payment_run_on_a_redis_cluster() {
+    let cluster = OwnCluster::start(3, 0);
+    let app = Arc::new(app_on(&cluster).await);
+    assert!(
+        app.state.kv.describe().contains("cluster"),
+        "{}",
+        app.state.kv.describe()
+    );
+    let product = app.reset_with_one_product(20).await;
+    let mut users = Vec::new();
+    for n in 0..60 {
+        users.push(app.login(&format!("cluster{n}")).await);
+    }
+
+    let keys: Vec<String> = (0..users.len()).map(|n| format!("c-{n}")).collect();
+    let replies = futures::future::join_all(
+        users
+            .iter()
+            .zip(&keys)
+            .map(|(user, key)| app.post_order_retrying(user, key, product, 1)),
+    )
+    .await;
+
+    let created = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::CREATED)
+        .count();
+    let at_gate = replies
+        .iter()
+        .filter(|r| {
+            r.code().as_deref() == Some("sold_out") && r.defense.as_deref() == Some("stock_gate")
+        })
+        .count();
+    assert_eq!(created, 20, "exactly the stock");
+    assert_eq!(at_gate, 40, "every loser answered at the gate");
+    assert_eq!(app.order_count(product).await, 20);
+    let replay = app.post_order_retrying(&users[0], "c-0", product, 1).await;
+    assert_eq!(
+        (replay.status, replay.body.clone()),
+        (replies[0].status, replies[0].body.clone()),
+        "a repeat gets the same answer"
+    );
+
+    let alice = app.login("alice").await;
+    let product = app.reset_with_one_product(5).await;
+    let order_no = app.place_order(&alice, product).await;
+    let paid = app.pay_fresh(&alice, &order_no).await;
+    assert!(paid.status.is_success(), "{}", paid.body);
+    app.wait_until("the reward came through the stream", || async {
+        app.count("SELECT COUNT(*) FROM rewards").await == 1
+    })
+    .await;
+    let spread = cluster.keys_per_node();
+    assert!(
+        spread.iter().filter(|keys| **keys > 0).count() >= 2,
+        "the keys are spread over the masters: {spread:?}"
+    );
+    assert_eq!(app.audit().await["ok"], true, "{}", app.audit().await);
+}
