@@ -48,9 +48,23 @@ class FlashguardAuth:
         if token is not None:
             case.headers = case.headers or {}
             case.headers["Authorization"] = f"Bearer {token}"
+        _no_stalls(case)
         if case.operation.path == CALLBACK_PATH and isinstance(case.body, (dict, list)):
             case.headers = case.headers or {}
             case.headers["PSP-Signature"] = _provider_signature(case.body)
+
+
+def _no_stalls(case) -> None:
+    """The fault that freezes orders after the stock gate (up to 60 s each)
+    would make every later order of the run wait out the request timeout:
+    a generated stall within the allowed range becomes 0 (out-of-range and
+    ill-typed values still go as generated, to be refused)."""
+    body = case.body
+    if case.operation.path != "/api/admin/faults" or not isinstance(body, dict):
+        return
+    stall = body.get("orders_stall_after_gate_ms")
+    if isinstance(stall, int) and not isinstance(stall, bool) and 0 < stall <= 60000:
+        body["orders_stall_after_gate_ms"] = 0
 
 
 def _provider_signature(body) -> str:

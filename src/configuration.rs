@@ -75,6 +75,11 @@ pub struct Settings {
     /// How often each instance reconciles the stock gate with the database (s).
     #[arg(long = "gate-reconcile-secs", env = "GATE_RECONCILE_SECS", default_value = "5", value_parser = secs)]
     pub gate_reconcile_every: Duration,
+    /// How often each instance records its heartbeat in the key store (ms; 0:
+    /// off). An instance silent for three beats is taken for dead and its
+    /// stock-gate claims are released by the others (docs/scaling.md).
+    #[arg(long = "instance-heartbeat-ms", env = "INSTANCE_HEARTBEAT_MS", default_value = "1000", value_parser = millis)]
+    pub instance_heartbeat: Duration,
     /// How often each instance reads the shared defense switches (ms).
     #[arg(long = "switches-refresh-ms", env = "SWITCHES_REFRESH_MS", default_value = "500", value_parser = millis)]
     pub switches_refresh_every: Duration,
@@ -322,6 +327,11 @@ fn secret(value: &str) -> Result<SecretString, String> {
 }
 
 impl Settings {
+    /// The heartbeat period, `None` when heartbeats are off.
+    pub fn heartbeat(&self) -> Option<Duration> {
+        (!self.instance_heartbeat.is_zero()).then_some(self.instance_heartbeat)
+    }
+
     /// Reads the command line and the environment; generates missing secrets.
     /// Exits with clap's message on `--help`, `--version` or a bad value.
     pub fn from_env() -> Self {

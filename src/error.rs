@@ -2,7 +2,9 @@
 //!
 //! Each variant maps to one [`ProblemCode`] (the only match on variants that
 //! matters); status, title, `Retry-After`, the defense behind it and whether the
-//! idempotency key stores it all come from the problem table in `problems.rs`.
+//! idempotency key stores it all come from the problem table in `problems.rs`,
+//! except where a method below names a variant that differs (a rate limit's
+//! own `Retry-After`, a "sold out for now" that is not stored).
 //! Defenses return their own error types, converted here. Rendering has no side
 //! effects; the cause chain of server errors is logged once, by the request
 //! logger (tracing-actix-web).
@@ -49,6 +51,13 @@ pub enum ApiError {
     NotFound,
     #[error("sold out: the stock gate has no units left")]
     SoldOutAtGate,
+    /// The gate is empty but some units are held by orders still being placed:
+    /// if one fails, its unit comes back. Not stored with the key (a retry may
+    /// buy); sent with `Retry-After` (docs/design.md §2.1).
+    #[error(
+        "sold out for now: the last units are held by orders still being placed, and come back if one fails; retry after Retry-After"
+    )]
+    SoldOutForNow,
     #[error("this purchase already took its unit at the stock gate and is still being processed")]
     RepeatAtGate,
     #[error("the sale of this product has not started yet")]
@@ -152,7 +161,7 @@ impl ApiError {
             Self::ProductNotFound(_) => P::ProductNotFound,
             Self::OrderNotFound => P::OrderNotFound,
             Self::NotFound => P::NotFound,
-            Self::SoldOut | Self::SoldOutAtGate => P::SoldOut,
+            Self::SoldOut | Self::SoldOutAtGate | Self::SoldOutForNow => P::SoldOut,
             Self::SaleNotStarted => P::SaleNotStarted,
             Self::BusyRetry => P::BusyRetry,
             Self::Unauthorized => P::Unauthorized,
@@ -194,7 +203,9 @@ impl ApiError {
     pub fn defense(&self) -> Option<Defense> {
         match self {
             Self::SoldOut => None,
-            Self::RepeatAtGate | Self::SoldOutAtGate => Some(Defense::StockGate),
+            Self::RepeatAtGate | Self::SoldOutAtGate | Self::SoldOutForNow => {
+                Some(Defense::StockGate)
+            }
             other => other.code().spec().defense,
         }
     }
@@ -211,8 +222,19 @@ impl ApiError {
     /// An outcome of the business that the idempotency key stores and replays.
     /// Everything else (validation, 5xx, busy) stores nothing, so that the
     /// client's retry can succeed.
+    /// One variant differs from the problem table: a "sold out" while units
+    /// are still held by orders being placed is not final, so not stored.
     pub fn is_stored_with_key(&self) -> bool {
-        self.code().spec().stored_with_key
+        !matches!(self, Self::SoldOutForNow) && self.code().spec().stored_with_key
+    }
+
+    /// `Retry-After` (s): the problem table's, or this answer's own.
+    fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            Self::SoldOutForNow => Some(1),
+            _ => self.code().spec().retry_after_secs,
+        }
     }
 
     pub fn problem(&self) -> Problem {
@@ -259,11 +281,7 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
         response.insert_header((CONTENT_TYPE, PROBLEM_CONTENT_TYPE));
-        let retry_after = match self {
-            Self::RateLimited { retry_after_secs } => Some(*retry_after_secs),
-            _ => self.code().spec().retry_after_secs,
-        };
-        if let Some(seconds) = retry_after {
+        if let Some(seconds) = self.retry_after_secs() {
             response.insert_header((RETRY_AFTER, seconds.to_string()));
         }
         if let Self::MethodNotAllowed { allow } = self {
@@ -309,6 +327,7 @@ impl From<GateError> for ApiError {
     fn from(error: GateError) -> Self {
         match error {
             GateError::SoldOut => Self::SoldOutAtGate,
+            GateError::SoldOutForNow => Self::SoldOutForNow,
             GateError::KeyStore(error) => Self::KeyStore(error),
             GateError::Store(error) => Self::Database(error),
         }

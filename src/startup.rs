@@ -61,6 +61,11 @@ impl Application {
         let state = web::Data::new(build_state(settings).await?);
         shared::load(&state).await?;
         state.gate.load(Load::OnlyMissing).await?;
+        // Registered before the first claim, so no other instance takes this
+        // one's claims for a dead instance's.
+        if let Err(error) = state.gate.beat().await {
+            tracing::warn!(%error, "first heartbeat failed; the next one retries");
+        }
         let bind_error = |source| StartupError::Bind {
             addr: state.settings.bind_addr.clone(),
             source,
@@ -180,6 +185,11 @@ fn spawn_defense_work(state: &web::Data<AppState>) {
         "stock gate reconciliation",
         |state| async move { Ok(state.gate.reconcile_all().await?) },
     );
+    if let Some(period) = settings.heartbeat() {
+        every(state, period, "instance heartbeat", |state| async move {
+            Ok(state.gate.beat().await?)
+        });
+    }
     every(
         state,
         settings.switches_refresh_every,

@@ -11,7 +11,7 @@ use crate::configuration::Settings;
 use crate::defenses::idempotency_key::IdempotencyKeys;
 use crate::defenses::order_lock::OrderLocks;
 use crate::defenses::payment_token::PaymentTokens;
-use crate::defenses::stock_gate::StockGate;
+use crate::defenses::stock_gate::{GateSetup, StockGate};
 use crate::defenses::version_lock::VersionLock;
 use crate::faults::Faults;
 use crate::lab::workbench::Lab;
@@ -52,6 +52,47 @@ pub struct AppState {
     pub instance_id: String,
 }
 
+/// The defense switches, with the lab's settings.
+fn switch_board(settings: &Settings) -> Arc<SwitchBoard> {
+    Arc::new(SwitchBoard::new(
+        settings.race_window,
+        settings.rewards.redeliver_after,
+    ))
+}
+
+/// What the defenses are built on.
+struct Stores<'a> {
+    db: &'a Db,
+    kv: &'a Arc<dyn KeyStore>,
+    switches: &'a Arc<SwitchBoard>,
+}
+
+impl Stores<'_> {
+    fn idempotency_keys(&self, settings: &Settings) -> IdempotencyKeys {
+        let (db, kv, switches) = (self.db.clone(), self.kv.clone(), self.switches.clone());
+        IdempotencyKeys::new(db, kv, switches, settings.idempotency.clone())
+    }
+
+    fn payment_tokens(&self, settings: &Settings) -> PaymentTokens {
+        let (kv, switches) = (self.kv.clone(), self.switches.clone());
+        PaymentTokens::new(kv, switches, settings.payments.token_ttl)
+    }
+
+    /// The stock gate of this instance.
+    fn stock_gate(&self, settings: &Settings, instance_id: &str) -> StockGate {
+        StockGate::new(GateSetup {
+            db: self.db.clone(),
+            kv: self.kv.clone(),
+            switches: self.switches.clone(),
+            // A gate claim lives as long as a key's lease.
+            claim_ttl: settings.idempotency.lease,
+            // Short: every pending claim carries it.
+            instance: instance_id.chars().take(21).collect(),
+            heartbeat: settings.heartbeat(),
+        })
+    }
+}
+
 impl AppState {
     /// Builds every defense from the stores and the settings.
     pub fn new(
@@ -61,24 +102,23 @@ impl AppState {
         bus: Arc<dyn MessageBus>,
         provider_keys: ProviderKeys,
     ) -> Self {
-        let switches = Arc::new(SwitchBoard::new(
-            settings.race_window,
-            settings.rewards.redeliver_after,
-        ));
-        let (idempotency, lease) = (settings.idempotency.clone(), settings.idempotency.lease);
-        let lock = settings.version_lock.clone();
+        let switches = switch_board(&settings);
+        let stores = Stores {
+            db: &db,
+            kv: &kv,
+            switches: &switches,
+        };
+        let instance_id = format!("instance-{}", uuid::Uuid::new_v4().simple());
         Self {
-            keys: IdempotencyKeys::new(db.clone(), kv.clone(), switches.clone(), idempotency),
-            // A gate claim lives as long as a key's lease.
-            gate: StockGate::new(db.clone(), kv.clone(), switches.clone(), lease),
-            version_lock: VersionLock::new(switches.clone(), lock.clone()),
-            order_batches: OrderBatches::new(lock.batch_window, lock.batch_max),
-            order_locks: OrderLocks::new(kv.clone(), switches.clone(), &settings.payments),
-            payment_tokens: PaymentTokens::new(
-                kv.clone(),
-                switches.clone(),
-                settings.payments.token_ttl,
+            keys: stores.idempotency_keys(&settings),
+            gate: stores.stock_gate(&settings, &instance_id),
+            version_lock: VersionLock::new(switches.clone(), settings.version_lock.clone()),
+            order_batches: OrderBatches::new(
+                settings.version_lock.batch_window,
+                settings.version_lock.batch_max,
             ),
+            order_locks: OrderLocks::new(kv.clone(), switches.clone(), &settings.payments),
+            payment_tokens: stores.payment_tokens(&settings),
             psp: Arc::new(mock_provider(&settings, &provider_keys, &db)),
             provider_keys: Arc::new(provider_keys),
             faults: Faults::default(),
@@ -86,7 +126,7 @@ impl AppState {
             limits: Arc::new(Limits::new(&settings.limits)),
             public_audit: Default::default(),
             sessions: Arc::new(SessionKeys::from_settings(&settings)),
-            instance_id: format!("instance-{}", uuid::Uuid::new_v4().simple()),
+            instance_id,
             settings: Arc::new(settings),
             switches,
             db,

@@ -18,7 +18,10 @@
 //! `Flashguard-Defense: stock_gate`); only winners reach the database, where
 //! `version_lock` stays the last line of defense. A winner whose database step
 //! fails gives its unit back (the claim is deleted and the stock incremented in
-//! one script, so it is given back once).
+//! one script, so it is given back once); one whose order commits leaves the
+//! product's `placing` set. While that set is not empty, units may still come
+//! back, so a "sold out" then is not final: 409 with `Retry-After`, not stored
+//! with the key (docs/design.md §2.1).
 //!
 //! The gate is loaded from the database on reset, at start (only where absent, so
 //! a restart does not disturb other instances), and when switched back on; closed
@@ -26,7 +29,9 @@
 //! of the product's set of pending claims, and every few seconds each instance
 //! sets, in one script, `counter = database stock − live claims without an
 //! order` (docs/reliability.md), so a claim whose request died gives its unit
-//! back after one lease. The audit compares each counter with that same value.
+//! back after one lease — or, when its whole instance died, as soon as the
+//! instance's heartbeat lapses (each claim names its instance; `beat`). The
+//! audit compares each counter with that same value.
 //! When the key store does not answer, the gate steps aside (orders go to the
 //! database, guarded by `version_lock`) and the reconciliation repairs it later.
 //!
@@ -40,9 +45,9 @@ use std::time::Duration;
 
 use crate::domain::IdempotencyKey;
 use crate::store::key_layout;
-use crate::store::kv::{claim_member, claim_units};
+use crate::store::kv::{claim_member_of, claim_units};
 use crate::store::{
-    Claim, Db, GateKeys, KeyStore, KvError, StoreError, millis, now_ms, orders, products,
+    Claim, Db, GateKeys, KeyStore, KvError, Reconcile, StoreError, millis, now_ms, orders, products,
 };
 use crate::switches::{Defense, SwitchBoard};
 use crate::trace;
@@ -54,6 +59,8 @@ const COUNTER_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 pub enum GateError {
     #[error("sold out: the stock gate has no units left")]
     SoldOut,
+    #[error("sold out for now: the last units are held by orders still being placed")]
+    SoldOutForNow,
     #[error(transparent)]
     KeyStore(#[from] KvError),
     #[error(transparent)]
@@ -69,6 +76,26 @@ pub struct StockGate {
     /// A claim lives as long as a key's lease: the request holding it finishes
     /// (or gives it back) within that time, or is dead and its retry may claim again.
     claim_ttl: Duration,
+    /// This instance, as its claims and heartbeats name it.
+    instance: String,
+    /// `INSTANCE_HEARTBEAT_MS` (`None`: off, only leases end claims).
+    heartbeat: Option<Duration>,
+    /// The instances alive at the last heartbeat, to notice one that lapses.
+    alive_at_last_beat: parking_lot::Mutex<Vec<String>>,
+}
+
+/// A heartbeat lapses after this many beats without one.
+const BEATS_TO_LAPSE: u32 = 3;
+
+/// How the gate is built: its stores and the timings of its claims.
+#[derive(Debug)]
+pub struct GateSetup {
+    pub db: Db,
+    pub kv: Arc<dyn KeyStore>,
+    pub switches: Arc<SwitchBoard>,
+    pub claim_ttl: Duration,
+    pub instance: String,
+    pub heartbeat: Option<Duration>,
 }
 
 /// A unit (or units) taken at the gate for one request.
@@ -81,12 +108,31 @@ pub struct GatePass {
 }
 
 impl GatePass {
-    fn keys<'a>(&'a self, counter: &'a str, pending: &'a str) -> GateKeys<'a> {
+    fn keys<'a>(&'a self, product: &'a ProductKeys) -> GateKeys<'a> {
         GateKeys {
-            counter,
-            pending,
+            counter: &product.counter,
+            pending: &product.pending,
+            placing: &product.placing,
             claim: &self.claim_key,
             member: &self.member,
+        }
+    }
+}
+
+/// The gate's keys of one product (one hash tag, `{p<id>}`).
+#[derive(Debug)]
+struct ProductKeys {
+    counter: String,
+    pending: String,
+    placing: String,
+}
+
+impl ProductKeys {
+    fn of(product_id: i64) -> Self {
+        Self {
+            counter: key_layout::gate_stock(product_id),
+            pending: key_layout::gate_pending(product_id),
+            placing: key_layout::gate_placing(product_id),
         }
     }
 }
@@ -124,6 +170,10 @@ fn decision(claim: Claim, pass: GatePass) -> Result<Decision, GateError> {
             trace::step("gate: not enough left");
             Err(GateError::SoldOut)
         }
+        Claim::ShortWhilePlacing => {
+            trace::step("gate: not enough left for now (other orders still being placed)");
+            Err(GateError::SoldOutForNow)
+        }
         Claim::NotLoaded => Ok(Decision::Pass(None)),
     }
 }
@@ -132,26 +182,20 @@ fn stock_key(product_id: i64) -> String {
     key_layout::gate_stock(product_id)
 }
 
-fn pending_key(product_id: i64) -> String {
-    key_layout::gate_pending(product_id)
-}
-
 fn claim_key(product_id: i64, user_id: i64, key: &IdempotencyKey) -> String {
     key_layout::gate_claim(product_id, user_id, key.as_str())
 }
 
 impl StockGate {
-    pub fn new(
-        db: Db,
-        kv: Arc<dyn KeyStore>,
-        switches: Arc<SwitchBoard>,
-        claim_ttl: Duration,
-    ) -> Self {
+    pub fn new(setup: GateSetup) -> Self {
         Self {
-            db,
-            kv,
-            switches,
-            claim_ttl,
+            db: setup.db,
+            kv: setup.kv,
+            switches: setup.switches,
+            claim_ttl: setup.claim_ttl,
+            instance: setup.instance,
+            heartbeat: setup.heartbeat,
+            alive_at_last_beat: Default::default(),
         }
     }
 
@@ -163,6 +207,12 @@ impl StockGate {
     /// the gate is on (`flows/front_door.rs`: the sold-out fast path).
     pub fn counter_slot(&self, product_id: i64) -> Option<String> {
         self.is_on().then(|| stock_key(product_id))
+    }
+
+    /// The claims still placing their order, which the front door asks about
+    /// before it caches a "sold out" as final.
+    pub fn placing_slot(&self, product_id: i64) -> Option<String> {
+        self.is_on().then(|| key_layout::gate_placing(product_id))
     }
 
     // [lesson stock_gate::admit]
@@ -182,7 +232,7 @@ impl StockGate {
         let pass = GatePass {
             product_id,
             claim_key: claim_key(product_id, user_id, key),
-            member: claim_member(quantity, user_id, key.as_str()),
+            member: claim_member_of(&self.instance, quantity, user_id, key.as_str()),
             quantity,
         };
         match self.claim(pass).await {
@@ -198,12 +248,12 @@ impl StockGate {
 
     /// The claim script, loading the counter first if it is absent.
     async fn claim(&self, pass: GatePass) -> Result<Result<Decision, GateError>, GateError> {
-        let (counter, pending) = (stock_key(pass.product_id), pending_key(pass.product_id));
+        let product = ProductKeys::of(pass.product_id);
         for _ in 0..2 {
             let claim = self
                 .kv
                 .claim_and_decrement(
-                    &pass.keys(&counter, &pending),
+                    &pass.keys(&product),
                     pass.quantity,
                     self.claim_ttl,
                     now_ms(),
@@ -222,13 +272,32 @@ impl StockGate {
 
     /// Gives the units of a pass back (its database step did not create an order).
     pub async fn give_back(&self, pass: GatePass) {
-        let (counter, pending) = (stock_key(pass.product_id), pending_key(pass.product_id));
+        let product = ProductKeys::of(pass.product_id);
         let result = self
             .kv
-            .release_claim(&pass.keys(&counter, &pending), pass.quantity)
+            .release_claim(&pass.keys(&product), pass.quantity)
             .await;
         if let Err(error) = result {
             tracing::error!(%error, "stock gate give-back failed: the gate now holds less than the database");
+        }
+    }
+
+    /// The end of a pass: settled when its order committed, else given back.
+    pub async fn finish(&self, pass: GatePass, created_an_order: bool) {
+        if created_an_order {
+            self.settle(pass).await;
+        } else {
+            self.give_back(pass).await;
+        }
+    }
+
+    /// The pass's order committed: its claim is no longer "placing", so a
+    /// "sold out" given after it is final (its unit will not come back).
+    async fn settle(&self, pass: GatePass) {
+        let product = ProductKeys::of(pass.product_id);
+        if let Err(error) = self.kv.settle_claim(&pass.keys(&product)).await {
+            // Harmless: losers are told "sold out for now" until its lease ends.
+            tracing::warn!(%error, "stock gate: a committed claim stays 'placing'");
         }
     }
 
@@ -297,12 +366,79 @@ impl StockGate {
         let Some(stock) = stock else {
             return Ok(None);
         };
-        let (counter, pending) = (stock_key(product_id), pending_key(product_id));
-        Ok(self
-            .kv
-            .reconcile_counter(&counter, &pending, stock, &committed, now_ms())
-            .await?)
+        let live = self.live_instances().await;
+        let product = ProductKeys::of(product_id);
+        let job = Reconcile {
+            counter: &product.counter,
+            pending: &product.pending,
+            placing: &product.placing,
+            stock,
+            committed: &committed,
+            live: live.as_deref(),
+            now_ms: now_ms(),
+        };
+        Ok(self.kv.reconcile_counter(&job).await?)
     }
+
+    /// The instances whose heartbeat is live (`None`: heartbeats off, or the
+    /// registry unreadable or incomplete — then only leases end claims). The
+    /// registry is trusted only when it lists this instance: a reset, or a
+    /// Redis restart or failover, can empty it until everyone beats again.
+    async fn live_instances(&self) -> Option<Vec<String>> {
+        let lapse = self.heartbeat? * BEATS_TO_LAPSE;
+        let since = now_ms().saturating_sub(millis(lapse));
+        match self
+            .kv
+            .live_instances(&key_layout::instances(), since)
+            .await
+        {
+            Ok(live) if live.contains(&self.instance) => Some(live),
+            Ok(_) => None,
+            Err(error) => {
+                tracing::warn!(%error, "instance registry unreadable: claims end with their lease");
+                None
+            }
+        }
+    }
+
+    // [lesson stock_gate::heartbeat]
+    /// This instance's heartbeat (every `INSTANCE_HEARTBEAT_MS`): it records
+    /// itself in the registry and reads who else is alive. When an instance
+    /// that was alive at the last beat has lapsed (no beat for three periods:
+    /// killed, frozen, cut off), its claims die with it: every counter is
+    /// reconciled at once, without the claims of the dead instance, instead of
+    /// waiting for their lease. Returns the number of counters reconciled.
+    pub async fn beat(&self) -> Result<u64, GateError> {
+        let Some(period) = self.heartbeat else {
+            return Ok(0);
+        };
+        let now = now_ms();
+        let lapsed_before = now.saturating_sub(millis(period * BEATS_TO_LAPSE));
+        let registry = key_layout::instances();
+        let alive = self
+            .kv
+            .beat(&registry, &self.instance, now, lapsed_before)
+            .await?;
+        let lapsed: Vec<String> = {
+            let mut last = self.alive_at_last_beat.lock();
+            let lapsed = last
+                .iter()
+                .filter(|instance| !alive.contains(instance))
+                .cloned()
+                .collect();
+            *last = alive;
+            lapsed
+        };
+        if lapsed.is_empty() {
+            return Ok(0);
+        }
+        tracing::warn!(
+            ?lapsed,
+            "instances lapsed: their stock-gate claims are released"
+        );
+        self.reconcile_all().await
+    }
+    // [/lesson]
 
     /// The periodic reconciliation of every loaded counter (while the gate is on).
     pub async fn reconcile_all(&self) -> Result<u64, GateError> {
@@ -325,16 +461,24 @@ impl StockGate {
             return Ok(None);
         };
         let (committed, stock) = self.committed_and_stock(product_id).await?;
-        let live = self
-            .kv
-            .pending_members(&pending_key(product_id), now_ms())
-            .await?;
-        let in_flight: i64 = live
+        let product = ProductKeys::of(product_id);
+        let members = self.kv.pending_members(&product.pending, now_ms()).await?;
+        let live = self.live_instances().await;
+        let view = Reconcile {
+            counter: &product.counter,
+            pending: &product.pending,
+            placing: &product.placing,
+            stock: stock.unwrap_or(0),
+            committed: &committed,
+            live: live.as_deref(),
+            now_ms: now_ms(),
+        };
+        let in_flight: i64 = members
             .iter()
-            .filter(|member| !committed.contains(member))
+            .filter(|member| view.holder_is_alive(member) && !view.is_committed(member))
             .map(|member| claim_units(member))
             .sum();
-        let expected = stock.unwrap_or(0) - in_flight;
+        let expected = view.stock - in_flight;
         Ok(Some((counter, expected.max(0))))
     }
 }

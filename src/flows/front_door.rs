@@ -1,7 +1,10 @@
 //! The front door of `POST /api/orders`, one round trip to the key store
 //! (docs/design.md §2.1): the idempotency key's cached answer (a replay) and
 //! the stock gate's sold-out fast path (a loser), asked together in one atomic
-//! script; a loser's "sold out" is cached for its retry in the same step. Both
+//! script; a loser's "sold out" is cached for its retry in the same step —
+//! unless some units are still held by orders being placed: then the answer
+//! is "sold out for now" (`Retry-After`), not cached, as a failed order gives
+//! its unit back. Both
 //! defenses keep their switches: a defense that is off is simply not asked.
 //! When the key store cannot answer, the door is open and the database decides.
 
@@ -11,7 +14,7 @@ use crate::defenses::idempotency_key::{KeyedRequest, Reply, StoredResponse};
 use crate::error::ApiError;
 use crate::flows::orders::OrderRequest;
 use crate::state::AppState;
-use crate::store::{Door, DoorAnswer};
+use crate::store::{Door, DoorAnswer, KvError, now_ms};
 use crate::trace;
 
 /// What the front door decided.
@@ -21,6 +24,8 @@ pub enum FrontDoor {
     Replay(StoredResponse),
     /// The gate's counter is short: sold out, without any database work.
     SoldOut(Reply),
+    /// Short, while other orders are still being placed: not final.
+    SoldOutForNow,
     Open,
 }
 
@@ -31,6 +36,7 @@ pub async fn check(
 ) -> Result<FrontDoor, ApiError> {
     let cached_key = state.keys.cache_slot(keyed);
     let counter_key = state.gate.counter_slot(order.product_id);
+    let placing_key = state.gate.placing_slot(order.product_id);
     if cached_key.is_none() && counter_key.is_none() {
         return Ok(FrontDoor::Open);
     }
@@ -39,11 +45,24 @@ pub async fn check(
     let door = Door {
         cached_key: cached_key.as_deref(),
         counter_key: counter_key.as_deref(),
+        placing_key: placing_key.as_deref(),
         need: order.quantity.get(),
         refusal: refusal.as_deref(),
         ttl: state.settings.idempotency.retention,
+        now_ms: now_ms(),
     };
-    match state.kv.cached_or_short(&door).await {
+    let answer = state.kv.cached_or_short(&door).await;
+    decide(state, keyed, answer, sold_out)
+}
+
+/// What the key store's answer means for the request.
+fn decide(
+    state: &AppState,
+    keyed: &KeyedRequest<'_>,
+    answer: Result<DoorAnswer, KvError>,
+    sold_out: &Reply,
+) -> Result<FrontDoor, ApiError> {
+    match answer {
         Ok(DoorAnswer::Cached(json)) => Ok(match state.keys.replay_cached(keyed, &json)? {
             Some(stored) => FrontDoor::Replay(stored),
             None => FrontDoor::Open,
@@ -51,6 +70,10 @@ pub async fn check(
         Ok(DoorAnswer::Short) => {
             trace::step("gate: sold out (fast path, no database work)");
             Ok(FrontDoor::SoldOut(sold_out.clone()))
+        }
+        Ok(DoorAnswer::ShortWhilePlacing) => {
+            trace::step("gate: sold out for now (units held by orders being placed)");
+            Ok(FrontDoor::SoldOutForNow)
         }
         Ok(DoorAnswer::Open) => {
             trace::step("key cache: miss; gate: open");

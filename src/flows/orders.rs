@@ -93,6 +93,9 @@ pub async fn place_order(
         Decision::Pass(pass) => pass,
         Decision::Repeat => return repeat_at_gate(state, buyer).await,
     };
+    if pass.is_some() {
+        state.faults.stall_after_gate().await; // the lab's frozen instance
+    }
     let outcome = match place_in_batch(shared, buyer, request).await {
         Ok(Some(placed)) => Ok(placed),
         Ok(None) => place_in_database(state, buyer, request).await,
@@ -105,10 +108,8 @@ pub async fn place_order(
             ..
         })
     );
-    if let Some(pass) = pass
-        && !created_an_order
-    {
-        state.gate.give_back(pass).await;
+    if let Some(pass) = pass {
+        state.gate.finish(pass, created_an_order).await;
     }
     outcome.map(|placed| placed.answer)
 }

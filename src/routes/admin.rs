@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use actix_web::{HttpRequest, HttpResponse, get, post, put, web};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::auth::{Admin, AdminToken};
 use crate::defenses::stock_gate::Load;
@@ -205,13 +204,26 @@ async fn put_psp(
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct FaultsBody {
-    /// The reward consumer crashes after its effect and before recording the
-    /// message this many times (0: never): the lab's redelivery.
-    /// The next N reward deliveries crash after their effect, before the ack.
+    /// The next N reward deliveries crash after their effect, before the ack
+    /// (0: never): the lab's redelivery.
     rewards_crash_after_effect: u64,
+    /// Each order that took a unit at the stock gate pauses this long (ms, at
+    /// most 60000; 0: never) before its database step: an instance frozen in
+    /// the middle of its orders, to be killed (docs/scaling.md).
+    #[serde(default)]
+    #[schema(maximum = 60000)]
+    orders_stall_after_gate_ms: u64,
 }
 
-/// Fault injection for the lab: forces redelivery of "order paid" messages.
+impl FaultsBody {
+    fn of(state: &AppState) -> Self {
+        Self {
+            rewards_crash_after_effect: state.faults.crash_after_effect(),
+            orders_stall_after_gate_ms: state.faults.stall_after_gate_ms(),
+        }
+    }
+}
+
 /// The injected faults.
 #[utoipa::path(
     tag = "admin",
@@ -220,11 +232,11 @@ struct FaultsBody {
 )]
 #[get("/api/admin/faults")]
 async fn get_faults(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
-    HttpResponse::Ok()
-        .json(json!({ "rewards_crash_after_effect": state.faults.crash_after_effect() }))
+    HttpResponse::Ok().json(FaultsBody::of(&state))
 }
 
-/// Injects faults.
+/// Injects faults: forces redelivery of "order paid" messages, or freezes
+/// orders after the stock gate.
 #[utoipa::path(
     tag = "admin",
     security(("admin" = [])),
@@ -236,12 +248,20 @@ async fn put_faults(
     state: web::Data<AppState>,
     _admin: Admin,
     body: web::Json<FaultsBody>,
-) -> HttpResponse {
+) -> Result<HttpResponse, ApiError> {
+    if body.orders_stall_after_gate_ms > crate::faults::MAX_STALL_MS {
+        return Err(ApiError::InvalidRequest(format!(
+            "orders_stall_after_gate_ms is at most {}",
+            crate::faults::MAX_STALL_MS
+        )));
+    }
     state
         .faults
         .set_crash_after_effect(body.rewards_crash_after_effect);
-    HttpResponse::Ok()
-        .json(json!({ "rewards_crash_after_effect": body.rewards_crash_after_effect }))
+    state
+        .faults
+        .set_stall_after_gate(body.orders_stall_after_gate_ms);
+    Ok(HttpResponse::Ok().json(FaultsBody::of(&state)))
 }
 
 /// `?date=YYYY-MM-DD` (Beijing time; today when absent).

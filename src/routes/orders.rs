@@ -48,6 +48,7 @@ async fn create(
     match front_door::check(&state, &keyed, order).await? {
         FrontDoor::Replay(stored) => return Ok(stored.replay()),
         FrontDoor::SoldOut(reply) => return Ok(reply.into_response()),
+        FrontDoor::SoldOutForNow => return Err(ApiError::SoldOutForNow),
         FrontDoor::Open => {}
     }
     // 3. idempotency_key: a concurrent duplicate is told 409 (in-flight mark),

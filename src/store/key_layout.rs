@@ -6,9 +6,10 @@
 //!
 //! | entity  | tag       | keys                                                        |
 //! |---------|-----------|-------------------------------------------------------------|
-//! | product | `{p<id>}` | `gate:{p1}:stock`, `gate:{p1}:pending`, `gate:{p1}:claim:…` |
+//! | product | `{p<id>}` | `gate:{p1}:stock`, `gate:{p1}:pending`, `gate:{p1}:placing`, `gate:{p1}:claim:…` |
 //! | order   | `{o<no>}` | `paytoken:{oFG…}:<token>`, `lock:{oFG…}`                     |
 //! | user    | `{u<id>}` | `idem:{u7}:<key>`, `idem-flight:{u7}:<key>`                  |
+//! | —       | none      | `instances` (the heartbeats; one key, read on its own)       |
 //!
 //! The store's prefix (`KV_PREFIX`) goes in front and holds no braces, so the
 //! tag is always the first `{…}` of the key.
@@ -21,6 +22,17 @@ pub fn gate_stock(product_id: i64) -> String {
 /// The gate's pending claims of a product (a sorted set scored by expiry).
 pub fn gate_pending(product_id: i64) -> String {
     format!("gate:{{p{product_id}}}:pending")
+}
+
+/// The gate's claims of a product still placing their order (a sorted set
+/// scored by expiry; a member leaves when its order commits or fails).
+pub fn gate_placing(product_id: i64) -> String {
+    format!("gate:{{p{product_id}}}:placing")
+}
+
+/// The instances' heartbeats: a sorted set, instance id → last beat (ms).
+pub fn instances() -> String {
+    "instances".to_string()
 }
 
 /// One buyer's claim on a product: a repeat of the same (user, key) finds it.
@@ -101,7 +113,12 @@ mod tests {
     #[test]
     fn every_script_touches_one_slot() {
         let prefixed = |key: String| format!("flashguard:{key}");
-        let claim_keys = [gate_stock(42), gate_pending(42), gate_claim(42, 7, "k-1")];
+        let claim_keys = [
+            gate_stock(42),
+            gate_pending(42),
+            gate_placing(42),
+            gate_claim(42, 7, "k-1"),
+        ];
         let slot = hash_slot(&prefixed(claim_keys[0].clone()));
         for key in claim_keys {
             assert_eq!(hash_slot(&prefixed(key.clone())), slot, "{key}");

@@ -15,21 +15,73 @@ pub enum KvError {
     Unavailable(#[from] redis::RedisError),
 }
 
-/// The keys of one stock-gate claim: the product's counter and set of pending
-/// claims, the claim's own key, and its member in the pending set.
+/// The keys of one stock-gate claim: the product's counter, its set of pending
+/// claims (until their lease ends, for the reconciliation) and its set of
+/// claims still placing their order (until the order commits or fails), the
+/// claim's own key, and its member in both sets.
 #[derive(Debug, Clone, Copy)]
 pub struct GateKeys<'a> {
     pub counter: &'a str,
     pub pending: &'a str,
+    pub placing: &'a str,
     pub claim: &'a str,
     pub member: &'a str,
 }
 
-/// A pending gate claim as a member of the pending set:
+/// A claim as the database knows it once its order committed:
 /// `<units>|<user id>:<idempotency key>`. The reconciliation adds up the units,
 /// and recognises a claim that became an order by the same text.
 pub fn claim_member(units: i64, user_id: i64, key: &str) -> String {
     format!("{units}|{user_id}:{key}")
+}
+
+/// A pending claim as a member of the gate's sets: the claim, then `@` and the
+/// instance that holds it, so that the others can release the claims of an
+/// instance whose heartbeat lapsed (docs/scaling.md).
+pub fn claim_member_of(instance: &str, units: i64, user_id: i64, key: &str) -> String {
+    format!("{}@{instance}", claim_member(units, user_id, key))
+}
+
+/// A pending member split into the claim (as the database knows it) and the
+/// instance holding it (`None` for a member without one).
+pub fn claim_and_instance(member: &str) -> (&str, Option<&str>) {
+    match member.rsplit_once('@') {
+        Some((claim, instance)) => (claim, Some(instance)),
+        None => (member, None),
+    }
+}
+
+/// One reconciliation of a product's counter ([`KeyStore::reconcile_counter`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Reconcile<'a> {
+    pub counter: &'a str,
+    pub pending: &'a str,
+    pub placing: &'a str,
+    /// The database's stock.
+    pub stock: i64,
+    /// The claims (as [`claim_member`]) that already became orders.
+    pub committed: &'a [String],
+    /// The instances whose heartbeat is live; `None` when unknown (heartbeats
+    /// off, or the registry unreadable): then only leases end claims.
+    pub live: Option<&'a [String]>,
+    pub now_ms: i64,
+}
+
+impl Reconcile<'_> {
+    /// Whether a pending member still holds its units (its instance is alive,
+    /// as far as is known).
+    pub fn holder_is_alive(&self, member: &str) -> bool {
+        match (claim_and_instance(member).1, self.live) {
+            (Some(instance), Some(live)) => live.iter().any(|alive| alive == instance),
+            _ => true,
+        }
+    }
+
+    /// Whether a pending member became an order.
+    pub fn is_committed(&self, member: &str) -> bool {
+        let claim = claim_and_instance(member).0;
+        self.committed.iter().any(|done| done == claim)
+    }
 }
 
 /// The units of a pending claim (1 when the member carries none).
@@ -49,9 +101,14 @@ pub struct Door<'a> {
     /// The stock counter to compare with `need` (`None`: not asked).
     pub counter_key: Option<&'a str>,
     pub need: i64,
-    /// Cached at `cached_key` for `ttl` when the counter is short.
+    /// The product's claims still placing their order (asked only when the
+    /// counter is short).
+    pub placing_key: Option<&'a str>,
+    /// Cached at `cached_key` for `ttl` when the counter is short and no claim
+    /// is still placing.
     pub refusal: Option<&'a str>,
     pub ttl: Duration,
+    pub now_ms: i64,
 }
 
 /// What the front door said.
@@ -59,8 +116,12 @@ pub struct Door<'a> {
 pub enum DoorAnswer {
     /// The cached answer of this key.
     Cached(String),
-    /// The counter is loaded and holds less than `need` (the refusal is cached).
+    /// The counter is loaded and holds less than `need`, and no claim is
+    /// still placing its order: final (the refusal is cached).
     Short,
+    /// Short, but units are held by claims still placing their order: they
+    /// come back if an order fails (nothing is cached).
+    ShortWhilePlacing,
     /// Neither: go on.
     Open,
 }
@@ -68,9 +129,13 @@ pub enum DoorAnswer {
 /// What [`KeyStore::claim_and_decrement`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
-    Taken { left: i64 },
+    Taken {
+        left: i64,
+    },
     Repeat,
     Short,
+    /// Short while other claims are still placing their order.
+    ShortWhilePlacing,
     NotLoaded,
 }
 
@@ -90,15 +155,19 @@ pub trait KeyStore: Send + Sync + std::fmt::Debug {
 
     /// One round trip for a replay and for a loser: the answer cached at
     /// `door.cached_key` if there is one; otherwise, if the counter is loaded
-    /// and below `door.need`, the refusal is cached and [`DoorAnswer::Short`].
+    /// and below `door.need`: [`DoorAnswer::ShortWhilePlacing`] when the
+    /// placing set has a member that expires after `door.now_ms`, else the
+    /// refusal is cached and [`DoorAnswer::Short`].
     async fn cached_or_short(&self, door: &Door<'_>) -> Result<DoorAnswer, KvError>;
 
     /// The stock gate's one atomic step: if the claim key exists →
     /// [`Claim::Repeat`] (nothing else happens); if the counter is absent →
-    /// [`Claim::NotLoaded`]; if it holds less than `by` → [`Claim::Short`];
+    /// [`Claim::NotLoaded`]; if it holds less than `by` → [`Claim::Short`], or
+    /// [`Claim::ShortWhilePlacing`] when the placing set has a live member;
     /// otherwise decrement it by `by`, set the claim key (expiring after
-    /// `claim_ttl`), add the member to the pending set (scored by its expiry,
-    /// `now_ms + claim_ttl`) and return [`Claim::Taken`] with what is left.
+    /// `claim_ttl`), add the member to the pending and the placing sets (scored
+    /// by its expiry, `now_ms + claim_ttl`) and return [`Claim::Taken`] with
+    /// what is left.
     async fn claim_and_decrement(
         &self,
         keys: &GateKeys<'_>,
@@ -108,23 +177,38 @@ pub trait KeyStore: Send + Sync + std::fmt::Debug {
     ) -> Result<Claim, KvError>;
 
     /// Undoes a claim: deletes the claim key and, only if it existed, removes
-    /// the member from the pending set and adds `by` back to the counter. True
-    /// when something was given back.
+    /// the member from the pending and placing sets and adds `by` back to the
+    /// counter. True when something was given back.
     async fn release_claim(&self, keys: &GateKeys<'_>, by: i64) -> Result<bool, KvError>;
 
-    /// The gate's reconciliation, atomic: drops pending members that expired by
-    /// `now_ms`, adds up the units of the live ones not in `committed` (a member
-    /// is `<units>|<user>:<key>`), and sets the counter to `stock` minus that sum
-    /// (at least 0). `None` (and nothing changes) when
-    /// the counter is not loaded.
-    async fn reconcile_counter(
+    /// The claim's order committed: its member leaves the placing set (it
+    /// stays pending, and its key keeps refusing repeats, until its lease ends).
+    async fn settle_claim(&self, keys: &GateKeys<'_>) -> Result<(), KvError>;
+
+    /// The gate's reconciliation, atomic: drops the pending and placing members
+    /// that expired by `now_ms` or whose instance is not live, adds up the units
+    /// of the remaining pending ones that are not committed, and sets the
+    /// counter to `stock` minus that sum (at least 0). `None` (and nothing
+    /// changes) when the counter is not loaded.
+    async fn reconcile_counter(&self, job: &Reconcile<'_>) -> Result<Option<i64>, KvError>;
+
+    /// An instance's heartbeat in the registry (a sorted set scored by the last
+    /// beat): records `instance` at `now_ms`, forgets instances whose last beat
+    /// is older than `lapsed_before`, and returns the live ones.
+    async fn beat(
         &self,
-        counter_key: &str,
-        pending_key: &str,
-        stock: i64,
-        committed: &[String],
+        registry: &str,
+        instance: &str,
         now_ms: i64,
-    ) -> Result<Option<i64>, KvError>;
+        lapsed_before: i64,
+    ) -> Result<Vec<String>, KvError>;
+
+    /// The instances whose last beat is at `lapsed_before` or later.
+    async fn live_instances(
+        &self,
+        registry: &str,
+        lapsed_before: i64,
+    ) -> Result<Vec<String>, KvError>;
 
     /// The members of a pending set that expire after `now_ms`.
     async fn pending_members(&self, pending_key: &str, now_ms: i64)

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
-use super::kv::{Claim, Door, DoorAnswer, GateKeys, KeyStore, KvError, claim_units};
+use super::kv::{Claim, Door, DoorAnswer, GateKeys, KeyStore, KvError, Reconcile, claim_units};
 
 #[derive(Debug)]
 struct Entry {
@@ -28,7 +28,8 @@ impl Entry {
 #[derive(Debug, Default)]
 pub struct MemoryKv {
     entries: Mutex<HashMap<String, Entry>>,
-    /// Sorted sets (the gate's pending claims): member → score. Always locked
+    /// Sorted sets (the gate's claims, the instances' heartbeats): member →
+    /// score. Always locked
     /// after `entries` when both are needed, so operations stay atomic.
     sets: Mutex<HashMap<String, HashMap<String, i64>>>,
     /// Counts writes so that expired entries are purged now and then.
@@ -86,6 +87,16 @@ fn add_to(entries: &mut HashMap<String, Entry>, key: &str, by: i64) {
     {
         counter.value = (value + by).to_string();
     }
+}
+
+/// Whether a sorted set has a member scored after `now_ms` (a live claim).
+fn has_live_member(
+    sets: &HashMap<String, HashMap<String, i64>>,
+    key: Option<&str>,
+    now_ms: i64,
+) -> bool {
+    key.and_then(|key| sets.get(key))
+        .is_some_and(|set| set.values().any(|expires_at| *expires_at > now_ms))
 }
 
 fn entry(value: &str, ttl: Duration) -> Entry {
@@ -152,6 +163,9 @@ impl KeyStore for MemoryKv {
             if left.is_none_or(|left| left >= door.need) {
                 return DoorAnswer::Open;
             }
+            if has_live_member(&self.sets.lock(), door.placing_key, door.now_ms) {
+                return DoorAnswer::ShortWhilePlacing;
+            }
             if let (Some(key), Some(refusal)) = (door.cached_key, door.refusal) {
                 entries.insert(key.to_string(), entry(refusal, door.ttl));
             }
@@ -180,18 +194,22 @@ impl KeyStore for MemoryKv {
             let Ok(stock) = counter.value.parse::<i64>() else {
                 return Claim::NotLoaded;
             };
+            let mut sets = self.sets.lock();
             if stock < by {
+                if has_live_member(&sets, Some(keys.placing), now_ms) {
+                    return Claim::ShortWhilePlacing;
+                }
                 return Claim::Short;
             }
             counter.value = (stock - by).to_string();
             entries.insert(keys.claim.to_string(), entry(&by.to_string(), claim_ttl));
             let expires_at =
                 now_ms.saturating_add(i64::try_from(claim_ttl.as_millis()).unwrap_or(i64::MAX));
-            self.sets
-                .lock()
-                .entry(keys.pending.to_string())
-                .or_default()
-                .insert(keys.member.to_string(), expires_at);
+            for set in [keys.pending, keys.placing] {
+                sets.entry(set.to_string())
+                    .or_default()
+                    .insert(keys.member.to_string(), expires_at);
+            }
             Claim::Taken { left: stock - by }
         });
         self.note_write();
@@ -203,36 +221,78 @@ impl KeyStore for MemoryKv {
             if entries.remove(keys.claim).is_none() {
                 return false;
             }
-            if let Some(set) = self.sets.lock().get_mut(keys.pending) {
-                set.remove(keys.member);
+            let mut sets = self.sets.lock();
+            for set in [keys.pending, keys.placing] {
+                if let Some(set) = sets.get_mut(set) {
+                    set.remove(keys.member);
+                }
             }
             add_to(entries, keys.counter, by);
             true
         }))
     }
 
-    async fn reconcile_counter(
-        &self,
-        counter_key: &str,
-        pending_key: &str,
-        stock: i64,
-        committed: &[String],
-        now_ms: i64,
-    ) -> Result<Option<i64>, KvError> {
-        Ok(self.with_entries(counter_key, |entries| {
-            let counter = entries.get_mut(counter_key)?;
+    async fn settle_claim(&self, keys: &GateKeys<'_>) -> Result<(), KvError> {
+        if let Some(set) = self.sets.lock().get_mut(keys.placing) {
+            set.remove(keys.member);
+        }
+        Ok(())
+    }
+
+    async fn reconcile_counter(&self, job: &Reconcile<'_>) -> Result<Option<i64>, KvError> {
+        Ok(self.with_entries(job.counter, |entries| {
+            let counter = entries.get_mut(job.counter)?;
             let mut sets = self.sets.lock();
-            let set = sets.entry(pending_key.to_string()).or_default();
-            set.retain(|_, expires_at| *expires_at > now_ms);
-            let pending: i64 = set
+            let keeps = |member: &String, expires_at: &mut i64| {
+                *expires_at > job.now_ms && job.holder_is_alive(member)
+            };
+            sets.entry(job.placing.to_string())
+                .or_default()
+                .retain(keeps);
+            let pending_set = sets.entry(job.pending.to_string()).or_default();
+            pending_set.retain(keeps);
+            let pending: i64 = pending_set
                 .keys()
-                .filter(|member| !committed.contains(member))
+                .filter(|member| !job.is_committed(member))
                 .map(|member| claim_units(member))
                 .sum();
-            let value = stock.saturating_sub(pending).max(0);
+            let value = job.stock.saturating_sub(pending).max(0);
             counter.value = value.to_string();
             Some(value)
         }))
+    }
+
+    async fn beat(
+        &self,
+        registry: &str,
+        instance: &str,
+        now_ms: i64,
+        lapsed_before: i64,
+    ) -> Result<Vec<String>, KvError> {
+        let mut sets = self.sets.lock();
+        let beats = sets.entry(registry.to_string()).or_default();
+        beats.insert(instance.to_string(), now_ms);
+        beats.retain(|_, last| *last >= lapsed_before);
+        Ok(beats.keys().cloned().collect())
+    }
+
+    async fn live_instances(
+        &self,
+        registry: &str,
+        lapsed_before: i64,
+    ) -> Result<Vec<String>, KvError> {
+        Ok(self
+            .sets
+            .lock()
+            .get(registry)
+            .map(|beats| {
+                beats
+                    .iter()
+                    .filter(|(_, last)| **last >= lapsed_before)
+                    .map(|(instance, _)| instance.clone())
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     async fn pending_members(
@@ -327,6 +387,7 @@ mod tests {
         GateKeys {
             counter: "stock",
             pending: "pending",
+            placing: "placing",
             claim,
             member: claim,
         }
@@ -353,6 +414,7 @@ mod tests {
             Some("1"),
             "the repeat took nothing"
         );
+        kv.settle_claim(&gate("a")).await.unwrap();
         assert_eq!(
             kv.claim_and_decrement(&gate("b"), 2, LONG, 0)
                 .await
@@ -369,7 +431,8 @@ mod tests {
             kv.claim_and_decrement(&gate("d"), 1, LONG, 0)
                 .await
                 .unwrap(),
-            Claim::Short
+            Claim::ShortWhilePlacing,
+            "c is still placing its order"
         );
         assert_eq!(
             kv.claim_and_decrement(
@@ -403,36 +466,90 @@ mod tests {
         assert_eq!(kv.get("absent").await.unwrap(), None);
     }
 
+    fn reconcile<'a>(
+        counter: &'a str,
+        committed: &'a [String],
+        live: Option<&'a [String]>,
+        now_ms: i64,
+    ) -> Reconcile<'a> {
+        Reconcile {
+            counter,
+            pending: "pending",
+            placing: "placing",
+            stock: 9,
+            committed,
+            live,
+            now_ms,
+        }
+    }
+
     #[tokio::test]
     async fn the_reconciliation_counts_live_claims_without_an_order() {
         let kv = MemoryKv::new();
         kv.set_forever("stock", "10").await.unwrap();
-        for claim in ["a", "b", "c"] {
+        for claim in ["1|1:a@i1", "1|2:b@i1", "1|3:c@i2"] {
             kv.claim_and_decrement(&gate(claim), 1, Duration::from_millis(100), 0)
                 .await
                 .unwrap();
         }
         // The database sold "a" (stock 9); "b" and "c" are still in flight.
-        let committed = vec!["a".to_string()];
+        let committed = vec!["1|1:a".to_string()];
+        let both = ["i1".to_string(), "i2".to_string()];
+        let job = reconcile("stock", &committed, Some(&both), 50);
+        assert_eq!(kv.reconcile_counter(&job).await.unwrap(), Some(7));
+        // Instance i2's heartbeat lapsed: its claim gives its unit back now.
+        let only_i1 = ["i1".to_string()];
+        let job = reconcile("stock", &committed, Some(&only_i1), 50);
+        assert_eq!(kv.reconcile_counter(&job).await.unwrap(), Some(8));
         assert_eq!(
-            kv.reconcile_counter("stock", "pending", 9, &committed, 50)
-                .await
-                .unwrap(),
-            Some(7)
+            kv.sets.lock()["placing"].len(),
+            2,
+            "i2's claim left the placing set too"
         );
         // After their lease, the claims without an order give their units back.
-        assert_eq!(
-            kv.reconcile_counter("stock", "pending", 9, &committed, 200)
-                .await
-                .unwrap(),
-            Some(9)
-        );
+        let job = reconcile("stock", &committed, None, 200);
+        assert_eq!(kv.reconcile_counter(&job).await.unwrap(), Some(9));
         assert!(kv.pending_members("pending", 200).await.unwrap().is_empty());
+        let job = reconcile("absent", &[], None, 0);
+        assert_eq!(kv.reconcile_counter(&job).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_short_claim_says_whether_others_are_still_placing() {
+        let kv = MemoryKv::new();
+        kv.set_forever("stock", "1").await.unwrap();
+        kv.claim_and_decrement(&gate("a"), 1, LONG, 0)
+            .await
+            .unwrap();
         assert_eq!(
-            kv.reconcile_counter("absent", "pending", 9, &[], 0)
+            kv.claim_and_decrement(&gate("b"), 1, LONG, 0)
                 .await
                 .unwrap(),
-            None
+            Claim::ShortWhilePlacing,
+            "a's order may still fail"
+        );
+        kv.settle_claim(&gate("a")).await.unwrap();
+        assert_eq!(
+            kv.claim_and_decrement(&gate("b"), 1, LONG, 0)
+                .await
+                .unwrap(),
+            Claim::Short,
+            "a's order committed: final"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_heartbeat_lists_the_live_instances() {
+        let kv = MemoryKv::new();
+        assert_eq!(kv.beat("beats", "i1", 1_000, 0).await.unwrap(), ["i1"]);
+        let mut live = kv.beat("beats", "i2", 2_000, 0).await.unwrap();
+        live.sort();
+        assert_eq!(live, ["i1", "i2"]);
+        assert_eq!(kv.live_instances("beats", 1_500).await.unwrap(), ["i2"]);
+        assert_eq!(
+            kv.beat("beats", "i2", 5_000, 2_000).await.unwrap(),
+            ["i2"],
+            "i1 lapsed and is forgotten"
         );
     }
 }

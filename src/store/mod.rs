@@ -34,4 +34,4 @@ pub use bus::MessageBus;
 pub use db::{Db, Tx, commit, millis, now_ms, placeholders, rollback, select_rows, values_rows};
 pub use dialect::{Conn, sql};
 pub use error::{QueryContext, StoreError};
-pub use kv::{Claim, Door, DoorAnswer, GateKeys, KeyStore, KvError};
+pub use kv::{Claim, Door, DoorAnswer, GateKeys, KeyStore, KvError, Reconcile};

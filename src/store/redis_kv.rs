@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use redis::aio::ConnectionManagerConfig;
 use redis::{AsyncCommands, Script};
 
-use super::kv::{Claim, Door, DoorAnswer, GateKeys, KeyStore, KvError};
+use super::kv::{Claim, Door, DoorAnswer, GateKeys, KeyStore, KvError, Reconcile};
 use super::redis_connection::{BoundedConnection, Target};
 use crate::configuration::RedisTarget;
 
@@ -24,10 +24,12 @@ return 0
 
 // [lesson redis::claim_and_decrement]
 /// The stock gate: repeat check before stock, decrement only if enough, and the
-/// claim recorded twice: its own key (refuses a repeat) and a member of the
-/// product's pending set, scored by its expiry (for the reconciliation).
-/// KEYS: counter, claim, pending. ARGV: by, ttl ms, member, expires at (ms).
-/// Returns left stock, or -1 short, -2 repeat, -3 not loaded.
+/// claim recorded three times: its own key (refuses a repeat), a member of the
+/// product's pending set (for the reconciliation, until its lease ends) and of
+/// its placing set (until the order commits or fails), both scored by expiry.
+/// KEYS: counter, claim, pending, placing. ARGV: by, ttl ms, member, expires
+/// at (ms), now (ms). Returns left stock, or -1 short, -2 repeat, -3 not
+/// loaded, -4 short while other claims are still placing their order.
 const CLAIM_AND_DECREMENT: &str = r#"
 if redis.call('EXISTS', KEYS[2]) == 1 then
   return -2
@@ -38,39 +40,59 @@ if stock == nil then
 end
 local by = tonumber(ARGV[1])
 if stock < by then
+  if redis.call('ZCOUNT', KEYS[4], '(' .. ARGV[5], '+inf') > 0 then
+    return -4
+  end
   return -1
 end
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
+redis.call('ZADD', KEYS[4], ARGV[4], ARGV[3])
 return redis.call('DECRBY', KEYS[1], by)
 "#;
 
 /// Gives a claim back: the stock returns only if the claim was still there.
-/// KEYS: counter, claim, pending. ARGV: by, member.
+/// KEYS: counter, claim, pending, placing. ARGV: by, member.
 const RELEASE_CLAIM: &str = r#"
 if redis.call('DEL', KEYS[2]) == 1 then
   redis.call('ZREM', KEYS[3], ARGV[2])
+  redis.call('ZREM', KEYS[4], ARGV[2])
   redis.call('INCRBY', KEYS[1], ARGV[1])
   return 1
 end
 return 0
 "#;
 
-/// The reconciliation: counter = database stock − units of the live claims
-/// without an order (a member is `<units>|<user>:<key>`).
-/// KEYS: counter, pending. ARGV: stock, now (ms), committed members...
+/// The reconciliation: drops the claims whose lease ended or whose instance
+/// is gone (from both sets), then counter = database stock − units of the
+/// remaining claims without an order. A member is `<units>|<user>:<key>@<instance>`.
+/// KEYS: counter, pending, placing. ARGV: stock, now (ms), number of live
+/// instances (-1: unknown), the live instances..., the committed claims...
 const RECONCILE: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return false
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[2])
+local live_count = tonumber(ARGV[3])
+local live = {}
+for i = 4, 3 + math.max(live_count, 0) do
+  live[ARGV[i]] = true
+end
 local committed = {}
-for i = 3, #ARGV do
+for i = 4 + math.max(live_count, 0), #ARGV do
   committed[ARGV[i]] = true
 end
 local pending = 0
 for _, member in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
-  if not committed[member] then
+  local claim, instance = string.match(member, '^(.*)@([^@]*)$')
+  if claim == nil then
+    claim = member
+  end
+  if live_count >= 0 and instance ~= nil and not live[instance] then
+    redis.call('ZREM', KEYS[2], member)
+    redis.call('ZREM', KEYS[3], member)
+  elseif not committed[claim] then
     pending = pending + (tonumber(string.match(member, '^(%d+)|')) or 1)
   end
 end
@@ -78,13 +100,23 @@ local value = math.max(0, tonumber(ARGV[1]) - pending)
 redis.call('SET', KEYS[1], value)
 return value
 "#;
+
+/// An instance's heartbeat: ZADD its beat, forget the lapsed, list the live.
+/// KEYS: registry. ARGV: instance, now (ms), lapsed before (ms).
+const BEAT: &str = r#"
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+"#;
 // [/lesson]
 
 // [lesson redis::cached_or_short]
 /// The front door in one round trip: a replay's cached answer, or a loser's
-/// "sold out" decided on the gate's counter and cached for its retry.
-/// KEYS: cached answer, counter ('' when not asked). ARGV: need, refusal ('':
-/// do not cache), ttl ms. Returns {'cached', answer} | {'short'} | {'open'}.
+/// "sold out" decided on the gate's counter — cached for its retry only when
+/// no claim is still placing its order (else units may come back).
+/// KEYS: cached answer, counter, placing ('' when not asked). ARGV: need,
+/// refusal ('': do not cache), ttl ms, now ms.
+/// Returns {'cached', answer} | {'short'} | {'placing'} | {'open'}.
 const CACHED_OR_SHORT: &str = r#"
 if KEYS[1] ~= '' then
   local cached = redis.call('GET', KEYS[1])
@@ -95,6 +127,9 @@ end
 if KEYS[2] ~= '' then
   local left = tonumber(redis.call('GET', KEYS[2]))
   if left ~= nil and left < tonumber(ARGV[1]) then
+    if KEYS[3] ~= '' and redis.call('ZCOUNT', KEYS[3], '(' .. ARGV[4], '+inf') > 0 then
+      return {'placing'}
+    end
     if KEYS[1] ~= '' and ARGV[2] ~= '' then
       redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
     end
@@ -123,6 +158,7 @@ pub struct RedisKv {
     reconcile: Script,
     add_if_present: Script,
     cached_or_short: Script,
+    beat: Script,
 }
 
 impl std::fmt::Debug for RedisKv {
@@ -168,6 +204,7 @@ impl RedisKv {
             reconcile: Script::new(RECONCILE),
             add_if_present: Script::new(ADD_IF_PRESENT),
             cached_or_short: Script::new(CACHED_OR_SHORT),
+            beat: Script::new(BEAT),
         })
     }
 
@@ -208,6 +245,9 @@ impl RedisKv {
         if counter.is_none_or(|left| left >= door.need) {
             return Ok(DoorAnswer::Open);
         }
+        if self.still_placing(door).await? {
+            return Ok(DoorAnswer::ShortWhilePlacing);
+        }
         if let (Some(key), Some(refusal)) = (door.cached_key, door.refusal) {
             let mut connection = self.connection.clone();
             let _: () = connection
@@ -217,6 +257,18 @@ impl RedisKv {
         Ok(DoorAnswer::Short)
     }
     // [/lesson]
+
+    /// Whether a claim of the door's product is still placing its order.
+    async fn still_placing(&self, door: &Door<'_>) -> Result<bool, KvError> {
+        let Some(placing) = door.placing_key else {
+            return Ok(false);
+        };
+        let mut connection = self.connection.clone();
+        let count: i64 = connection
+            .zcount(self.key(placing), format!("({}", door.now_ms), "+inf")
+            .await?;
+        Ok(count > 0)
+    }
 
     /// A cluster's keys of this namespace live on every master: `KEYS` is sent
     /// to each of them (the client combines the answers), and `DEL` is split
@@ -325,14 +377,17 @@ impl KeyStore for RedisKv {
             .cached_or_short
             .key(key(door.cached_key))
             .key(key(door.counter_key))
+            .key(key(door.placing_key))
             .arg(door.need)
             .arg(door.refusal.unwrap_or_default())
             .arg(ttl_ms(door.ttl))
+            .arg(door.now_ms)
             .invoke_async(&mut connection)
             .await?;
         Ok(match answer.as_slice() {
             [kind, cached] if kind == "cached" => DoorAnswer::Cached(cached.clone()),
             [kind] if kind == "short" => DoorAnswer::Short,
+            [kind] if kind == "placing" => DoorAnswer::ShortWhilePlacing,
             _ => DoorAnswer::Open,
         })
     }
@@ -352,16 +407,19 @@ impl KeyStore for RedisKv {
             .key(self.key(keys.counter))
             .key(self.key(keys.claim))
             .key(self.key(keys.pending))
+            .key(self.key(keys.placing))
             .arg(by)
             .arg(ttl)
             .arg(keys.member)
             .arg(expires_at)
+            .arg(now_ms)
             .invoke_async(&mut connection)
             .await?;
         Ok(match answer {
             -1 => Claim::Short,
             -2 => Claim::Repeat,
             -3 => Claim::NotLoaded,
+            -4 => Claim::ShortWhilePlacing,
             left => Claim::Taken { left },
         })
     }
@@ -373,6 +431,7 @@ impl KeyStore for RedisKv {
             .key(self.key(keys.counter))
             .key(self.key(keys.claim))
             .key(self.key(keys.pending))
+            .key(self.key(keys.placing))
             .arg(by)
             .arg(keys.member)
             .invoke_async(&mut connection)
@@ -380,21 +439,64 @@ impl KeyStore for RedisKv {
         Ok(released == 1)
     }
 
-    async fn reconcile_counter(
-        &self,
-        counter_key: &str,
-        pending_key: &str,
-        stock: i64,
-        committed: &[String],
-        now_ms: i64,
-    ) -> Result<Option<i64>, KvError> {
+    async fn settle_claim(&self, keys: &GateKeys<'_>) -> Result<(), KvError> {
         let mut connection = self.connection.clone();
-        let mut invocation = self.reconcile.key(self.key(counter_key));
-        invocation.key(self.key(pending_key)).arg(stock).arg(now_ms);
-        for member in committed {
+        let _: i64 = connection.zrem(self.key(keys.placing), keys.member).await?;
+        Ok(())
+    }
+
+    async fn reconcile_counter(&self, job: &Reconcile<'_>) -> Result<Option<i64>, KvError> {
+        let mut connection = self.connection.clone();
+        let mut invocation = self.reconcile.key(self.key(job.counter));
+        invocation
+            .key(self.key(job.pending))
+            .key(self.key(job.placing))
+            .arg(job.stock)
+            .arg(job.now_ms);
+        match job.live {
+            Some(live) => {
+                invocation.arg(live.len());
+                for instance in live {
+                    invocation.arg(instance);
+                }
+            }
+            None => {
+                invocation.arg(-1);
+            }
+        }
+        for member in job.committed {
             invocation.arg(member);
         }
         Ok(invocation.invoke_async(&mut connection).await?)
+    }
+
+    async fn beat(
+        &self,
+        registry: &str,
+        instance: &str,
+        now_ms: i64,
+        lapsed_before: i64,
+    ) -> Result<Vec<String>, KvError> {
+        let mut connection = self.connection.clone();
+        Ok(self
+            .beat
+            .key(self.key(registry))
+            .arg(instance)
+            .arg(now_ms)
+            .arg(lapsed_before)
+            .invoke_async(&mut connection)
+            .await?)
+    }
+
+    async fn live_instances(
+        &self,
+        registry: &str,
+        lapsed_before: i64,
+    ) -> Result<Vec<String>, KvError> {
+        let mut connection = self.connection.clone();
+        Ok(connection
+            .zrangebyscore(self.key(registry), lapsed_before, "+inf")
+            .await?)
     }
 
     async fn pending_members(

@@ -16,9 +16,9 @@ use serde_json::{Value, json};
 use crate::helpers::{create_test_database, real_stack};
 
 /// The server binary, started in `dir` on a free port; killed when dropped.
-struct Server {
+pub struct Server {
     child: Child,
-    url: String,
+    pub url: String,
 }
 
 impl Drop for Server {
@@ -34,7 +34,11 @@ fn start(binary: &std::path::Path, dir: &std::path::Path) -> Server {
 }
 
 /// Like [`start`], with these environment variables on top of the embedded default.
-fn start_with(binary: &std::path::Path, dir: &std::path::Path, env: &[(&str, String)]) -> Server {
+pub fn start_with(
+    binary: &std::path::Path,
+    dir: &std::path::Path,
+    env: &[(&str, String)],
+) -> Server {
     let mut child = Command::new(binary)
         .current_dir(dir)
         .env_remove("DATABASE_URL")
@@ -138,7 +142,7 @@ async fn crash_env(dir: &std::path::Path) -> Vec<(&'static str, String)> {
 }
 
 /// Sends `request` and reads its JSON answer.
-async fn call(request: reqwest::RequestBuilder) -> Value {
+pub async fn call(request: reqwest::RequestBuilder) -> Value {
     let response = request.send().await.expect("an answer");
     response.json().await.unwrap_or(Value::Null)
 }

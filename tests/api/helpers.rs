@@ -123,6 +123,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
             body_timeout: Duration::from_secs(10),
         },
         gate_reconcile_every: Duration::from_secs(3600),
+        instance_heartbeat: Duration::from_millis(1000),
         switches_refresh_every: Duration::from_millis(100),
         audit_public_max_age: Duration::from_secs(1),
     };

@@ -16,6 +16,7 @@ mod hardening;
 mod health;
 mod helpers;
 mod idempotency;
+mod instances;
 mod lab;
 mod learn;
 mod loadtest;

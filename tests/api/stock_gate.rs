@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::helpers::{Reply, TestApp, check, concurrently, spawn_app};
-use flashguard::store::{Claim, GateKeys};
+use flashguard::store::{Claim, GateKeys, Reconcile};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -186,6 +186,7 @@ fn gate(claim: &'static str) -> GateKeys<'static> {
     GateKeys {
         counter: "{t}:stock",
         pending: "{t}:pending",
+        placing: "{t}:placing",
         claim,
         member: claim,
     }
@@ -209,9 +210,14 @@ async fn the_gate_script_refuses_repeats_never_goes_below_zero_and_gives_back_on
 
     assert_eq!(claim("{t}:a", 1).await, Claim::Taken { left: 1 });
     assert_eq!(claim("{t}:a", 1).await, Claim::Repeat);
-    assert_eq!(claim("{t}:b", 2).await, Claim::Short);
+    kv.settle_claim(&gate("{t}:a")).await.unwrap();
+    assert_eq!(claim("{t}:b", 2).await, Claim::Short, "a's order committed");
     assert_eq!(claim("{t}:c", 1).await, Claim::Taken { left: 0 });
-    assert_eq!(claim("{t}:d", 1).await, Claim::Short);
+    assert_eq!(
+        claim("{t}:d", 1).await,
+        Claim::ShortWhilePlacing,
+        "c's order is still being placed: its unit may come back"
+    );
     let missing = GateKeys {
         counter: "{t}:none",
         ..gate("{t}:e")
@@ -230,30 +236,72 @@ async fn the_gate_script_refuses_repeats_never_goes_below_zero_and_gives_back_on
     // "{t}:a" is the one live claim; with its order committed nothing is pending.
     let live = kv.pending_members("{t}:pending", 0).await.unwrap();
     assert_eq!(live, ["{t}:a"]);
-    let reconciled = kv
-        .reconcile_counter("{t}:stock", "{t}:pending", 5, &[], 0)
-        .await
-        .unwrap();
+    let job = |committed, now_ms| Reconcile {
+        counter: "{t}:stock",
+        pending: "{t}:pending",
+        placing: "{t}:placing",
+        stock: 5,
+        committed,
+        live: None,
+        now_ms,
+    };
+    let reconciled = kv.reconcile_counter(&job(&[], 0)).await.unwrap();
     assert_eq!(reconciled, Some(4), "stock 5 minus one claim in flight");
     let committed = vec!["{t}:a".to_string()];
-    let reconciled = kv
-        .reconcile_counter("{t}:stock", "{t}:pending", 5, &committed, 0)
-        .await
-        .unwrap();
+    let reconciled = kv.reconcile_counter(&job(&committed, 0)).await.unwrap();
     assert_eq!(reconciled, Some(5));
-    let expired = kv
-        .reconcile_counter("{t}:stock", "{t}:pending", 5, &[], 120_000)
-        .await
-        .unwrap();
+    let expired = kv.reconcile_counter(&job(&[], 120_000)).await.unwrap();
     assert_eq!(
         expired,
         Some(5),
         "an expired claim without an order counts no more"
     );
+    let none = Reconcile {
+        counter: "{t}:none",
+        ..job(&[], 0)
+    };
+    assert_eq!(kv.reconcile_counter(&none).await.unwrap(), None);
+}
+
+/// A claim names the instance that holds it; when that instance's heartbeat
+/// lapses, the reconciliation releases the claim at once (its lease is long).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_claims_of_an_instance_whose_heartbeat_lapsed_are_released() {
+    let app = spawn_app().await;
+    let kv = &app.state.kv;
+    let long = Duration::from_secs(600);
+    kv.set_forever("{t}:stock", "3").await.unwrap();
+    for member in ["1|1:a@alive", "1|2:b@dead", "1|3:c@dead"] {
+        let claim = format!("{{t}}:claim:{member}");
+        let keys = GateKeys {
+            claim: &claim,
+            member,
+            ..gate("")
+        };
+        let taken = kv.claim_and_decrement(&keys, 1, long, 0).await.unwrap();
+        assert!(matches!(taken, Claim::Taken { .. }), "{member}: {taken:?}");
+    }
     assert_eq!(
-        kv.reconcile_counter("{t}:none", "{t}:pending", 5, &[], 0)
-            .await
-            .unwrap(),
-        None
+        kv.beat("{t}:beats", "alive", 10_000, 7_000).await.unwrap(),
+        ["alive"]
+    );
+    let live = kv.live_instances("{t}:beats", 7_000).await.unwrap();
+    assert_eq!(live, ["alive"]);
+    let job = |live| Reconcile {
+        counter: "{t}:stock",
+        pending: "{t}:pending",
+        placing: "{t}:placing",
+        stock: 3,
+        committed: &[],
+        live,
+        now_ms: 10_000,
+    };
+    let unknown = kv.reconcile_counter(&job(None)).await.unwrap();
+    assert_eq!(unknown, Some(0), "liveness unknown: only leases end claims");
+    let released = kv.reconcile_counter(&job(Some(&live))).await.unwrap();
+    assert_eq!(released, Some(2), "the dead instance's two units are back");
+    assert_eq!(
+        kv.pending_members("{t}:pending", 10_000).await.unwrap(),
+        ["1|1:a@alive"]
     );
 }
