@@ -229,8 +229,8 @@ impl ProblemCode {
                 409,
                 text("已售罄", "Sold out"),
                 text(
-                    "库存没了。这是业务结果：它和幂等键一起保存，同一个键的每次重试都会拿到同样的响应。Redis 库存预扣开着时，售罄直接由 Redis 返回，不碰数据库。只有一种例外：剩下的库存还被正在下单的请求占着（它们失败了库存会回来），这时的售罄带 Retry-After: 1，不保存，同一个键稍后重试可能买到。",
-                    "The stock is gone. This is an outcome of the business: it is stored with the idempotency key and replayed to every retry of that key. With the stock pre-deduction on, sold out is answered from Redis without touching the database. One exception: while the last units are still held by orders being placed (if one fails, its unit comes back), the answer carries Retry-After: 1 and is not stored, so a later retry with the same key may buy.",
+                    "库存没了。这是业务结果：它和幂等键一起保存，同一个键的每次重试都会拿到同样的响应。Redis 库存预扣开着时，售罄直接由 Redis 返回，不碰数据库。只有一种例外：剩下的库存还被正在下单的请求占着（它们失败了库存会回来）时，请求先等它们结束，最多 1 秒；过了 1 秒仍被占着（比如某个实例卡住或挂了），这时的售罄带 Retry-After: 1，不保存，同一个键稍后重试可能买到。",
+                    "The stock is gone. This is an outcome of the business: it is stored with the idempotency key and replayed to every retry of that key. With the stock pre-deduction on, sold out is answered from Redis without touching the database. One exception: while the last units are still held by orders being placed (if one fails, its unit comes back), the request first waits for them, at most a second; if they are still held after that (a frozen or dead instance), the answer carries Retry-After: 1 and is not stored, so a later retry with the same key may buy.",
                 ),
             )
             .by(D::StockGate)

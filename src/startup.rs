@@ -19,6 +19,7 @@ use crate::psp::keys::{KeyError, ProviderKeys};
 use crate::state::AppState;
 use crate::store::bus::MemoryBus;
 use crate::store::db::DbSetupError;
+use crate::store::instance_lock::{self, InstanceLockError, KeyStoreMode};
 use crate::store::memory_kv::MemoryKv;
 use crate::store::redis_kv::RedisKv;
 use crate::store::{Db, KeyStore, KvError, MessageBus, StoreError, products};
@@ -35,6 +36,8 @@ pub enum StartupError {
     KeyStore(#[from] KvError),
     #[error("the key store's settings: {0}")]
     KeyStoreSettings(String),
+    #[error(transparent)]
+    InstanceLock(#[from] InstanceLockError),
     #[error("cannot load the stock gate: {0}")]
     Gate(#[from] GateError),
     #[error("cannot read the shared switch board: {0}")]
@@ -124,6 +127,17 @@ async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
     let target = settings
         .redis_target()
         .map_err(StartupError::KeyStoreSettings)?;
+    let mode = match target {
+        Some(_) => KeyStoreMode::Shared,
+        None => KeyStoreMode::InProcess,
+    };
+    let lock = instance_lock::hold(
+        &settings.database_url,
+        db.backend(),
+        mode,
+        settings.db_acquire_timeout,
+    )
+    .await?;
     let (kv, bus): (Arc<dyn KeyStore>, Arc<dyn MessageBus>) = match &target {
         Some(target) => {
             let redis = RedisKv::connect(target, &settings.kv_prefix).await?;
@@ -133,7 +147,9 @@ async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
     };
     tracing::info!(database = ?db.backend(), key_store = %kv.describe(), "stores ready");
     let provider_keys = ProviderKeys::resolve(&settings.providers)?;
-    Ok(AppState::new(settings, db, kv, bus, provider_keys))
+    let state = AppState::new(settings, db, kv, bus, provider_keys);
+    *state.instance_lock.lock() = lock;
+    Ok(state)
 }
 
 /// A fresh database starts with the seed catalogue.

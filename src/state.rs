@@ -50,6 +50,9 @@ pub struct AppState {
     pub public_audit: tokio::sync::Mutex<Option<(std::time::Instant, String)>>,
     /// Names this process among several instances (its consumer name on the bus).
     pub instance_id: String,
+    /// Held while this instance runs: one in-process key store per database
+    /// (`store::instance_lock`).
+    pub instance_lock: parking_lot::Mutex<Option<crate::store::instance_lock::InstanceLock>>,
 }
 
 /// The defense switches, with the lab's settings.
@@ -127,6 +130,7 @@ impl AppState {
             public_audit: Default::default(),
             sessions: Arc::new(SessionKeys::from_settings(&settings)),
             instance_id,
+            instance_lock: Default::default(),
             settings: Arc::new(settings),
             switches,
             db,

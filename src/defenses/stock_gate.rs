@@ -20,8 +20,9 @@
 //! fails gives its unit back (the claim is deleted and the stock incremented in
 //! one script, so it is given back once); one whose order commits leaves the
 //! product's `placing` set. While that set is not empty, units may still come
-//! back, so a "sold out" then is not final: 409 with `Retry-After`, not stored
-//! with the key (docs/design.md §2.1).
+//! back, so a loser waits for it (bounded, `placing_wait`); a "sold out" given
+//! while units are still held after that is not final: 409 with
+//! `Retry-After`, not stored with the key (docs/design.md §2.1).
 //!
 //! The gate is loaded from the database on reset, at start (only where absent, so
 //! a restart does not disturb other instances), and when switched back on; closed
@@ -82,6 +83,10 @@ pub struct StockGate {
     heartbeat: Option<Duration>,
     /// The instances alive at the last heartbeat, to notice one that lapses.
     alive_at_last_beat: parking_lot::Mutex<Vec<String>>,
+    /// This instance's claims still placing their order, per product, and the
+    /// signal that a product's count reached zero (losers waiting on it ask again).
+    placing_here: parking_lot::Mutex<std::collections::HashMap<i64, u32>>,
+    all_placed_here: tokio::sync::Notify,
 }
 
 /// A heartbeat lapses after this many beats without one.
@@ -170,7 +175,7 @@ fn decision(claim: Claim, pass: GatePass) -> Result<Decision, GateError> {
             trace::step("gate: not enough left");
             Err(GateError::SoldOut)
         }
-        Claim::ShortWhilePlacing => {
+        Claim::ShortWhilePlacing { .. } => {
             trace::step("gate: not enough left for now (other orders still being placed)");
             Err(GateError::SoldOutForNow)
         }
@@ -186,6 +191,50 @@ fn claim_key(product_id: i64, user_id: i64, key: &IdempotencyKey) -> String {
     key_layout::gate_claim(product_id, user_id, key.as_str())
 }
 
+/// A loser waits while the claims holding the last units keep ending; when
+/// none has ended for this long, they are held (a frozen or dead instance),
+/// not placing, and the answer is "sold out for now" (not final).
+const PLACING_IDLE: Duration = Duration::from_secs(1);
+
+/// The longest a loser waits in any case.
+const PLACING_WAIT_MAX: Duration = Duration::from_secs(10);
+
+/// How often a waiting loser asks again (sooner when this instance's own
+/// orders of the product are all placed).
+const PLACING_POLL: Duration = Duration::from_millis(100);
+
+/// A loser's bounded wait while units are only held (see [`StockGate::placing_wait`]).
+#[derive(Debug)]
+pub struct PlacingWait<'a> {
+    gate: &'a StockGate,
+    idle_until: tokio::time::Instant,
+    until: tokio::time::Instant,
+    last_held: Option<i64>,
+}
+
+impl PlacingWait<'_> {
+    /// Given how many claims still hold units, waits until it is worth asking
+    /// again. False when it is not: no claim ended for [`PLACING_IDLE`], or
+    /// [`PLACING_WAIT_MAX`] passed (then the answer is "sold out for now").
+    pub async fn next(&mut self, held: i64) -> bool {
+        let now = tokio::time::Instant::now();
+        if self.last_held.is_some_and(|last| held < last) {
+            self.idle_until = now + PLACING_IDLE;
+        }
+        self.last_held = Some(held);
+        let until = self.idle_until.min(self.until);
+        if now >= until {
+            return false;
+        }
+        let pause = PLACING_POLL.min(until - now);
+        tokio::select! {
+            () = self.gate.all_placed_here.notified() => {}
+            () = tokio::time::sleep(pause) => {}
+        }
+        true
+    }
+}
+
 impl StockGate {
     pub fn new(setup: GateSetup) -> Self {
         Self {
@@ -196,6 +245,43 @@ impl StockGate {
             instance: setup.instance,
             heartbeat: setup.heartbeat,
             alive_at_last_beat: Default::default(),
+            placing_here: Default::default(),
+            all_placed_here: tokio::sync::Notify::new(),
+        }
+    }
+
+    // [lesson stock_gate::placing_wait]
+    /// A loser who finds the counter empty while units are only held by
+    /// orders being placed waits for them, as long as they keep ending (and
+    /// [`PLACING_WAIT_MAX`] at most): then its "sold out" is final — stored
+    /// and replayed like any other — or a unit came back and it buys. Only
+    /// claims that stop ending for [`PLACING_IDLE`] (a frozen or dead
+    /// instance) make the answer "sold out for now", not stored
+    /// (docs/design.md §2.1).
+    pub fn placing_wait(&self) -> PlacingWait<'_> {
+        let now = tokio::time::Instant::now();
+        PlacingWait {
+            gate: self,
+            idle_until: now + PLACING_IDLE,
+            until: now + PLACING_WAIT_MAX,
+            last_held: None,
+        }
+    }
+    // [/lesson]
+
+    fn placing_started(&self, product_id: i64) {
+        *self.placing_here.lock().entry(product_id).or_default() += 1;
+    }
+
+    fn placing_ended(&self, product_id: i64) {
+        let mut placing = self.placing_here.lock();
+        let Some(count) = placing.get_mut(&product_id) else {
+            return;
+        };
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            placing.remove(&product_id);
+            self.all_placed_here.notify_waiters();
         }
     }
 
@@ -249,7 +335,8 @@ impl StockGate {
     /// The claim script, loading the counter first if it is absent.
     async fn claim(&self, pass: GatePass) -> Result<Result<Decision, GateError>, GateError> {
         let product = ProductKeys::of(pass.product_id);
-        for _ in 0..2 {
+        let (mut loaded, mut wait) = (false, self.placing_wait());
+        loop {
             let claim = self
                 .kv
                 .claim_and_decrement(
@@ -259,11 +346,20 @@ impl StockGate {
                     now_ms(),
                 )
                 .await?;
-            if claim != Claim::NotLoaded {
-                return Ok(decision(claim, pass));
-            }
-            if !self.load_one(pass.product_id).await? {
-                break; // No such product: the database path answers 404.
+            match claim {
+                Claim::NotLoaded if !loaded => {
+                    if !self.load_one(pass.product_id).await? {
+                        break; // No such product: the database path answers 404.
+                    }
+                    loaded = true;
+                }
+                Claim::NotLoaded => break,
+                Claim::ShortWhilePlacing { held } if wait.next(held).await => {}
+                Claim::Taken { .. } => {
+                    self.placing_started(pass.product_id);
+                    return Ok(decision(claim, pass));
+                }
+                _ => return Ok(decision(claim, pass)),
             }
         }
         Ok(Ok(Decision::Pass(None)))
@@ -271,7 +367,7 @@ impl StockGate {
     // [/lesson]
 
     /// Gives the units of a pass back (its database step did not create an order).
-    pub async fn give_back(&self, pass: GatePass) {
+    async fn give_back(&self, pass: GatePass) {
         let product = ProductKeys::of(pass.product_id);
         let result = self
             .kv
@@ -284,11 +380,13 @@ impl StockGate {
 
     /// The end of a pass: settled when its order committed, else given back.
     pub async fn finish(&self, pass: GatePass, created_an_order: bool) {
+        let product_id = pass.product_id;
         if created_an_order {
             self.settle(pass).await;
         } else {
             self.give_back(pass).await;
         }
+        self.placing_ended(product_id);
     }
 
     /// The pass's order committed: its claim is no longer "placing", so a

@@ -2,9 +2,10 @@
 //! (docs/design.md §2.1): the idempotency key's cached answer (a replay) and
 //! the stock gate's sold-out fast path (a loser), asked together in one atomic
 //! script; a loser's "sold out" is cached for its retry in the same step —
-//! unless some units are still held by orders being placed: then the answer
-//! is "sold out for now" (`Retry-After`), not cached, as a failed order gives
-//! its unit back. Both
+//! unless some units are still held by orders being placed (a failed order
+//! gives its unit back): then the loser waits while they keep ending, and if
+//! they stop ending with units still held (a frozen or dead instance) it is
+//! told "sold out for now" (`Retry-After`), not cached. Both
 //! defenses keep their switches: a defense that is off is simply not asked.
 //! When the key store cannot answer, the door is open and the database decides.
 
@@ -42,7 +43,7 @@ pub async fn check(
     }
     let sold_out = sold_out_at_gate()?;
     let refusal = state.keys.cached_form(keyed, &sold_out.stored);
-    let door = Door {
+    let mut door = Door {
         cached_key: cached_key.as_deref(),
         counter_key: counter_key.as_deref(),
         placing_key: placing_key.as_deref(),
@@ -51,8 +52,18 @@ pub async fn check(
         ttl: state.settings.idempotency.retention,
         now_ms: now_ms(),
     };
-    let answer = state.kv.cached_or_short(&door).await;
-    decide(state, keyed, answer, sold_out)
+    // Units only held by orders being placed: wait (bounded) for them to end.
+    let mut wait = state.gate.placing_wait();
+    loop {
+        let answer = state.kv.cached_or_short(&door).await;
+        if let Ok(DoorAnswer::ShortWhilePlacing { held }) = answer
+            && wait.next(held).await
+        {
+            door.now_ms = now_ms();
+            continue;
+        }
+        return decide(state, keyed, answer, sold_out);
+    }
 }
 
 /// What the key store's answer means for the request.
@@ -71,7 +82,7 @@ fn decide(
             trace::step("gate: sold out (fast path, no database work)");
             Ok(FrontDoor::SoldOut(sold_out.clone()))
         }
-        Ok(DoorAnswer::ShortWhilePlacing) => {
+        Ok(DoorAnswer::ShortWhilePlacing { .. }) => {
             trace::step("gate: sold out for now (units held by orders being placed)");
             Ok(FrontDoor::SoldOutForNow)
         }

@@ -119,9 +119,9 @@ pub enum DoorAnswer {
     /// The counter is loaded and holds less than `need`, and no claim is
     /// still placing its order: final (the refusal is cached).
     Short,
-    /// Short, but units are held by claims still placing their order: they
-    /// come back if an order fails (nothing is cached).
-    ShortWhilePlacing,
+    /// Short, but units are held by `held` claims still placing their order:
+    /// they come back if an order fails (nothing is cached).
+    ShortWhilePlacing { held: i64 },
     /// Neither: go on.
     Open,
 }
@@ -134,8 +134,10 @@ pub enum Claim {
     },
     Repeat,
     Short,
-    /// Short while other claims are still placing their order.
-    ShortWhilePlacing,
+    /// Short while `held` other claims are still placing their order.
+    ShortWhilePlacing {
+        held: i64,
+    },
     NotLoaded,
 }
 

@@ -89,14 +89,17 @@ fn add_to(entries: &mut HashMap<String, Entry>, key: &str, by: i64) {
     }
 }
 
-/// Whether a sorted set has a member scored after `now_ms` (a live claim).
-fn has_live_member(
+/// How many members of a sorted set are scored after `now_ms` (live claims).
+fn live_members(
     sets: &HashMap<String, HashMap<String, i64>>,
     key: Option<&str>,
     now_ms: i64,
-) -> bool {
-    key.and_then(|key| sets.get(key))
-        .is_some_and(|set| set.values().any(|expires_at| *expires_at > now_ms))
+) -> i64 {
+    key.and_then(|key| sets.get(key)).map_or(0, |set| {
+        set.values()
+            .filter(|expires_at| **expires_at > now_ms)
+            .count() as i64
+    })
 }
 
 fn entry(value: &str, ttl: Duration) -> Entry {
@@ -163,8 +166,9 @@ impl KeyStore for MemoryKv {
             if left.is_none_or(|left| left >= door.need) {
                 return DoorAnswer::Open;
             }
-            if has_live_member(&self.sets.lock(), door.placing_key, door.now_ms) {
-                return DoorAnswer::ShortWhilePlacing;
+            let held = live_members(&self.sets.lock(), door.placing_key, door.now_ms);
+            if held > 0 {
+                return DoorAnswer::ShortWhilePlacing { held };
             }
             if let (Some(key), Some(refusal)) = (door.cached_key, door.refusal) {
                 entries.insert(key.to_string(), entry(refusal, door.ttl));
@@ -196,8 +200,9 @@ impl KeyStore for MemoryKv {
             };
             let mut sets = self.sets.lock();
             if stock < by {
-                if has_live_member(&sets, Some(keys.placing), now_ms) {
-                    return Claim::ShortWhilePlacing;
+                let held = live_members(&sets, Some(keys.placing), now_ms);
+                if held > 0 {
+                    return Claim::ShortWhilePlacing { held };
                 }
                 return Claim::Short;
             }
@@ -431,7 +436,7 @@ mod tests {
             kv.claim_and_decrement(&gate("d"), 1, LONG, 0)
                 .await
                 .unwrap(),
-            Claim::ShortWhilePlacing,
+            Claim::ShortWhilePlacing { held: 1 },
             "c is still placing its order"
         );
         assert_eq!(
@@ -525,7 +530,7 @@ mod tests {
             kv.claim_and_decrement(&gate("b"), 1, LONG, 0)
                 .await
                 .unwrap(),
-            Claim::ShortWhilePlacing,
+            Claim::ShortWhilePlacing { held: 1 },
             "a's order may still fail"
         );
         kv.settle_claim(&gate("a")).await.unwrap();

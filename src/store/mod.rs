@@ -12,6 +12,7 @@ pub mod db;
 pub mod dialect;
 pub mod error;
 pub mod idempotency_keys;
+pub mod instance_lock;
 pub mod key_layout;
 pub mod kv;
 pub mod lab;

@@ -29,7 +29,7 @@ return 0
 /// its placing set (until the order commits or fails), both scored by expiry.
 /// KEYS: counter, claim, pending, placing. ARGV: by, ttl ms, member, expires
 /// at (ms), now (ms). Returns left stock, or -1 short, -2 repeat, -3 not
-/// loaded, -4 short while other claims are still placing their order.
+/// loaded, or -3 - n: short while n other claims are still placing their order.
 const CLAIM_AND_DECREMENT: &str = r#"
 if redis.call('EXISTS', KEYS[2]) == 1 then
   return -2
@@ -40,8 +40,9 @@ if stock == nil then
 end
 local by = tonumber(ARGV[1])
 if stock < by then
-  if redis.call('ZCOUNT', KEYS[4], '(' .. ARGV[5], '+inf') > 0 then
-    return -4
+  local held = redis.call('ZCOUNT', KEYS[4], '(' .. ARGV[5], '+inf')
+  if held > 0 then
+    return -3 - held
   end
   return -1
 end
@@ -116,7 +117,7 @@ return redis.call('ZRANGE', KEYS[1], 0, -1)
 /// no claim is still placing its order (else units may come back).
 /// KEYS: cached answer, counter, placing ('' when not asked). ARGV: need,
 /// refusal ('': do not cache), ttl ms, now ms.
-/// Returns {'cached', answer} | {'short'} | {'placing'} | {'open'}.
+/// Returns {'cached', answer} | {'short'} | {'placing', claims held} | {'open'}.
 const CACHED_OR_SHORT: &str = r#"
 if KEYS[1] ~= '' then
   local cached = redis.call('GET', KEYS[1])
@@ -127,8 +128,11 @@ end
 if KEYS[2] ~= '' then
   local left = tonumber(redis.call('GET', KEYS[2]))
   if left ~= nil and left < tonumber(ARGV[1]) then
-    if KEYS[3] ~= '' and redis.call('ZCOUNT', KEYS[3], '(' .. ARGV[4], '+inf') > 0 then
-      return {'placing'}
+    if KEYS[3] ~= '' then
+      local held = redis.call('ZCOUNT', KEYS[3], '(' .. ARGV[4], '+inf')
+      if held > 0 then
+        return {'placing', tostring(held)}
+      end
     end
     if KEYS[1] ~= '' and ARGV[2] ~= '' then
       redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
@@ -245,8 +249,9 @@ impl RedisKv {
         if counter.is_none_or(|left| left >= door.need) {
             return Ok(DoorAnswer::Open);
         }
-        if self.still_placing(door).await? {
-            return Ok(DoorAnswer::ShortWhilePlacing);
+        let held = self.still_placing(door).await?;
+        if held > 0 {
+            return Ok(DoorAnswer::ShortWhilePlacing { held });
         }
         if let (Some(key), Some(refusal)) = (door.cached_key, door.refusal) {
             let mut connection = self.connection.clone();
@@ -258,16 +263,15 @@ impl RedisKv {
     }
     // [/lesson]
 
-    /// Whether a claim of the door's product is still placing its order.
-    async fn still_placing(&self, door: &Door<'_>) -> Result<bool, KvError> {
+    /// How many claims of the door's product are still placing their order.
+    async fn still_placing(&self, door: &Door<'_>) -> Result<i64, KvError> {
         let Some(placing) = door.placing_key else {
-            return Ok(false);
+            return Ok(0);
         };
         let mut connection = self.connection.clone();
-        let count: i64 = connection
+        Ok(connection
             .zcount(self.key(placing), format!("({}", door.now_ms), "+inf")
-            .await?;
-        Ok(count > 0)
+            .await?)
     }
 
     /// A cluster's keys of this namespace live on every master: `KEYS` is sent
@@ -312,13 +316,15 @@ fn bounded() -> ConnectionManagerConfig {
         .set_number_of_retries(2)
 }
 
-/// The same bounds on a cluster: 500 ms to connect or answer, two retries
-/// (MOVED/ASK redirections are followed by the client).
+/// The same bounds on a cluster: 500 ms to connect or answer, four retries
+/// (a MOVED or ASK redirection is one: after a failover the first request to a
+/// moved slot meets the dead node, then the redirection; two retries were seen
+/// to run out there — tests/api/redis_cluster.rs, the failover test).
 fn bounded_cluster(seeds: &[String]) -> Result<redis::cluster::ClusterClient, KvError> {
     Ok(redis::cluster::ClusterClient::builder(seeds.to_vec())
         .connection_timeout(Duration::from_millis(500))
         .response_timeout(Duration::from_millis(500))
-        .retries(2)
+        .retries(4)
         .min_retry_wait(50)
         .max_retry_wait(500)
         .build()?)
@@ -387,7 +393,9 @@ impl KeyStore for RedisKv {
         Ok(match answer.as_slice() {
             [kind, cached] if kind == "cached" => DoorAnswer::Cached(cached.clone()),
             [kind] if kind == "short" => DoorAnswer::Short,
-            [kind] if kind == "placing" => DoorAnswer::ShortWhilePlacing,
+            [kind, held] if kind == "placing" => DoorAnswer::ShortWhilePlacing {
+                held: held.parse().unwrap_or(1),
+            },
             _ => DoorAnswer::Open,
         })
     }
@@ -419,8 +427,10 @@ impl KeyStore for RedisKv {
             -1 => Claim::Short,
             -2 => Claim::Repeat,
             -3 => Claim::NotLoaded,
-            -4 => Claim::ShortWhilePlacing,
-            left => Claim::Taken { left },
+            left if left >= 0 => Claim::Taken { left },
+            held_code => Claim::ShortWhilePlacing {
+                held: -3 - held_code,
+            },
         })
     }
 

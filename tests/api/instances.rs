@@ -17,8 +17,9 @@ use reqwest::header::RETRY_AFTER;
 use serde_json::{Value, json};
 
 use crate::binary::{Server, call, start_with};
-use crate::helpers::{create_test_database, real_stack};
+use crate::helpers::{create_test_database, real_stack, spawn_app_with};
 use flashguard::configuration::RedisTarget;
+use flashguard::startup::Application;
 use flashguard::store::KeyStore;
 use flashguard::store::key_layout;
 use flashguard::store::redis_kv::RedisKv;
@@ -253,4 +254,42 @@ async fn without_heartbeats_a_killed_instance_s_units_stay_held() {
         (409, Some("sold_out")),
         "the units wait for their 600 s lease: {body}"
     );
+}
+
+/// Without Redis an instance keeps its gate and key cache in its own memory:
+/// a second one on the same database is refused at start, saying what to do
+/// (store::instance_lock). On Postgres an instance on Redis is refused beside
+/// it too (the lock's shared mode; MySQL's named locks have none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_instance_without_redis_on_one_database_is_refused() {
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let (database, redis) = real_stack();
+    let server = database.unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let database_url = create_test_database(&server, &run_id).await;
+    let first = spawn_app_with(|settings| {
+        settings.database_url = database_url.clone();
+        settings.redis_url = None;
+        settings.redis_cluster_urls = None;
+    })
+    .await;
+
+    let refused = Application::build(first.settings.clone()).await.err();
+    let message = refused.map(|error| error.to_string()).unwrap_or_default();
+    assert!(
+        message.contains("without Redis") && message.contains("REDIS_URL"),
+        "a second in-process instance is refused: {message:?}"
+    );
+
+    let mut on_redis = first.settings.clone();
+    on_redis.redis_url = Some(redis.unwrap_or_else(|| "redis://127.0.0.1:6379".into()));
+    let beside = Application::build(on_redis).await.err();
+    if server.starts_with("postgres") {
+        let message = beside.map(|error| error.to_string()).unwrap_or_default();
+        assert!(
+            message.contains("without Redis already runs"),
+            "an instance on Redis beside it is refused: {message:?}"
+        );
+    } else {
+        assert!(beside.is_none(), "MySQL: a named lock has no shared mode");
+    }
 }

@@ -215,7 +215,7 @@ async fn the_gate_script_refuses_repeats_never_goes_below_zero_and_gives_back_on
     assert_eq!(claim("{t}:c", 1).await, Claim::Taken { left: 0 });
     assert_eq!(
         claim("{t}:d", 1).await,
-        Claim::ShortWhilePlacing,
+        Claim::ShortWhilePlacing { held: 1 },
         "c's order is still being placed: its unit may come back"
     );
     let missing = GateKeys {
