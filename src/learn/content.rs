@@ -38,6 +38,7 @@ pages!(
     "interview",
     "transactions",
     "undersell",
+    "cluster",
     "button_disable",
     "popup_key",
     "idempotency_key",

@@ -16,6 +16,9 @@ pub enum Topic {
     Transactions,
     /// 少卖: units wanted and never sold.
     Undersell,
+    /// From one node to a cluster: hash slots and tags, the hot key and its
+    /// buckets, failover loss, instances that die holding units.
+    Cluster,
 }
 
 impl Topic {
@@ -41,6 +44,7 @@ impl Topic {
                 "少卖：想买的人没买到",
                 "Undersell: units wanted, never sold",
             ),
+            Self::Cluster => text("从单机到集群", "From one node to a cluster"),
         }
     }
 
@@ -56,6 +60,7 @@ impl Topic {
                 "flashguard",
             ],
             Self::Undersell => &["intro", "causes", "audit"],
+            Self::Cluster => &["intro", "slots", "hot_key", "failover", "instances"],
         }
     }
 }
@@ -103,6 +108,7 @@ pub const CONCEPT_PATH: &[Stop] = &[
     Stop::Lesson(Defense::MessageDedup),
     Stop::Lesson(Defense::StockGate),
     Stop::Topic(Topic::Undersell),
+    Stop::Topic(Topic::Cluster),
     Stop::Interview,
 ];
 

@@ -77,6 +77,11 @@ pub const GLOSSARY: &[Term] = &[
     term("抢到 / 没抢到的请求", "winners / losers of a sale", "预扣到库存的请求，和被告知售罄的请求", "requests that took a unit, and those told sold out")
         .instead_of(&["输家", "赢家"]),
     term("对账", "reconciliation", "拿两份记录互相核对并修正差异：Redis 计数器对数据库，支付记录对平台账单", "comparing two records and fixing what differs: the Redis counter with the database, payments with the provider's bill"),
+    term("哈希槽", "hash slot", "Redis Cluster 把 key 分到 16384 个槽里（CRC16(key) mod 16384），每个主节点负责其中一部分", "Redis Cluster puts every key in one of 16,384 slots (CRC16(key) mod 16384); each master serves a subset"),
+    term("哈希标签", "hash tag", "key 里第一对花括号之间的非空部分：有它时只按它算槽，让一个脚本的 key 落在同一个槽", "the non-empty part between a key's first braces: only it decides the slot, so that one script's keys share a slot"),
+    term("库存分桶", "stock buckets", "把一个热点库存计数器拆成放在不同槽里的 N 个 key，分摊到多个节点；每个桶都空了才算售罄", "a hot counter split into N keys in different slots, so over several nodes; sold out only once every bucket is empty"),
+    term("主从切换", "failover", "主节点挂掉后从节点被提升为主节点；复制是异步的，最后几次写入可能丢失", "a replica promoted when its master fails; replication is asynchronous, so the last writes can be lost"),
+    term("心跳", "heartbeat", "每个实例定时写入的存活记录；连续几次缺失，就认为它挂了", "a record each instance writes on a timer; when several are missed, it is taken for dead"),
     term("分布式锁", "distributed lock", "跨进程的互斥锁，如 Redis 的 SET NX PX", "a lock across processes, e.g. Redis SET NX PX"),
     term("看门狗", "watchdog", "持有者活着时自动给锁续期（Redisson 默认 30 秒）", "renews a lock while its holder is alive (Redisson: 30 s by default)"),
     term("防护令牌", "fencing token", "每次授予锁时递增的数字，存储端拒绝更小数字的写入", "a number that grows with every lock grant; the storage refuses writes with an older one"),
