@@ -140,11 +140,33 @@ async fn reset(
 ) -> Result<HttpResponse, ApiError> {
     let catalogue = parse_catalogue(&body)?;
     let created = products::reset_sale(&state.db, &catalogue).await?;
-    state.kv.clear_namespace().await?;
-    state.bus.clear(rewards::ORDER_PAID_TOPIC).await?;
-    state.gate.load(Load::Overwrite).await?;
+    reset_key_store(&state).await?;
     tracing::warn!(products = created.len(), "sale reset");
     Ok(HttpResponse::Ok().json(ProductList { products: created }))
+}
+
+/// The key store's part of a reset: its keys, the stream, the gate reloaded.
+/// After a failure the Redis breaker fails every command at once for 500 ms
+/// (store::redis_connection); a reset is rare and its database part is done,
+/// so it waits that out, twice at most, rather than leave the sale half reset.
+async fn reset_key_store(state: &AppState) -> Result<(), ApiError> {
+    let mut attempts_left = 2;
+    loop {
+        let attempt = async {
+            state.kv.clear_namespace().await?;
+            state.bus.clear(rewards::ORDER_PAID_TOPIC).await?;
+            state.gate.load(Load::Overwrite).await?;
+            Ok::<(), ApiError>(())
+        };
+        match attempt.await {
+            Err(ApiError::KeyStore(error)) if attempts_left > 0 => {
+                tracing::warn!(%error, "reset: the key store failed; trying again");
+                attempts_left -= 1;
+                tokio::time::sleep(Duration::from_millis(600)).await;
+            }
+            outcome => return outcome,
+        }
+    }
 }
 
 fn parse_catalogue(body: &[u8]) -> Result<Vec<NewProduct>, ApiError> {

@@ -34,6 +34,49 @@ pub struct TestUser {
 }
 
 /// Which stack this run tests, from the environment.
+/// The database server of a test that needs one (a cut connection, two
+/// instances, the schema of a server engine): the run's `DATABASE_URL`, or in
+/// the embedded run a Postgres on 127.0.0.1:5432 if one answers (each test
+/// makes its own database on it). Without either the test says SKIPPED —
+/// unless `FLASHGUARD_REQUIRE_SERVERS` is set, as `.ci/run` sets it: then it fails.
+pub fn database_server(test: &str) -> Option<String> {
+    if let Some(url) = real_stack().0 {
+        return Some(url);
+    }
+    if answers(5432) {
+        return Some("postgres://postgres@127.0.0.1:5432/postgres".to_string());
+    }
+    skip_or_fail(
+        test,
+        "DATABASE_URL=postgres://… or mysql://…, or a Postgres on 127.0.0.1:5432",
+    )
+}
+
+/// Like [`database_server`], for one Redis: `REDIS_URL`, or 127.0.0.1:6379.
+pub fn redis_server(test: &str) -> Option<String> {
+    if let Some(url) = real_stack().1 {
+        return Some(url);
+    }
+    if answers(6379) {
+        return Some("redis://127.0.0.1:6379".to_string());
+    }
+    skip_or_fail(test, "REDIS_URL=redis://…, or a Redis on 127.0.0.1:6379")
+}
+
+fn answers(port: u16) -> bool {
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    std::net::TcpStream::connect_timeout(&address, Duration::from_millis(300)).is_ok()
+}
+
+fn skip_or_fail(test: &str, needs: &str) -> Option<String> {
+    assert!(
+        std::env::var("FLASHGUARD_REQUIRE_SERVERS").is_err(),
+        "FLASHGUARD_REQUIRE_SERVERS is set, but {test} has no server: it needs {needs}"
+    );
+    eprintln!("SKIPPED {test}: it needs {needs}");
+    None
+}
+
 pub fn real_stack() -> (Option<String>, Option<String>) {
     let non_empty = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
     (non_empty("DATABASE_URL"), non_empty("REDIS_URL"))

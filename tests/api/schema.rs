@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use flashguard::store::Db;
 use sqlx::AnyPool;
 
-use crate::helpers::{create_test_database, real_stack};
+use crate::helpers::{create_test_database, database_server};
 
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Table {
@@ -39,10 +39,7 @@ type Schema = BTreeMap<String, Table>;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_migration_sets_build_the_same_schema() {
-    let (Some(server_url), _) = real_stack() else {
-        eprintln!(
-            "SKIPPED schema comparison: it needs DATABASE_URL=postgres://… or mysql://… (CI's real-stack runs)"
-        );
+    let Some(server_url) = database_server("the schema comparison") else {
         return;
     };
     let server = migrated(
