@@ -81,6 +81,13 @@ pub async fn check_then_insert_deadlock(context: &Context<'_>) -> Result<Outcome
 }
 
 /// One buyer: its transaction, run again after each deadlock.
+/// A random pause before a retry: up to 2 ms × 2^attempt, at most 50 ms.
+fn retry_pause(attempt: u32) -> Duration {
+    use rand::Rng;
+    let ceiling = (2u64 << attempt.min(5)).min(50);
+    Duration::from_millis(rand::rng().random_range(1..=ceiling))
+}
+
 async fn buyer(
     context: &Context<'_>,
     key: LabKey<'_>,
@@ -100,8 +107,13 @@ async fn buyer(
                 let _ = conn.close().await;
                 return Ok(bought);
             }
-            // InnoDB rolled the whole transaction back to break a deadlock.
-            Err(error) if error.is_transient_conflict() => bought.deadlocks += 1,
+            // InnoDB rolled the whole transaction back to break a deadlock;
+            // the retry waits a random moment, or the buyers meet again and
+            // again (seen in CI: one lost 20 in a row).
+            Err(error) if error.is_transient_conflict() => {
+                bought.deadlocks += 1;
+                tokio::time::sleep(retry_pause(attempt)).await;
+            }
             Err(error) => return Err(error.into()),
         }
     }
