@@ -427,12 +427,16 @@ impl StockGate {
     /// Loads the counters of every product from the database's stock (with
     /// `Overwrite`, less the claims in flight).
     pub async fn load(&self, mode: Load) -> Result<(), GateError> {
+        let live = match mode {
+            Load::Overwrite => self.live_instances().await,
+            Load::OnlyMissing => None,
+        };
         for product in products::list(self.db.pool()).await? {
             let (key, stock) = (stock_key(product.id), product.stock.to_string());
             match mode {
                 Load::Overwrite => {
                     self.kv.set_forever(&key, &stock).await?;
-                    self.reconcile(product.id).await?;
+                    self.reconcile_with(product.id, live.as_deref()).await?;
                 }
                 Load::OnlyMissing => {
                     self.kv.set_if_absent(&key, &stock, COUNTER_TTL).await?;
@@ -460,11 +464,20 @@ impl StockGate {
     /// Sets one loaded counter to the database's stock minus the live claims
     /// without an order; returns the new value (`None`: not loaded, or no product).
     pub async fn reconcile(&self, product_id: i64) -> Result<Option<i64>, GateError> {
+        let live = self.live_instances().await;
+        self.reconcile_with(product_id, live.as_deref()).await
+    }
+
+    /// [`Self::reconcile`] with the live instances already read (once per pass).
+    async fn reconcile_with(
+        &self,
+        product_id: i64,
+        live: Option<&[String]>,
+    ) -> Result<Option<i64>, GateError> {
         let (committed, stock) = self.committed_and_stock(product_id).await?;
         let Some(stock) = stock else {
             return Ok(None);
         };
-        let live = self.live_instances().await;
         let product = ProductKeys::of(product_id);
         let job = Reconcile {
             counter: &product.counter,
@@ -472,7 +485,7 @@ impl StockGate {
             placing: &product.placing,
             stock,
             committed: &committed,
-            live: live.as_deref(),
+            live,
             now_ms: now_ms(),
         };
         Ok(self.kv.reconcile_counter(&job).await?)
@@ -543,9 +556,13 @@ impl StockGate {
         if !self.is_on() {
             return Ok(0);
         }
-        let mut reconciled = 0;
+        let (mut reconciled, live) = (0, self.live_instances().await);
         for product in products::list(self.db.pool()).await? {
-            if self.reconcile(product.id).await?.is_some() {
+            if self
+                .reconcile_with(product.id, live.as_deref())
+                .await?
+                .is_some()
+            {
                 reconciled += 1;
             }
         }
