@@ -75,6 +75,12 @@ pub struct Settings {
     /// How often each instance reconciles the stock gate with the database (s).
     #[arg(long = "gate-reconcile-secs", env = "GATE_RECONCILE_SECS", default_value = "5", value_parser = secs)]
     pub gate_reconcile_every: Duration,
+    /// Hot stock in buckets: each product's gate counter split into this many
+    /// counters in different hash slots (on a Redis Cluster, different
+    /// masters); 1 to 16. Every instance must use the same value
+    /// (docs/scaling.md, step 4).
+    #[arg(long = "gate-buckets", env = "GATE_BUCKETS", default_value = "1", value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub gate_buckets: u32,
     /// How often each instance records its heartbeat in the key store (ms; 0:
     /// off). An instance silent for three beats is taken for dead and its
     /// stock-gate claims are released by the others (docs/scaling.md).

@@ -92,6 +92,7 @@ impl Stores<'_> {
             // Short: every pending claim carries it.
             instance: instance_id.chars().take(21).collect(),
             heartbeat: settings.heartbeat(),
+            buckets: settings.gate_buckets,
         })
     }
 }

@@ -33,6 +33,13 @@
 //! back after one lease — or, when its whole instance died, as soon as the
 //! instance's heartbeat lapses (each claim names its instance; `beat`). The
 //! audit compares each counter with that same value.
+//! **Buckets** (`GATE_BUCKETS` = N > 1, 库存分桶): the counter is split into N
+//! counters in N hash slots — on a Redis Cluster, N masters share the hot
+//! product's load. A buyer starts at the bucket of its user id and tries the
+//! others in turn; "sold out" only when every bucket is short. The price: a
+//! request for more units than any one bucket holds is refused while the
+//! buckets together still hold them (少卖, until the next reconciliation,
+//! which spreads the units evenly again). docs/scaling.md, step 4.
 //! When the key store does not answer, the gate steps aside (orders go to the
 //! database, guarded by `version_lock`) and the reconciliation repairs it later.
 //!
@@ -47,8 +54,11 @@ use std::time::Duration;
 use crate::domain::IdempotencyKey;
 use crate::store::key_layout;
 use crate::store::kv::{claim_member_of, claim_units};
+use rand::Rng;
+
 use crate::store::{
-    Claim, Db, GateKeys, KeyStore, KvError, Reconcile, StoreError, millis, now_ms, orders, products,
+    Claim, Db, Door, DoorAnswer, GateKeys, KeyStore, KvError, Reconcile, StoreError, millis,
+    now_ms, orders, products,
 };
 use crate::switches::{Defense, SwitchBoard};
 use crate::trace;
@@ -81,6 +91,8 @@ pub struct StockGate {
     instance: String,
     /// `INSTANCE_HEARTBEAT_MS` (`None`: off, only leases end claims).
     heartbeat: Option<Duration>,
+    /// `GATE_BUCKETS`: how many counters each product's stock is split into.
+    buckets: u32,
     /// The instances alive at the last heartbeat, to notice one that lapses.
     alive_at_last_beat: parking_lot::Mutex<Vec<String>>,
     /// This instance's claims still placing their order, per product, and the
@@ -101,19 +113,21 @@ pub struct GateSetup {
     pub claim_ttl: Duration,
     pub instance: String,
     pub heartbeat: Option<Duration>,
+    pub buckets: u32,
 }
 
 /// A unit (or units) taken at the gate for one request.
 #[derive(Debug)]
 pub struct GatePass {
     product_id: i64,
+    bucket: u32,
     claim_key: String,
     member: String,
     quantity: i64,
 }
 
 impl GatePass {
-    fn keys<'a>(&'a self, product: &'a ProductKeys) -> GateKeys<'a> {
+    fn keys<'a>(&'a self, product: &'a BucketKeys) -> GateKeys<'a> {
         GateKeys {
             counter: &product.counter,
             pending: &product.pending,
@@ -124,22 +138,45 @@ impl GatePass {
     }
 }
 
-/// The gate's keys of one product (one hash tag, `{p<id>}`).
+/// The gate's keys of one bucket of a product (one hash tag: `{p<id>}` for
+/// the only bucket, `{p<id>.<b>…}` for bucket b of several; `key_layout`).
 #[derive(Debug)]
-struct ProductKeys {
+struct BucketKeys {
+    tag: String,
     counter: String,
     pending: String,
     placing: String,
 }
 
-impl ProductKeys {
-    fn of(product_id: i64) -> Self {
+impl BucketKeys {
+    fn of(product_id: i64, bucket: u32, buckets: u32) -> Self {
+        let tag = key_layout::gate_tag(product_id, bucket, buckets);
         Self {
-            counter: key_layout::gate_stock(product_id),
-            pending: key_layout::gate_pending(product_id),
-            placing: key_layout::gate_placing(product_id),
+            counter: key_layout::gate_stock_of(&tag),
+            pending: key_layout::gate_pending_of(&tag),
+            placing: key_layout::gate_placing_of(&tag),
+            tag,
         }
     }
+
+    /// This bucket's reconciliation to `stock` (its share, plus the units
+    /// its live claims held when they were counted).
+    fn reconcile<'a>(&'a self, stock: i64, view: &Reconcile<'a>) -> Reconcile<'a> {
+        Reconcile {
+            counter: &self.counter,
+            pending: &self.pending,
+            placing: &self.placing,
+            stock,
+            ..*view
+        }
+    }
+}
+
+/// Bucket `bucket`'s share of `total` units spread evenly over `buckets`
+/// (the first `total mod buckets` buckets hold one more).
+fn share(total: i64, bucket: u32, buckets: u32) -> i64 {
+    let (total, bucket, buckets) = (total.max(0), i64::from(bucket), i64::from(buckets));
+    total / buckets + i64::from(bucket < total % buckets)
 }
 
 /// What the gate decided.
@@ -160,6 +197,15 @@ pub enum Load {
     OnlyMissing,
 }
 
+/// Who is buying what, at the gate.
+#[derive(Debug)]
+struct Buyer<'a> {
+    product_id: i64,
+    user_id: i64,
+    key: &'a IdempotencyKey,
+    quantity: i64,
+}
+
 /// What the claim script's answer means for the request.
 fn decision(claim: Claim, pass: GatePass) -> Result<Decision, GateError> {
     match claim {
@@ -171,24 +217,21 @@ fn decision(claim: Claim, pass: GatePass) -> Result<Decision, GateError> {
             trace::step("gate: this key already holds a unit");
             Ok(Decision::Repeat)
         }
-        Claim::Short => {
-            trace::step("gate: not enough left");
-            Err(GateError::SoldOut)
-        }
-        Claim::ShortWhilePlacing { .. } => {
-            trace::step("gate: not enough left for now (other orders still being placed)");
-            Err(GateError::SoldOutForNow)
-        }
+        Claim::Short | Claim::ShortWhilePlacing { .. } => Err(GateError::SoldOut),
         Claim::NotLoaded => Ok(Decision::Pass(None)),
     }
 }
 
-fn stock_key(product_id: i64) -> String {
-    key_layout::gate_stock(product_id)
-}
-
-fn claim_key(product_id: i64, user_id: i64, key: &IdempotencyKey) -> String {
-    key_layout::gate_claim(product_id, user_id, key.as_str())
+/// The refusal when no bucket had enough left: final, or for now while
+/// `held` claims still hold units.
+fn sold_out(held: i64) -> Result<Decision, GateError> {
+    if held == 0 {
+        trace::step("gate: not enough left");
+        Err(GateError::SoldOut)
+    } else {
+        trace::step("gate: not enough left for now (other orders still being placed)");
+        Err(GateError::SoldOutForNow)
+    }
 }
 
 /// A loser waits while the claims holding the last units keep ending; when
@@ -244,6 +287,7 @@ impl StockGate {
             claim_ttl: setup.claim_ttl,
             instance: setup.instance,
             heartbeat: setup.heartbeat,
+            buckets: setup.buckets.max(1),
             alive_at_last_beat: Default::default(),
             placing_here: Default::default(),
             all_placed_here: tokio::sync::Notify::new(),
@@ -289,17 +333,83 @@ impl StockGate {
         self.switches.is_on(Defense::StockGate)
     }
 
-    /// The counter the front door compares a request's quantity with, when
-    /// the gate is on (`flows/front_door.rs`: the sold-out fast path).
+    /// The keys of one bucket of a product.
+    fn bucket(&self, product_id: i64, bucket: u32) -> BucketKeys {
+        BucketKeys::of(product_id, bucket, self.buckets)
+    }
+
+    /// The keys of every bucket of a product, bucket 0 first.
+    fn every_bucket(&self, product_id: i64) -> Vec<BucketKeys> {
+        (0..self.buckets)
+            .map(|bucket| self.bucket(product_id, bucket))
+            .collect()
+    }
+
+    /// The buckets in the order a user tries them: its own first (user id
+    /// mod N, so its retries start where it did), then the next ones.
+    fn buckets_for(&self, user_id: i64) -> impl Iterator<Item = u32> + use<> {
+        let buckets = self.buckets;
+        let first = u32::try_from(user_id.rem_euclid(i64::from(buckets))).unwrap_or(0);
+        (0..buckets).map(move |step| (first + step) % buckets)
+    }
+
+    /// Whether the gate is on with its stock in several buckets (then the
+    /// front door asks [`Self::short_in_every_bucket`]).
+    pub fn is_bucketed(&self) -> bool {
+        self.buckets > 1 && self.is_on()
+    }
+
+    /// The counter the front door compares a request's quantity with, in its
+    /// one script, when the gate is on with one bucket (`flows/front_door.rs`:
+    /// the sold-out fast path).
     pub fn counter_slot(&self, product_id: i64) -> Option<String> {
-        self.is_on().then(|| stock_key(product_id))
+        (self.buckets == 1 && self.is_on()).then(|| key_layout::gate_stock(product_id))
     }
 
     /// The claims still placing their order, which the front door asks about
     /// before it caches a "sold out" as final.
     pub fn placing_slot(&self, product_id: i64) -> Option<String> {
-        self.is_on().then(|| key_layout::gate_placing(product_id))
+        (self.buckets == 1 && self.is_on()).then(|| key_layout::gate_placing(product_id))
     }
+
+    // [lesson stock_gate::buckets]
+    /// The front door with several buckets: every bucket is asked at once
+    /// (one round trip of wall time; on a cluster, on several masters).
+    /// Short only when every bucket is short; "for now" when some bucket's
+    /// claims are still placing (their units may come back).
+    pub async fn short_in_every_bucket(
+        &self,
+        product_id: i64,
+        need: i64,
+    ) -> Result<DoorAnswer, KvError> {
+        let now_ms = now_ms();
+        let buckets = self.every_bucket(product_id);
+        let asks = buckets.iter().map(|bucket| {
+            let door = Door {
+                cached_key: None,
+                counter_key: Some(&bucket.counter),
+                placing_key: Some(&bucket.placing),
+                need,
+                refusal: None,
+                ttl: Duration::ZERO,
+                now_ms,
+            };
+            async move { self.kv.cached_or_short(&door).await }
+        });
+        let mut held = 0;
+        for answer in futures_util::future::try_join_all(asks).await? {
+            match answer {
+                DoorAnswer::Short => {}
+                DoorAnswer::ShortWhilePlacing { held: more } => held += more,
+                _ => return Ok(DoorAnswer::Open),
+            }
+        }
+        Ok(match held {
+            0 => DoorAnswer::Short,
+            held => DoorAnswer::ShortWhilePlacing { held },
+        })
+    }
+    // [/lesson]
 
     // [lesson stock_gate::admit]
     /// The atomic claim: refuses a repeat of (user, key), then takes `quantity`
@@ -315,13 +425,13 @@ impl StockGate {
             trace::step("stock_gate off: straight to the database");
             return Ok(Decision::Pass(None));
         }
-        let pass = GatePass {
+        let buyer = Buyer {
             product_id,
-            claim_key: claim_key(product_id, user_id, key),
-            member: claim_member_of(&self.instance, quantity, user_id, key.as_str()),
+            user_id,
+            key,
             quantity,
         };
-        match self.claim(pass).await {
+        match self.claim(&buyer).await {
             Ok(decision) => decision,
             Err(GateError::KeyStore(error)) => {
                 tracing::warn!(%error, "stock gate unavailable; straight to the database");
@@ -332,46 +442,67 @@ impl StockGate {
         }
     }
 
-    /// The claim script, loading the counter first if it is absent.
-    async fn claim(&self, pass: GatePass) -> Result<Result<Decision, GateError>, GateError> {
-        let product = ProductKeys::of(pass.product_id);
+    /// The claim script, bucket by bucket from the buyer's own, loading the
+    /// counters first if they are absent. With one bucket, one script.
+    async fn claim(&self, buyer: &Buyer<'_>) -> Result<Result<Decision, GateError>, GateError> {
         let (mut loaded, mut wait) = (false, self.placing_wait());
-        loop {
-            let claim = self
-                .kv
-                .claim_and_decrement(
-                    &pass.keys(&product),
-                    pass.quantity,
-                    self.claim_ttl,
-                    now_ms(),
-                )
-                .await?;
-            match claim {
-                Claim::NotLoaded if !loaded => {
-                    if !self.load_one(pass.product_id).await? {
-                        break; // No such product: the database path answers 404.
+        'ask: loop {
+            let mut held = 0;
+            for bucket in self.buckets_for(buyer.user_id) {
+                let keys = self.bucket(buyer.product_id, bucket);
+                let pass = self.pass(buyer, bucket, &keys);
+                match self.claim_in(&pass, &keys).await? {
+                    Claim::NotLoaded if loaded => break 'ask,
+                    Claim::NotLoaded => {
+                        if !self.load_one(buyer.product_id).await? {
+                            break 'ask; // No such product: the database path answers 404.
+                        }
+                        loaded = true;
+                        continue 'ask;
                     }
-                    loaded = true;
+                    Claim::Short => {}
+                    Claim::ShortWhilePlacing { held: more } => held += more,
+                    claim @ Claim::Taken { .. } => {
+                        self.placing_started(buyer.product_id);
+                        return Ok(decision(claim, pass));
+                    }
+                    claim @ Claim::Repeat => return Ok(decision(claim, pass)),
                 }
-                Claim::NotLoaded => break,
-                Claim::ShortWhilePlacing { held } if wait.next(held).await => {}
-                Claim::Taken { .. } => {
-                    self.placing_started(pass.product_id);
-                    return Ok(decision(claim, pass));
-                }
-                _ => return Ok(decision(claim, pass)),
             }
+            if held > 0 && wait.next(held).await {
+                continue 'ask;
+            }
+            return Ok(sold_out(held));
         }
         Ok(Ok(Decision::Pass(None)))
     }
     // [/lesson]
 
+    /// The pass a buyer would hold in `bucket`.
+    fn pass(&self, buyer: &Buyer<'_>, bucket: u32, keys: &BucketKeys) -> GatePass {
+        let key = buyer.key.as_str();
+        GatePass {
+            product_id: buyer.product_id,
+            bucket,
+            claim_key: key_layout::gate_claim_of(&keys.tag, buyer.user_id, key),
+            member: claim_member_of(&self.instance, buyer.quantity, buyer.user_id, key),
+            quantity: buyer.quantity,
+        }
+    }
+
+    /// One bucket's claim script.
+    async fn claim_in(&self, pass: &GatePass, bucket: &BucketKeys) -> Result<Claim, KvError> {
+        self.kv
+            .claim_and_decrement(&pass.keys(bucket), pass.quantity, self.claim_ttl, now_ms())
+            .await
+    }
+
     /// Gives the units of a pass back (its database step did not create an order).
     async fn give_back(&self, pass: GatePass) {
-        let product = ProductKeys::of(pass.product_id);
+        let bucket = self.bucket(pass.product_id, pass.bucket);
         let result = self
             .kv
-            .release_claim(&pass.keys(&product), pass.quantity)
+            .release_claim(&pass.keys(&bucket), pass.quantity)
             .await;
         if let Err(error) = result {
             tracing::error!(%error, "stock gate give-back failed: the gate now holds less than the database");
@@ -392,36 +523,59 @@ impl StockGate {
     /// The pass's order committed: its claim is no longer "placing", so a
     /// "sold out" given after it is final (its unit will not come back).
     async fn settle(&self, pass: GatePass) {
-        let product = ProductKeys::of(pass.product_id);
-        if let Err(error) = self.kv.settle_claim(&pass.keys(&product)).await {
+        let bucket = self.bucket(pass.product_id, pass.bucket);
+        if let Err(error) = self.kv.settle_claim(&pass.keys(&bucket)).await {
             // Harmless: losers are told "sold out for now" until its lease ends.
             tracing::warn!(%error, "stock gate: a committed claim stays 'placing'");
         }
     }
 
-    /// The cached stock of a product, if the gate has loaded it.
+    /// The cached stock of a product (the sum of its buckets), if the gate
+    /// has loaded it.
     pub async fn counter(&self, product_id: i64) -> Result<Option<i64>, KvError> {
-        let cached = self.kv.get(&stock_key(product_id)).await?;
-        Ok(cached.and_then(|value| value.parse::<i64>().ok()))
+        let mut total = None;
+        for bucket in self.every_bucket(product_id) {
+            let cached = self.kv.get(&bucket.counter).await?;
+            if let Some(value) = cached.and_then(|value| value.parse::<i64>().ok()) {
+                *total.get_or_insert(0) += value;
+            }
+        }
+        Ok(total)
     }
 
-    /// Units that returned to the database's stock (a closed order) return to the gate.
+    /// Units that returned to the database's stock (a closed order) return to
+    /// the gate (to a bucket at random; the reconciliation evens them out).
     pub async fn restock(&self, product_id: i64, quantity: i64) -> Result<(), KvError> {
-        self.kv
-            .add_if_present(&stock_key(product_id), quantity)
-            .await
+        let bucket = rand::rng().random_range(0..self.buckets);
+        let counter = self.bucket(product_id, bucket).counter;
+        self.kv.add_if_present(&counter, quantity).await
     }
 
-    /// Loads one product's counter from the database if absent; false if no such product.
+    /// Loads one product's counters from the database if absent; false if no such product.
     async fn load_one(&self, product_id: i64) -> Result<bool, GateError> {
         let Some(product) = products::find(self.db.pool(), product_id).await? else {
             return Ok(false);
         };
-        let stock = product.stock.to_string();
-        self.kv
-            .set_if_absent(&stock_key(product_id), &stock, COUNTER_TTL)
+        self.fill(product_id, product.stock, Load::OnlyMissing)
             .await?;
         Ok(true)
+    }
+
+    /// Sets a product's buckets to their shares of `stock` (only the absent
+    /// ones with [`Load::OnlyMissing`]).
+    async fn fill(&self, product_id: i64, stock: i64, mode: Load) -> Result<(), KvError> {
+        for (index, bucket) in (0..).zip(self.every_bucket(product_id)) {
+            let units = share(stock, index, self.buckets).to_string();
+            match mode {
+                Load::Overwrite => self.kv.set_forever(&bucket.counter, &units).await?,
+                Load::OnlyMissing => {
+                    self.kv
+                        .set_if_absent(&bucket.counter, &units, COUNTER_TTL)
+                        .await?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Loads the counters of every product from the database's stock (with
@@ -432,15 +586,9 @@ impl StockGate {
             Load::OnlyMissing => None,
         };
         for product in products::list(self.db.pool()).await? {
-            let (key, stock) = (stock_key(product.id), product.stock.to_string());
-            match mode {
-                Load::Overwrite => {
-                    self.kv.set_forever(&key, &stock).await?;
-                    self.reconcile_with(product.id, live.as_deref()).await?;
-                }
-                Load::OnlyMissing => {
-                    self.kv.set_if_absent(&key, &stock, COUNTER_TTL).await?;
-                }
+            self.fill(product.id, product.stock, mode).await?;
+            if mode == Load::Overwrite {
+                self.reconcile_with(product.id, live.as_deref()).await?;
             }
         }
         Ok(())
@@ -468,7 +616,12 @@ impl StockGate {
         self.reconcile_with(product_id, live.as_deref()).await
     }
 
-    /// [`Self::reconcile`] with the live instances already read (once per pass).
+    // [lesson stock_gate::reconcile]
+    /// [`Self::reconcile`] with the live instances already read (once per
+    /// pass). Over the buckets: the units not held by live claims are spread
+    /// evenly, and each bucket's script subtracts its own live claims from
+    /// its share plus what they held when counted — so a claim made in
+    /// between still counts, and drained buckets are refilled from the others.
     async fn reconcile_with(
         &self,
         product_id: i64,
@@ -478,17 +631,43 @@ impl StockGate {
         let Some(stock) = stock else {
             return Ok(None);
         };
-        let product = ProductKeys::of(product_id);
-        let job = Reconcile {
-            counter: &product.counter,
-            pending: &product.pending,
-            placing: &product.placing,
+        let view = Reconcile {
+            counter: "",
+            pending: "",
+            placing: "",
             stock,
             committed: &committed,
             live,
             now_ms: now_ms(),
         };
-        Ok(self.kv.reconcile_counter(&job).await?)
+        let buckets = self.every_bucket(product_id);
+        let mut held = Vec::with_capacity(buckets.len());
+        for bucket in &buckets {
+            held.push(self.held_in(bucket, &view).await?);
+        }
+        let free = stock - held.iter().sum::<i64>();
+        let mut total = None;
+        for ((index, bucket), held) in (0..).zip(&buckets).zip(held) {
+            let job = bucket.reconcile(share(free, index, self.buckets) + held, &view);
+            if let Some(value) = self.kv.reconcile_counter(&job).await? {
+                *total.get_or_insert(0) += value;
+            }
+        }
+        Ok(total)
+    }
+    // [/lesson]
+
+    /// The units held by a bucket's live claims without an order.
+    async fn held_in(&self, bucket: &BucketKeys, view: &Reconcile<'_>) -> Result<i64, KvError> {
+        let members = self
+            .kv
+            .pending_members(&bucket.pending, view.now_ms)
+            .await?;
+        Ok(members
+            .iter()
+            .filter(|member| view.holder_is_alive(member) && !view.is_committed(member))
+            .map(|member| claim_units(member))
+            .sum())
     }
 
     /// The instances whose heartbeat is live (`None`: heartbeats off, or the
@@ -576,24 +755,20 @@ impl StockGate {
             return Ok(None);
         };
         let (committed, stock) = self.committed_and_stock(product_id).await?;
-        let product = ProductKeys::of(product_id);
-        let members = self.kv.pending_members(&product.pending, now_ms()).await?;
         let live = self.live_instances().await;
         let view = Reconcile {
-            counter: &product.counter,
-            pending: &product.pending,
-            placing: &product.placing,
+            counter: "",
+            pending: "",
+            placing: "",
             stock: stock.unwrap_or(0),
             committed: &committed,
             live: live.as_deref(),
             now_ms: now_ms(),
         };
-        let in_flight: i64 = members
-            .iter()
-            .filter(|member| view.holder_is_alive(member) && !view.is_committed(member))
-            .map(|member| claim_units(member))
-            .sum();
-        let expected = view.stock - in_flight;
-        Ok(Some((counter, expected.max(0))))
+        let mut in_flight = 0;
+        for bucket in self.every_bucket(product_id) {
+            in_flight += self.held_in(&bucket, &view).await?;
+        }
+        Ok(Some((counter, (view.stock - in_flight).max(0))))
     }
 }

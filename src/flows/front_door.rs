@@ -38,7 +38,8 @@ pub async fn check(
     let cached_key = state.keys.cache_slot(keyed);
     let counter_key = state.gate.counter_slot(order.product_id);
     let placing_key = state.gate.placing_slot(order.product_id);
-    if cached_key.is_none() && counter_key.is_none() {
+    let bucketed = state.gate.is_bucketed();
+    if cached_key.is_none() && counter_key.is_none() && !bucketed {
         return Ok(FrontDoor::Open);
     }
     let sold_out = sold_out_at_gate()?;
@@ -55,7 +56,11 @@ pub async fn check(
     // Units only held by orders being placed: wait (bounded) for them to end.
     let mut wait = state.gate.placing_wait();
     loop {
-        let answer = state.kv.cached_or_short(&door).await;
+        let answer = if bucketed {
+            ask_buckets(state, &door, order.product_id).await
+        } else {
+            state.kv.cached_or_short(&door).await
+        };
         if let Ok(DoorAnswer::ShortWhilePlacing { held }) = answer
             && wait.next(held).await
         {
@@ -64,6 +69,34 @@ pub async fn check(
         }
         return decide(state, keyed, answer, sold_out);
     }
+}
+
+/// The front door when the gate's stock is in buckets: the key's cached
+/// answer (the user's slot) and every bucket (the product's slots) asked at
+/// once; a final "sold out" is cached after, as on a cluster with one bucket
+/// (`store/redis_kv.rs`, `cached_or_short_by_slot`).
+async fn ask_buckets(
+    state: &AppState,
+    door: &Door<'_>,
+    product_id: i64,
+) -> Result<DoorAnswer, KvError> {
+    let cached = async {
+        match door.cached_key {
+            Some(_) => state.kv.cached_or_short(door).await,
+            None => Ok(DoorAnswer::Open),
+        }
+    };
+    let buckets = state.gate.short_in_every_bucket(product_id, door.need);
+    let (cached, buckets) = tokio::join!(cached, buckets);
+    if let DoorAnswer::Cached(json) = cached? {
+        return Ok(DoorAnswer::Cached(json));
+    }
+    let answer = buckets?;
+    if let (DoorAnswer::Short, Some(key), Some(refusal)) = (&answer, door.cached_key, door.refusal)
+    {
+        state.kv.set(key, refusal, door.ttl).await?;
+    }
+    Ok(answer)
 }
 
 /// What the key store's answer means for the request.

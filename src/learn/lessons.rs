@@ -360,6 +360,12 @@ const LESSONS: &[(Defense, Lesson)] = &[
                     "Redis 里的 Lua 脚本：先拒重复，再扣减；归还只还一次",
                     "The Lua scripts in Redis: refuse the repeat, then decrement; give back once",
                 ),
+                code(
+                    "src/defenses/stock_gate.rs",
+                    "stock_gate::buckets",
+                    "库存分桶（GATE_BUCKETS）：入口检查同时查询每个桶，全都不够才算售罄",
+                    "Stock buckets (GATE_BUCKETS): the front door asks every bucket at once; sold out only when all are short",
+                ),
             ],
             checks: &["stock_gate_matches_database"],
             race: seq(

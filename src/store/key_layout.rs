@@ -7,6 +7,7 @@
 //! | entity  | tag       | keys                                                        |
 //! |---------|-----------|-------------------------------------------------------------|
 //! | product | `{p<id>}` | `gate:{p1}:stock`, `gate:{p1}:pending`, `gate:{p1}:placing`, `gate:{p1}:claim:…` |
+//! | bucket b of a product (`GATE_BUCKETS` > 1) | `{p<id>.<b>…}` | the same four keys, per bucket (see [`gate_tag`]) |
 //! | order   | `{o<no>}` | `paytoken:{oFG…}:<token>`, `lock:{oFG…}`                     |
 //! | user    | `{u<id>}` | `idem:{u7}:<key>`, `idem-flight:{u7}:<key>`                  |
 //! | —       | none      | `instances` (the heartbeats; one key, read on its own)       |
@@ -14,30 +15,84 @@
 //! The store's prefix (`KV_PREFIX`) goes in front and holds no braces, so the
 //! tag is always the first `{…}` of the key.
 
-/// The gate's counter of a product: the units left to claim.
-pub fn gate_stock(product_id: i64) -> String {
-    format!("gate:{{p{product_id}}}:stock")
+/// The number of hash slots of a Redis Cluster.
+const SLOTS: u32 = 16384;
+
+/// The hash tag of a product's gate, or of one bucket of it (docs/scaling.md,
+/// step 4). One bucket: `p<id>`. Bucket `b` of `n`: `p<id>.<b>`, with `.<k>`
+/// appended (k = 1, 2, …) until its slot falls in the middle half of the b-th
+/// n-th of the slot space — the ranges `redis-cli --cluster create` gives to n
+/// masters — so that n buckets sit on n different masters of such a cluster.
+pub fn gate_tag(product_id: i64, bucket: u32, buckets: u32) -> String {
+    let base = format!("p{product_id}");
+    if buckets <= 1 {
+        return base;
+    }
+    let base = format!("{base}.{bucket}");
+    let (low, high) = middle_of_share(bucket, buckets);
+    let lands = |tag: &str| (low..high).contains(&u32::from(hash_slot(tag)));
+    if lands(&base) {
+        return base;
+    }
+    (1..10_000)
+        .map(|k| format!("{base}.{k}"))
+        .find(|tag| lands(tag))
+        .unwrap_or(base)
 }
 
-/// The gate's pending claims of a product (a sorted set scored by expiry).
-pub fn gate_pending(product_id: i64) -> String {
-    format!("gate:{{p{product_id}}}:pending")
+/// The middle half of bucket `b`'s share of the slots (away from the edges,
+/// where a cluster's split may fall a slot or two either way).
+fn middle_of_share(bucket: u32, buckets: u32) -> (u32, u32) {
+    let low = bucket * SLOTS / buckets;
+    let high = (bucket + 1) * SLOTS / buckets;
+    let quarter = (high - low) / 4;
+    (low + quarter, high - quarter)
 }
 
-/// The gate's claims of a product still placing their order (a sorted set
+/// The gate's counter under `tag` ([`gate_tag`]): the units left to claim.
+pub fn gate_stock_of(tag: &str) -> String {
+    format!("gate:{{{tag}}}:stock")
+}
+
+/// The gate's pending claims under `tag` (a sorted set scored by expiry).
+pub fn gate_pending_of(tag: &str) -> String {
+    format!("gate:{{{tag}}}:pending")
+}
+
+/// The gate's claims under `tag` still placing their order (a sorted set
 /// scored by expiry; a member leaves when its order commits or fails).
+pub fn gate_placing_of(tag: &str) -> String {
+    format!("gate:{{{tag}}}:placing")
+}
+
+/// One buyer's claim under `tag`: a repeat of the same (user, key) finds it.
+pub fn gate_claim_of(tag: &str, user_id: i64, key: &str) -> String {
+    format!("gate:{{{tag}}}:claim:{user_id}:{key}")
+}
+
+/// The gate's counter of a product with one bucket.
+pub fn gate_stock(product_id: i64) -> String {
+    gate_stock_of(&gate_tag(product_id, 0, 1))
+}
+
+/// The pending claims of a product with one bucket.
+pub fn gate_pending(product_id: i64) -> String {
+    gate_pending_of(&gate_tag(product_id, 0, 1))
+}
+
+/// The claims still placing of a product with one bucket.
 pub fn gate_placing(product_id: i64) -> String {
-    format!("gate:{{p{product_id}}}:placing")
+    gate_placing_of(&gate_tag(product_id, 0, 1))
+}
+
+/// One buyer's claim on a product with one bucket.
+pub fn gate_claim(product_id: i64, user_id: i64, key: &str) -> String {
+    gate_claim_of(&gate_tag(product_id, 0, 1), user_id, key)
 }
 
 /// The instances' heartbeats: a sorted set, instance id → last beat (ms).
 pub fn instances() -> String {
     "instances".to_string()
-}
-
-/// One buyer's claim on a product: a repeat of the same (user, key) finds it.
-pub fn gate_claim(product_id: i64, user_id: i64, key: &str) -> String {
-    format!("gate:{{p{product_id}}}:claim:{user_id}:{key}")
 }
 
 /// A completed answer of a user's idempotency key, cached.
@@ -136,5 +191,25 @@ mod tests {
             hash_slot(&prefixed(gate_stock(2))),
             "two products are two slots (here)"
         );
+    }
+
+    /// Bucket b of n lands in the b-th n-th of the slots (so, on a cluster
+    /// made by `redis-cli --cluster create` with n masters, on master b), and
+    /// a bucket's four keys share its slot.
+    #[test]
+    fn buckets_spread_over_the_slot_space() {
+        assert_eq!(gate_tag(7, 0, 1), "p7");
+        for buckets in 2..=16 {
+            for product in 1..50 {
+                for bucket in 0..buckets {
+                    let tag = gate_tag(product, bucket, buckets);
+                    let slot = u32::from(hash_slot(&gate_stock_of(&tag)));
+                    let share = bucket * SLOTS / buckets..(bucket + 1) * SLOTS / buckets;
+                    assert!(share.contains(&slot), "{tag}: slot {slot} not in {share:?}");
+                    assert_eq!(hash_slot(&gate_claim_of(&tag, 1, "k")), slot as u16);
+                    assert_eq!(hash_slot(&gate_placing_of(&tag)), slot as u16);
+                }
+            }
+        }
     }
 }

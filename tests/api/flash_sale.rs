@@ -2,27 +2,14 @@
 
 use std::sync::Arc;
 
-use crate::helpers::{concurrently, spawn_app};
+use crate::helpers::{concurrently, crowd_buys, spawn_app};
 use reqwest::StatusCode;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_users_on_twenty_units_buy_exactly_twenty() {
     let app = Arc::new(spawn_app().await);
     let product = app.reset_with_one_product(20).await;
-    let mut users = Vec::new();
-    for i in 0..200 {
-        users.push(app.login(&format!("buyer{i}")).await);
-    }
-    let users = Arc::new(users);
-
-    let replies = concurrently(200, |i| {
-        let (app, users) = (app.clone(), users.clone());
-        async move {
-            app.post_order_retrying(&users[i], &format!("buy-{i}"), product, 1)
-                .await
-        }
-    })
-    .await;
+    let (_, replies) = crowd_buys(&app, 200, "buyer", product).await;
 
     let created = replies
         .iter()

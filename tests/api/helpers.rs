@@ -2,6 +2,7 @@
 //! database (a new Postgres database, or a new SQLite file) and its own key-store
 //! namespace (a Redis key prefix, or a new in-process store), plus typed helpers.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web;
@@ -167,6 +168,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
         },
         gate_reconcile_every: Duration::from_secs(3600),
         instance_heartbeat: Duration::from_millis(1000),
+        gate_buckets: 1,
         switches_refresh_every: Duration::from_millis(100),
         audit_public_max_age: Duration::from_secs(1),
     };
@@ -624,4 +626,41 @@ pub fn check<'a>(audit: &'a Value, name: &str) -> &'a Value {
         .as_array()
         .and_then(|checks| checks.iter().find(|check| check["name"] == name))
         .unwrap_or_else(|| panic!("audit has no check {name}: {audit}"))
+}
+
+/// A crowd: `count` users (`<name>0`, `<name>1`, …) log in, then each buys
+/// one unit of `product` with its own key (`<name>-<i>`), all at once.
+pub async fn crowd_buys(
+    app: &Arc<TestApp>,
+    count: usize,
+    name: &str,
+    product: i64,
+) -> (Arc<Vec<TestUser>>, Vec<Reply>) {
+    let mut users = Vec::with_capacity(count);
+    for i in 0..count {
+        users.push(app.login(&format!("{name}{i}")).await);
+    }
+    let users = Arc::new(users);
+    let replies = concurrently(count, |i| {
+        let (app, users, key) = (app.clone(), users.clone(), format!("{name}-{i}"));
+        async move { app.post_order_retrying(&users[i], &key, product, 1).await }
+    })
+    .await;
+    (users, replies)
+}
+
+/// How many replies created an order, and how many are `sold_out` answered
+/// by the stock gate (without database work).
+pub fn created_and_sold_out_at_gate(replies: &[Reply]) -> (usize, usize) {
+    let created = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::CREATED)
+        .count();
+    let at_gate = replies
+        .iter()
+        .filter(|r| {
+            r.code().as_deref() == Some("sold_out") && r.defense.as_deref() == Some("stock_gate")
+        })
+        .count();
+    (created, at_gate)
 }

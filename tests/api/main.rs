@@ -12,6 +12,7 @@ mod channels_interop;
 mod defenses;
 mod faults;
 mod flash_sale;
+mod gate_buckets;
 mod hardening;
 mod health;
 mod helpers;

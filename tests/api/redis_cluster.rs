@@ -10,7 +10,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::helpers::{Reply, TestApp, TestUser, spawn_app_with};
+use crate::helpers::{
+    Reply, TestApp, TestUser, create_test_database, created_and_sold_out_at_gate, crowd_buys,
+    database_server, spawn_app_with,
+};
 use flashguard::store::key_layout;
 use reqwest::StatusCode;
 
@@ -265,34 +268,14 @@ async fn a_flash_sale_and_a_payment_run_on_a_redis_cluster() {
         app.state.kv.describe()
     );
     let product = app.reset_with_one_product(20).await;
-    let mut users = Vec::new();
-    for n in 0..60 {
-        users.push(app.login(&format!("cluster{n}")).await);
-    }
-
-    let keys: Vec<String> = (0..users.len()).map(|n| format!("c-{n}")).collect();
-    let replies = futures::future::join_all(
-        users
-            .iter()
-            .zip(&keys)
-            .map(|(user, key)| app.post_order_retrying(user, key, product, 1)),
-    )
-    .await;
-
-    let created = replies
-        .iter()
-        .filter(|r| r.status == StatusCode::CREATED)
-        .count();
-    let at_gate = replies
-        .iter()
-        .filter(|r| {
-            r.code().as_deref() == Some("sold_out") && r.defense.as_deref() == Some("stock_gate")
-        })
-        .count();
+    let (users, replies) = crowd_buys(&app, 60, "cluster", product).await;
+    let (created, at_gate) = created_and_sold_out_at_gate(&replies);
     assert_eq!(created, 20, "exactly the stock");
     assert_eq!(at_gate, 40, "every loser answered at the gate");
     assert_eq!(app.order_count(product).await, 20);
-    let replay = app.post_order_retrying(&users[0], "c-0", product, 1).await;
+    let replay = app
+        .post_order_retrying(&users[0], "cluster-0", product, 1)
+        .await;
     assert_eq!(
         (replay.status, replay.body.clone()),
         (replies[0].status, replies[0].body.clone()),
@@ -411,4 +394,78 @@ async fn a_master_killed_mid_sale_costs_delay_never_a_duplicate_or_an_oversell()
         late += i64::from(reply.status == StatusCode::CREATED);
     }
     assert_eq!(created + late, stock, "every unit sold exactly once");
+}
+
+/// The sale: 10,000 buyers race for 1,000 units through three
+/// instances (one process each would do the same; here three in one test)
+/// on a 3-master cluster with `GATE_BUCKETS=3` — the product's three buckets
+/// on three masters. Exactly the stock is sold, one order per winner, every
+/// loser answered at the gate, the buckets' sum is the database's stock less
+/// the claims in flight (none left), and every audit check is green.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_buyers_over_three_instances_and_three_buckets() {
+    use futures::StreamExt;
+    // Three instances share one database server (SQLite is one process's).
+    let Some(server) = database_server("three instances on one database") else {
+        return;
+    };
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let database_url = create_test_database(&server, &run_id).await;
+    let cluster = OwnCluster::start(3, 0);
+    let urls = cluster.urls();
+    let first = spawn_app_with(move |settings| {
+        settings.database_url = database_url;
+        settings.redis_url = None;
+        settings.redis_cluster_urls = Some(urls);
+        settings.gate_buckets = 3;
+    })
+    .await;
+    let (stock, buyers) = (1_000, 10_000);
+    let product = first.reset_with_one_product(stock).await;
+    let second = first.twin().await.expect("a second instance");
+    let third = first.twin().await.expect("a third instance");
+    let instances = [&first, &second, &third];
+    let masters: std::collections::HashSet<u16> = (0..3)
+        .map(|bucket| {
+            let tag = key_layout::gate_tag(product, bucket, 3);
+            let key = key_layout::gate_stock_of(&tag);
+            cluster.master_of(&format!("{}{key}", first.settings.kv_prefix))
+        })
+        .collect();
+    assert_eq!(masters.len(), 3, "three buckets on three masters");
+
+    let users: Vec<TestUser> = futures::stream::iter(0..buyers)
+        .map(|n| async move { instances[n % 3].login(&format!("crowd{n}")).await })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    let replies: Vec<Reply> = futures::stream::iter(users.iter().enumerate())
+        .map(|(n, user)| instances[n % 3].post_order_retrying(user, "the-sale", product, 1))
+        .buffer_unordered(64)
+        .collect()
+        .await;
+
+    let (created, at_gate) = created_and_sold_out_at_gate(&replies);
+    assert_eq!(created, 1_000, "exactly the stock");
+    assert_eq!(at_gate, 9_000, "every loser answered at the gate");
+    assert_eq!(first.order_count(product).await, 1_000);
+    assert_eq!(first.stock(product).await, 0);
+    let per_user = "SELECT COUNT(*) FROM (SELECT user_id FROM orders GROUP BY user_id HAVING COUNT(*) > 1) AS twice";
+    assert_eq!(first.count(per_user).await, 0, "one order per winner");
+    let (counter, expected) = first
+        .state
+        .gate
+        .expected(product)
+        .await
+        .expect("gate")
+        .expect("loaded");
+    assert_eq!(
+        (counter, expected),
+        (0, 0),
+        "buckets' sum = stock − claims in flight"
+    );
+    for instance in instances {
+        let audit = instance.audit().await;
+        assert_eq!(audit["ok"], true, "{audit}");
+    }
 }

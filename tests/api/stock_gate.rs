@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::helpers::{Reply, TestApp, check, concurrently, spawn_app};
+use crate::helpers::{
+    Reply, TestApp, check, concurrently, created_and_sold_out_at_gate, crowd_buys, spawn_app,
+};
 use flashguard::store::{Claim, GateKeys, Reconcile};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -16,19 +18,7 @@ async fn gate_stock(app: &TestApp, product: i64) -> Option<i64> {
 /// 200 buyers on 20 units; returns the product and the replies.
 async fn flash_sale(app: &Arc<TestApp>) -> (i64, Vec<Reply>) {
     let product = app.reset_with_one_product(20).await;
-    let mut users = Vec::new();
-    for i in 0..200 {
-        users.push(app.login(&format!("gate{i}")).await);
-    }
-    let users = Arc::new(users);
-    let replies = concurrently(200, |i| {
-        let (app, users) = (app.clone(), users.clone());
-        async move {
-            app.post_order_retrying(&users[i], &format!("g-{i}"), product, 1)
-                .await
-        }
-    })
-    .await;
+    let (_, replies) = crowd_buys(app, 200, "gate", product).await;
     (product, replies)
 }
 
@@ -38,16 +28,7 @@ async fn losers_are_answered_at_the_gate_and_winners_buy_exactly_the_stock() {
 
     let (product, replies) = flash_sale(&app).await;
 
-    let created = replies
-        .iter()
-        .filter(|r| r.status == StatusCode::CREATED)
-        .count();
-    let at_gate = replies
-        .iter()
-        .filter(|r| {
-            r.code().as_deref() == Some("sold_out") && r.defense.as_deref() == Some("stock_gate")
-        })
-        .count();
+    let (created, at_gate) = created_and_sold_out_at_gate(&replies);
     assert_eq!(created, 20);
     assert_eq!(
         at_gate, 180,
