@@ -60,6 +60,16 @@ pub struct Settings {
     /// How long a request waits for a database connection before 503 (ms).
     #[arg(long = "db-acquire-timeout-ms", env = "DB_ACQUIRE_TIMEOUT_MS", default_value = "2000", value_parser = millis)]
     pub db_acquire_timeout: Duration,
+    /// One deadline per API request for its dependency work (ms; 0: off):
+    /// past it the request is answered 503 `dependency_unavailable`, naming
+    /// what it waited on (docs/reliability.md).
+    #[arg(long = "request-deadline-ms", env = "REQUEST_DEADLINE_MS", default_value = "2500", value_parser = millis)]
+    pub request_deadline: Duration,
+    /// The database's own bound on one statement (ms; 0: the server's
+    /// default): a statement left running by a request that ended holds its
+    /// locks and connection no longer than this.
+    #[arg(long = "db-statement-timeout-ms", env = "DB_STATEMENT_TIMEOUT_MS", default_value = "10000", value_parser = millis)]
+    pub db_statement_timeout: Duration,
     #[command(flatten)]
     pub idempotency: IdempotencySettings,
     #[command(flatten)]
@@ -333,6 +343,21 @@ fn secret(value: &str) -> Result<SecretString, String> {
 }
 
 impl Settings {
+    /// The database pool's size and waits.
+    pub fn pool_bounds(&self) -> crate::store::PoolBounds {
+        crate::store::PoolBounds {
+            max_connections: self.pool_size(),
+            acquire_timeout: self.db_acquire_timeout,
+            statement_timeout: (!self.db_statement_timeout.is_zero())
+                .then_some(self.db_statement_timeout),
+        }
+    }
+
+    /// The request deadline, `None` when off.
+    pub fn request_deadline(&self) -> Option<Duration> {
+        (!self.request_deadline.is_zero()).then_some(self.request_deadline)
+    }
+
     /// The heartbeat period, `None` when heartbeats are off.
     pub fn heartbeat(&self) -> Option<Duration> {
         (!self.instance_heartbeat.is_zero()).then_some(self.instance_heartbeat)

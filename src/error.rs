@@ -110,6 +110,8 @@ pub enum ApiError {
     MethodNotAllowed { allow: String },
     #[error("the request body did not arrive in time")]
     RequestTimeout,
+    #[error("the request's deadline passed while it waited on {dependency}")]
+    DeadlinePassed { dependency: &'static str },
     #[error("the request body is larger than 64 KiB")]
     PayloadTooLarge,
     #[error("the key store is unavailable: {0}")]
@@ -188,7 +190,7 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => P::MethodNotAllowed,
             Self::RequestTimeout => P::RequestTimeout,
             Self::PayloadTooLarge => P::PayloadTooLarge,
-            Self::KeyStore(_) => P::DependencyUnavailable,
+            Self::KeyStore(_) | Self::DeadlinePassed { .. } => P::DependencyUnavailable,
             Self::Database(error) if error.is_unavailable() => P::DependencyUnavailable,
             Self::Database(_) | Self::Serialize(_) | Self::Template(_) | Self::Internal(_) => {
                 P::InternalError
@@ -215,6 +217,7 @@ impl ApiError {
         match self {
             Self::KeyStore(_) => Some("redis"),
             Self::Database(error) if error.is_unavailable() => Some("database"),
+            Self::DeadlinePassed { dependency } => Some(dependency),
             _ => None,
         }
     }

@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod configuration;
+pub mod deadline;
 pub mod defenses;
 pub mod domain;
 pub mod error;

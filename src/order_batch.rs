@@ -14,6 +14,9 @@ pub struct OrderTicket {
     pub key: IdempotencyKey,
     pub quantity: i64,
     pub flight: InFlight,
+    /// Kept until the batch ends, so that a request cut off meanwhile has its
+    /// gate claim settled or given back only then (`StockGate`).
+    pub gate_cut_off: Option<std::sync::Arc<crate::deadline::IfCutOff>>,
 }
 
 /// What the batch did for one ticket.

@@ -116,12 +116,7 @@ impl Application {
 }
 
 async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
-    let db = Db::connect(
-        &settings.database_url,
-        settings.pool_size(),
-        settings.db_acquire_timeout,
-    )
-    .await?;
+    let db = Db::connect(&settings.database_url, settings.pool_bounds()).await?;
     db.migrate().await?;
     seed_if_empty(&db).await.map_err(StartupError::Seed)?;
     let target = settings
@@ -301,6 +296,7 @@ fn run_server(listener: TcpListener, state: web::Data<AppState>) -> Result<Serve
     let metrics_handle = web::Data::new(metrics::handle());
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(routes::deadline::enforce))
             .wrap(actix_web::middleware::from_fn(routes::remember_lang))
             .wrap(actix_web::middleware::from_fn(routes::trace_when_on))
             .wrap(actix_web::middleware::from_fn(crate::limits::enforce))

@@ -40,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::configuration::IdempotencySettings;
+use crate::deadline::IfCutOff;
 use crate::domain::IdempotencyKey;
 use crate::metrics;
 use crate::store::idempotency_keys::{self, Completion, KeyId, KeyRow, NewKey};
@@ -535,6 +536,9 @@ pub struct InFlight {
     marked: bool,
     /// The defense is on: the key row is written.
     guarded: bool,
+    /// Removes the mark if the request is cut off before it leaves (shared
+    /// with a group-commit batch's copy: then removed after the batch ends).
+    cut_off: Option<Arc<IfCutOff>>,
 }
 
 /// What `enter` decided.
@@ -584,6 +588,7 @@ impl IdempotencyKeys {
             owner: uuid::Uuid::new_v4().to_string(),
             marked: false,
             guarded: self.is_on(),
+            cut_off: None,
         };
         if !flight.guarded {
             trace::step("idempotency_key off: nothing recorded");
@@ -591,7 +596,10 @@ impl IdempotencyKeys {
         }
         match self.mark(&flight).await {
             Some(false) => return self.answer_of_committed(request).await,
-            Some(true) => flight.marked = true,
+            Some(true) => {
+                flight.marked = true;
+                flight.cut_off = Some(Arc::new(self.unmark_if_cut_off(&flight)));
+            }
             None => {}
         }
         Ok(Entry::Run(flight))
@@ -615,7 +623,19 @@ impl IdempotencyKeys {
         }
     }
 
+    /// The mark's removal, owed if the request is cut off before it leaves.
+    fn unmark_if_cut_off(&self, flight: &InFlight) -> IfCutOff {
+        let (kv, owner) = (self.kv.clone(), flight.owner.clone());
+        let mark = in_flight_key(flight.user_id, &flight.key);
+        IfCutOff::new(async move {
+            let _ = kv.compare_and_delete(&mark, &owner).await;
+        })
+    }
+
     async fn unmark(&self, flight: &InFlight) {
+        if let Some(cut_off) = &flight.cut_off {
+            cut_off.disarm();
+        }
         if !flight.marked {
             return;
         }

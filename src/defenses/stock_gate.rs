@@ -51,6 +51,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::deadline::IfCutOff;
 use crate::domain::IdempotencyKey;
 use crate::store::key_layout;
 use crate::store::kv::{claim_member_of, claim_units};
@@ -95,10 +96,35 @@ pub struct StockGate {
     buckets: u32,
     /// The instances alive at the last heartbeat, to notice one that lapses.
     alive_at_last_beat: parking_lot::Mutex<Vec<String>>,
-    /// This instance's claims still placing their order, per product, and the
-    /// signal that a product's count reached zero (losers waiting on it ask again).
-    placing_here: parking_lot::Mutex<std::collections::HashMap<i64, u32>>,
-    all_placed_here: tokio::sync::Notify,
+    /// This instance's claims still placing their order (shared with the
+    /// give-back of a request cut off).
+    placing_here: Arc<PlacingHere>,
+}
+
+/// This instance's claims still placing their order, per product, and the
+/// signal that a product's count reached zero (losers waiting on it ask again).
+#[derive(Debug, Default)]
+struct PlacingHere {
+    counts: parking_lot::Mutex<std::collections::HashMap<i64, u32>>,
+    all_placed: tokio::sync::Notify,
+}
+
+impl PlacingHere {
+    fn started(&self, product_id: i64) {
+        *self.counts.lock().entry(product_id).or_default() += 1;
+    }
+
+    fn ended(&self, product_id: i64) {
+        let mut counts = self.counts.lock();
+        let Some(count) = counts.get_mut(&product_id) else {
+            return;
+        };
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            counts.remove(&product_id);
+            self.all_placed.notify_waiters();
+        }
+    }
 }
 
 /// A heartbeat lapses after this many beats without one.
@@ -124,6 +150,18 @@ pub struct GatePass {
     claim_key: String,
     member: String,
     quantity: i64,
+    /// Settles or gives back the claim if the request is cut off before it
+    /// finishes (shared with a group-commit batch's ticket: then after the
+    /// batch ends).
+    cut_off: Option<Arc<IfCutOff>>,
+}
+
+impl GatePass {
+    /// The clean-up owed if this pass's request is cut off, for whoever else
+    /// holds on to its work (a group-commit batch).
+    pub fn cut_off(&self) -> Option<Arc<IfCutOff>> {
+        self.cut_off.clone()
+    }
 }
 
 impl GatePass {
@@ -271,7 +309,7 @@ impl PlacingWait<'_> {
         }
         let pause = PLACING_POLL.min(until - now);
         tokio::select! {
-            () = self.gate.all_placed_here.notified() => {}
+            () = self.gate.placing_here.all_placed.notified() => {}
             () = tokio::time::sleep(pause) => {}
         }
         true
@@ -290,7 +328,6 @@ impl StockGate {
             buckets: setup.buckets.max(1),
             alive_at_last_beat: Default::default(),
             placing_here: Default::default(),
-            all_placed_here: tokio::sync::Notify::new(),
         }
     }
 
@@ -302,32 +339,22 @@ impl StockGate {
     /// claims that stop ending for [`PLACING_IDLE`] (a frozen or dead
     /// instance) make the answer "sold out for now", not stored
     /// (docs/design.md §2.1).
+    /// The wait also ends one poll before the request's deadline
+    /// (`crate::deadline`), so that it answers rather than being cut off.
     pub fn placing_wait(&self) -> PlacingWait<'_> {
         let now = tokio::time::Instant::now();
+        let mut until = now + PLACING_WAIT_MAX;
+        if let Some(deadline) = crate::deadline::until() {
+            until = until.min(deadline.checked_sub(PLACING_POLL).unwrap_or(now));
+        }
         PlacingWait {
             gate: self,
             idle_until: now + PLACING_IDLE,
-            until: now + PLACING_WAIT_MAX,
+            until,
             last_held: None,
         }
     }
     // [/lesson]
-
-    fn placing_started(&self, product_id: i64) {
-        *self.placing_here.lock().entry(product_id).or_default() += 1;
-    }
-
-    fn placing_ended(&self, product_id: i64) {
-        let mut placing = self.placing_here.lock();
-        let Some(count) = placing.get_mut(&product_id) else {
-            return;
-        };
-        *count = count.saturating_sub(1);
-        if *count == 0 {
-            placing.remove(&product_id);
-            self.all_placed_here.notify_waiters();
-        }
-    }
 
     pub fn is_on(&self) -> bool {
         self.switches.is_on(Defense::StockGate)
@@ -463,7 +490,12 @@ impl StockGate {
                     Claim::Short => {}
                     Claim::ShortWhilePlacing { held: more } => held += more,
                     claim @ Claim::Taken { .. } => {
-                        self.placing_started(buyer.product_id);
+                        self.placing_here.started(buyer.product_id);
+                        let cut_off = self.end_if_cut_off(&pass, &keys, buyer);
+                        let pass = GatePass {
+                            cut_off: Some(Arc::new(cut_off)),
+                            ..pass
+                        };
                         return Ok(decision(claim, pass));
                     }
                     claim @ Claim::Repeat => return Ok(decision(claim, pass)),
@@ -487,7 +519,46 @@ impl StockGate {
             claim_key: key_layout::gate_claim_of(&keys.tag, buyer.user_id, key),
             member: claim_member_of(&self.instance, buyer.quantity, buyer.user_id, key),
             quantity: buyer.quantity,
+            cut_off: None,
         }
+    }
+
+    /// The end owed to a claim whose request is cut off before
+    /// [`Self::finish`] (its deadline, or its client gone); without it the
+    /// units stay held, and the key's retry is refused as a repeat, until the
+    /// claim's lease ends. It runs once the request's work is over (a batch
+    /// holds on to it): settled if the order committed, else given back.
+    fn end_if_cut_off(&self, pass: &GatePass, keys: &BucketKeys, buyer: &Buyer<'_>) -> IfCutOff {
+        let (db, kv, placing_here) = (self.db.clone(), self.kv.clone(), self.placing_here.clone());
+        let (product_id, quantity, user_id) = (pass.product_id, pass.quantity, buyer.user_id);
+        let key = buyer.key.as_str().to_string();
+        let owned = [
+            keys.counter.clone(),
+            keys.pending.clone(),
+            keys.placing.clone(),
+            pass.claim_key.clone(),
+            pass.member.clone(),
+        ];
+        IfCutOff::new(async move {
+            let [counter, pending, placing, claim, member] = &owned;
+            let keys = GateKeys {
+                counter,
+                pending,
+                placing,
+                claim,
+                member,
+            };
+            let ordered = orders::find_by_key(db.pool(), user_id, &key).await;
+            let ended = match ordered {
+                Ok(Some(_)) => kv.settle_claim(&keys).await,
+                Ok(None) => kv.release_claim(&keys, quantity).await.map(|_| ()),
+                Err(_) => Ok(()), // Unknown: the claim's lease ends it.
+            };
+            if let Err(error) = ended {
+                tracing::warn!(%error, "a cut-off request's claim waits for its lease");
+            }
+            placing_here.ended(product_id);
+        })
     }
 
     /// One bucket's claim script.
@@ -511,13 +582,16 @@ impl StockGate {
 
     /// The end of a pass: settled when its order committed, else given back.
     pub async fn finish(&self, pass: GatePass, created_an_order: bool) {
+        if let Some(cut_off) = &pass.cut_off {
+            cut_off.disarm();
+        }
         let product_id = pass.product_id;
         if created_an_order {
             self.settle(pass).await;
         } else {
             self.give_back(pass).await;
         }
-        self.placing_ended(product_id);
+        self.placing_here.ended(product_id);
     }
 
     /// The pass's order committed: its claim is no longer "placing", so a

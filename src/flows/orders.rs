@@ -14,8 +14,9 @@ use std::sync::Arc;
 use actix_web::http::StatusCode;
 use serde::Deserialize;
 
+use crate::deadline::IfCutOff;
 use crate::defenses::idempotency_key::{Entry, InFlight, KeyClaim, KeyedRequest, Reply};
-use crate::defenses::stock_gate::Decision;
+use crate::defenses::stock_gate::{Decision, GatePass};
 use crate::defenses::unique_index::{self, OnUniqueViolation};
 use crate::defenses::version_lock::Take;
 use crate::domain::{IdempotencyKey, Quantity};
@@ -96,7 +97,8 @@ pub async fn place_order(
     if pass.is_some() {
         state.faults.stall_after_gate().await; // the lab's frozen instance
     }
-    let outcome = match place_in_batch(shared, buyer, request).await {
+    let gate_cut_off = pass.as_ref().and_then(GatePass::cut_off);
+    let outcome = match place_in_batch(shared, buyer, request, gate_cut_off).await {
         Ok(Some(placed)) => Ok(placed),
         Ok(None) => place_in_database(state, buyer, request).await,
         Err(error) => Err(error),
@@ -362,6 +364,7 @@ async fn place_in_batch(
     shared: &Arc<AppState>,
     buyer: Buyer<'_>,
     request: OrderRequest,
+    gate_cut_off: Option<Arc<IfCutOff>>,
 ) -> Result<Option<Placed>, ApiError> {
     let state: &AppState = shared;
     if !state.version_lock.batches() {
@@ -373,6 +376,7 @@ async fn place_in_batch(
         key: buyer.keyed.key.clone(),
         quantity: request.quantity.get(),
         flight: buyer.flight.clone(),
+        gate_cut_off,
     };
     let run = batch_runner(shared.clone());
     let batched = state.order_batches.submit(ALL_PRODUCTS, ticket, run).await;

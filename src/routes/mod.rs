@@ -2,6 +2,7 @@
 //! one visible step in the order it applies.
 
 mod admin;
+pub mod deadline;
 mod health;
 mod lab;
 mod learn;

@@ -85,6 +85,8 @@ pub enum DbSetupError {
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    /// The database's bound on one statement (`DB_STATEMENT_TIMEOUT_MS`).
+    statement_timeout: Option<Duration>,
     /// The embedded default's exclusive lock on its file: one instance per file
     /// (its in-process key store cannot be shared). Released when the last
     /// clone of the pool is dropped, or the process ends.
@@ -92,11 +94,7 @@ pub struct Db {
 }
 
 impl Db {
-    pub async fn connect(
-        url: &str,
-        max_connections: u32,
-        acquire_timeout: Duration,
-    ) -> Result<Self, DbSetupError> {
+    pub async fn connect(url: &str, bounds: PoolBounds) -> Result<Self, DbSetupError> {
         install_default_drivers();
         let backend = backend_of(url)?;
         let file_lock = if backend == Backend::Sqlite {
@@ -105,16 +103,20 @@ impl Db {
         } else {
             None
         };
+        let statement_timeout = bounds.statement_timeout;
         let pool = AnyPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(acquire_timeout)
-            .after_connect(move |conn, _meta| Box::pin(prepare_session(conn, backend)))
+            .max_connections(bounds.max_connections)
+            .acquire_timeout(bounds.acquire_timeout)
+            .after_connect(move |conn, _meta| {
+                Box::pin(prepare_session(conn, backend, statement_timeout))
+            })
             .connect(url)
             .await
             .map_err(DbSetupError::Connect)?;
         Ok(Self {
             pool,
             backend,
+            statement_timeout,
             _file_lock: file_lock,
         })
     }
@@ -155,7 +157,7 @@ impl Db {
             .connect()
             .await
             .context("db::dedicated_connection")?;
-        prepare_session(&mut conn, self.backend)
+        prepare_session(&mut conn, self.backend, self.statement_timeout)
             .await
             .context("db::dedicated_connection")?;
         Ok(conn)
@@ -174,11 +176,25 @@ impl Db {
     }
 }
 
+/// How the pool is bounded: its size and its waits.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolBounds {
+    pub max_connections: u32,
+    /// How long a request waits for a connection (`DB_ACQUIRE_TIMEOUT_MS`).
+    pub acquire_timeout: Duration,
+    /// The database's bound on one statement (`None`: the server's default).
+    pub statement_timeout: Option<Duration>,
+}
+
 /// What every new connection is told before its first query.
 async fn prepare_session(
     conn: &mut sqlx::AnyConnection,
     backend: Backend,
+    statement_timeout: Option<Duration>,
 ) -> Result<(), sqlx::Error> {
+    if let Some(bound) = statement_timeout {
+        bound_statements(conn, backend, bound).await?;
+    }
     match backend {
         // The tables' collation for this session too, so that a bound string
         // compares byte for byte with a column (never as an illegal mix of
@@ -196,6 +212,36 @@ async fn prepare_session(
             conn.execute("PRAGMA foreign_keys = ON").await?;
         }
         Backend::Postgres => {}
+    }
+    Ok(())
+}
+
+/// The database's own bound on every statement of this session, so that a
+/// statement whose request was cut off (the request deadline, a client gone)
+/// stops holding its locks: Postgres `statement_timeout` (every statement,
+/// lock waits included); MariaDB `max_statement_time` (seconds; every
+/// statement but those inside stored programs); MySQL, which has neither,
+/// `max_execution_time` (read-only SELECTs only). SQLite has none (its
+/// writers wait at most their busy timeout).
+async fn bound_statements(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    bound: Duration,
+) -> Result<(), sqlx::Error> {
+    let ms = bound.as_millis();
+    match backend {
+        Backend::Postgres => {
+            conn.execute(format!("SET statement_timeout = {ms}").as_str())
+                .await?;
+        }
+        Backend::Mysql => {
+            let mariadb = format!("SET SESSION max_statement_time = {}", bound.as_secs_f64());
+            if conn.execute(mariadb.as_str()).await.is_err() {
+                conn.execute(format!("SET SESSION max_execution_time = {ms}").as_str())
+                    .await?;
+            }
+        }
+        Backend::Sqlite => {}
     }
     Ok(())
 }

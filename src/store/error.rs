@@ -21,7 +21,10 @@ impl StoreError {
             | sqlx::Error::Tls(_)
             | sqlx::Error::WorkerCrashed => true,
             sqlx::Error::Database(error) => error.code().is_some_and(|code| {
-                code.starts_with("08") || ["57P01", "57P02", "57P03"].contains(&code.as_ref())
+                // 08…: connection; 57P0…: server shutting down; 57014 (Postgres)
+                // and 70100 (MariaDB): the statement timeout ended the statement.
+                code.starts_with("08")
+                    || ["57P01", "57P02", "57P03", "57014", "70100"].contains(&code.as_ref())
             }),
             _ => false,
         }

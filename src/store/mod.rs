@@ -32,7 +32,10 @@ pub mod switch_board;
 pub mod users;
 
 pub use bus::MessageBus;
-pub use db::{Db, Tx, commit, millis, now_ms, placeholders, rollback, select_rows, values_rows};
+pub use db::{
+    Backend, Db, PoolBounds, Tx, commit, millis, now_ms, placeholders, rollback, select_rows,
+    values_rows,
+};
 pub use dialect::{Conn, sql};
 pub use error::{QueryContext, StoreError};
 pub use kv::{Claim, Door, DoorAnswer, GateKeys, KeyStore, KvError, Reconcile};

@@ -190,6 +190,17 @@ impl BoundedConnection {
         &self,
         exchange: impl std::future::Future<Output = Result<T, RedisError>>,
     ) -> Result<T, RedisError> {
+        let waiting = crate::deadline::waiting_on("redis");
+        let result = self.bounded_exchange(exchange).await;
+        waiting.done();
+        result
+    }
+
+    /// [`Self::bounded`] without the deadline's mark.
+    async fn bounded_exchange<T>(
+        &self,
+        exchange: impl std::future::Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, RedisError> {
         if self.is_open() {
             return Err(RedisError::from((
                 ErrorKind::IoError,

@@ -159,6 +159,10 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
         },
         race_window: Duration::ZERO,
         db_acquire_timeout: Duration::from_secs(2),
+        // Generous: debug builds on two shared cores, four suites in a row
+        // (tests/api/deadline.rs sets its own).
+        request_deadline: Duration::from_secs(10),
+        db_statement_timeout: Duration::from_secs(10),
         // Off in tests (the rate-limit tests switch them on).
         limits: LimitSettings {
             login_per_ip: 0,

@@ -51,6 +51,8 @@ async fn shared_stack(heartbeat_ms: u64) -> Option<Shared> {
         ("IDEMPOTENCY_LEASE_SECS", "600".into()),
         ("GATE_RECONCILE_SECS", "3600".into()),
         ("INSTANCE_HEARTBEAT_MS", heartbeat_ms.to_string()),
+        // A frozen instance answers nothing: no deadline cuts its stalled orders.
+        ("REQUEST_DEADLINE_MS", "0".into()),
     ];
     let cluster = std::env::var("REDIS_CLUSTER_URLS")
         .ok()

@@ -9,6 +9,7 @@ mod browser;
 mod callbacks;
 mod channels;
 mod channels_interop;
+mod deadline;
 mod defenses;
 mod faults;
 mod flash_sale;

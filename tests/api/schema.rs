@@ -81,9 +81,12 @@ async fn the_migration_sets_build_the_same_schema() {
 }
 
 async fn migrated(url: &str) -> Db {
-    let db = Db::connect(url, 2, std::time::Duration::from_secs(5))
-        .await
-        .expect("connect");
+    let bounds = flashguard::store::PoolBounds {
+        max_connections: 2,
+        acquire_timeout: std::time::Duration::from_secs(5),
+        statement_timeout: None,
+    };
+    let db = Db::connect(url, bounds).await.expect("connect");
     db.migrate().await.expect("migrations apply");
     db
 }
