@@ -241,14 +241,16 @@ fn wait_listening(port: u16) {
     panic!("redis-server did not listen on {port}");
 }
 
-/// An app whose key store is `cluster` (its database as the run says).
-async fn app_on(cluster: &OwnCluster) -> TestApp {
+/// An app whose key store is `cluster` (its database as the run says), its
+/// gate in `buckets`.
+async fn app_on(cluster: &OwnCluster, buckets: u32) -> TestApp {
     let urls = cluster.urls();
     spawn_app_with(move |settings| {
         settings.redis_url = None;
         settings.redis_cluster_urls = Some(urls);
         // A mark left by a request cut off by the failover lapses soon.
         settings.idempotency.lease = Duration::from_secs(3);
+        settings.gate_buckets = buckets;
     })
     .await
 }
@@ -261,7 +263,7 @@ async fn app_on(cluster: &OwnCluster) -> TestApp {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flash_sale_and_a_payment_run_on_a_redis_cluster() {
     let cluster = OwnCluster::start(3, 0);
-    let app = Arc::new(app_on(&cluster).await);
+    let app = Arc::new(app_on(&cluster, 1).await);
     assert!(
         app.state.kv.describe().contains("cluster"),
         "{}",
@@ -324,16 +326,16 @@ async fn buy_until_final(app: &TestApp, user: &TestUser, key: &str, product: i64
     panic!("{key}: no final answer within 30 s");
 }
 
-/// The master serving the product's gate killed mid-sale, with a replica
-/// each: the replica takes over (cluster-node-timeout 2 s); in between the
-/// answers say when to retry (or the database decides, the gate stepped
-/// aside). After one reconciliation the audit is green and every unit the
-/// failover left unsold is buyable: it costs delay, never a duplicate or an
-/// oversell.
+/// The master serving one of the product's three gate buckets killed
+/// mid-sale, with a replica each: the replica takes over (cluster-node-timeout
+/// 2 s); in between the answers say when to retry (or the database decides,
+/// the gate stepped aside), and the other buckets keep selling. After one
+/// reconciliation the audit is green and every unit the failover left unsold
+/// is buyable: it costs delay, never a duplicate or an oversell.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_master_killed_mid_sale_costs_delay_never_a_duplicate_or_an_oversell() {
     let mut cluster = OwnCluster::start(3, 1);
-    let app = Arc::new(app_on(&cluster).await);
+    let app = Arc::new(app_on(&cluster, 3).await);
     let stock = 30;
     let product = app.reset_with_one_product(stock).await;
     let mut users = Vec::new();
@@ -344,11 +346,8 @@ async fn a_master_killed_mid_sale_costs_delay_never_a_duplicate_or_an_oversell()
     let buy = |n: usize| buy_until_final(&app, &users[n], &keys[n], product);
 
     let first = futures::future::join_all((0..30).map(buy)).await;
-    let gate = format!(
-        "{}{}",
-        app.settings.kv_prefix,
-        key_layout::gate_stock(product)
-    );
+    let bucket_zero = key_layout::gate_stock_of(&key_layout::gate_tag(product, 0, 3));
+    let gate = format!("{}{bucket_zero}", app.settings.kv_prefix);
     let (rest, killed) = tokio::join!(futures::future::join_all((30..90).map(buy)), async {
         tokio::time::sleep(Duration::from_millis(20)).await;
         cluster.kill_master_of(&gate)
