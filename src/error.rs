@@ -137,7 +137,7 @@ pub struct Problem {
     pub status: u16,
     /// What happened to this request.
     pub detail: String,
-    /// The stable code to branch on (docs/design.md §5).
+    /// The stable code to branch on (docs/design.md §4).
     #[schema(value_type = ProblemCode)]
     pub code: &'static str,
     /// For `dependency_unavailable`: `database` or `redis`.

@@ -151,7 +151,8 @@ pub async fn remember_lang(
 }
 
 /// Every route and the methods it takes: what a 405 names in `Allow`
-/// (`tests/api/errors.rs` checks each against the routes registered above).
+/// (`tests/api/hardening.rs`, `a_wrong_method_is_405_with_allow_on_every_route`,
+/// asks every route with a method it does not take).
 pub const ROUTES: &[(&str, &str)] = &[
     ("/api/login", "POST"),
     ("/api/logout", "POST"),

@@ -220,7 +220,7 @@ async fn prepare_session(
 /// statement whose request was cut off (the request deadline, a client gone)
 /// stops holding its locks: Postgres `statement_timeout` (every statement,
 /// lock waits included); MariaDB `max_statement_time` (seconds; every
-/// statement but those inside stored programs); MySQL, which has neither,
+/// statement but those inside stored procedures); MySQL, which has neither,
 /// `max_execution_time` (read-only SELECTs only). SQLite has none (its
 /// writers wait at most their busy timeout).
 async fn bound_statements(

@@ -20,12 +20,14 @@ impl StoreError {
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
             | sqlx::Error::WorkerCrashed => true,
-            sqlx::Error::Database(error) => error.code().is_some_and(|code| {
-                // 08…: connection; 57P0…: server shutting down; 57014 (Postgres)
-                // and 70100 (MariaDB): the statement timeout ended the statement.
-                code.starts_with("08")
-                    || ["57P01", "57P02", "57P03", "57014", "70100"].contains(&code.as_ref())
-            }),
+            sqlx::Error::Database(error) => {
+                is_statement_timeout(error.as_ref())
+                    || error.code().is_some_and(|code| {
+                        // 08…: the connection; 57P0…: the server shutting down.
+                        code.starts_with("08")
+                            || ["57P01", "57P02", "57P03"].contains(&code.as_ref())
+                    })
+            }
             _ => false,
         }
     }
@@ -84,4 +86,14 @@ impl<T> QueryContext<T> for Result<T, sqlx::Error> {
     fn context(self, query: &'static str) -> Result<T, StoreError> {
         self.map_err(|source| StoreError { query, source })
     }
+}
+
+/// The database's statement timeout ended the statement
+/// (`DB_STATEMENT_TIMEOUT_MS`): Postgres 57014, MariaDB 1969 (SQLSTATE 70100),
+/// MySQL 3024 (SQLSTATE HY000, so told apart by its number).
+fn is_statement_timeout(error: &dyn sqlx::error::DatabaseError) -> bool {
+    if let Some(mysql) = error.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        return [1969, 3024].contains(&mysql.number());
+    }
+    error.code().is_some_and(|code| code == "57014")
 }

@@ -401,7 +401,11 @@ async fn a_master_killed_mid_sale_costs_delay_never_a_duplicate_or_an_oversell()
 /// on three masters. Exactly the stock is sold, one order per winner, every
 /// loser answered at the gate, the buckets' sum is the database's stock less
 /// the claims in flight (none left), and every audit check is green.
+/// Heavy (both cores busy for seconds): beside another test it can starve
+/// that test's Redis commands past their 500 ms bound, so `.ci/run` runs it
+/// on its own (`--ignored`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "heavy: 10,000 buyers; .ci/run runs it alone with --ignored"]
 async fn ten_thousand_buyers_over_three_instances_and_three_buckets() {
     use futures::StreamExt;
     // Three instances share one database server (SQLite is one process's).
