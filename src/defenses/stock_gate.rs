@@ -37,9 +37,9 @@
 //! counters in N hash slots — on a Redis Cluster, N masters share the hot
 //! product's load. A buyer starts at the bucket of its user id and tries the
 //! others in turn; "sold out" only when every bucket is short. The price: a
-//! request for more units than any one bucket holds is refused while the
-//! buckets together still hold them (少卖, until the next reconciliation,
-//! which spreads the units evenly again). docs/scaling.md, step 4.
+//! request for more units than any one bucket holds is refused although the
+//! buckets together hold them (少卖: the reconciliation spreads the free units
+//! evenly, which does not put them in one bucket). docs/scaling.md, step 4.
 //! When the key store does not answer, the gate steps aside (orders go to the
 //! database, guarded by `version_lock`) and the reconciliation repairs it later.
 //!
@@ -51,12 +51,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rand::Rng;
+
 use crate::deadline::IfCutOff;
 use crate::domain::IdempotencyKey;
 use crate::store::key_layout;
 use crate::store::kv::{claim_member_of, claim_units};
-use rand::Rng;
-
 use crate::store::{
     Claim, Db, Door, DoorAnswer, GateKeys, KeyStore, KvError, Reconcile, StoreError, millis,
     now_ms, orders, products,
@@ -162,9 +162,7 @@ impl GatePass {
     pub fn cut_off(&self) -> Option<Arc<IfCutOff>> {
         self.cut_off.clone()
     }
-}
 
-impl GatePass {
     fn keys<'a>(&'a self, product: &'a BucketKeys) -> GateKeys<'a> {
         GateKeys {
             counter: &product.counter,
@@ -242,22 +240,6 @@ struct Buyer<'a> {
     user_id: i64,
     key: &'a IdempotencyKey,
     quantity: i64,
-}
-
-/// What the claim script's answer means for the request.
-fn decision(claim: Claim, pass: GatePass) -> Result<Decision, GateError> {
-    match claim {
-        Claim::Taken { left } => {
-            trace::step(format!("gate: unit taken ({left} left)"));
-            Ok(Decision::Pass(Some(pass)))
-        }
-        Claim::Repeat => {
-            trace::step("gate: this key already holds a unit");
-            Ok(Decision::Repeat)
-        }
-        Claim::Short | Claim::ShortWhilePlacing { .. } => Err(GateError::SoldOut),
-        Claim::NotLoaded => Ok(Decision::Pass(None)),
-    }
 }
 
 /// The refusal when no bucket had enough left: final, or for now while
@@ -489,16 +471,14 @@ impl StockGate {
                     }
                     Claim::Short => {}
                     Claim::ShortWhilePlacing { held: more } => held += more,
-                    claim @ Claim::Taken { .. } => {
-                        self.placing_here.started(buyer.product_id);
-                        let cut_off = self.end_if_cut_off(&pass, &keys, buyer);
-                        let pass = GatePass {
-                            cut_off: Some(Arc::new(cut_off)),
-                            ..pass
-                        };
-                        return Ok(decision(claim, pass));
+                    Claim::Taken { left } => {
+                        trace::step(format!("gate: unit taken ({left} left)"));
+                        return Ok(Ok(self.taken(pass, &keys, buyer)));
                     }
-                    claim @ Claim::Repeat => return Ok(decision(claim, pass)),
+                    Claim::Repeat => {
+                        trace::step("gate: this key already holds a unit");
+                        return Ok(Ok(Decision::Repeat));
+                    }
                 }
             }
             if held > 0 && wait.next(held).await {
@@ -509,6 +489,17 @@ impl StockGate {
         Ok(Ok(Decision::Pass(None)))
     }
     // [/lesson]
+
+    /// A unit taken: the pass is placing its order here, and owes its claim
+    /// an end if its request is cut off.
+    fn taken(&self, pass: GatePass, keys: &BucketKeys, buyer: &Buyer<'_>) -> Decision {
+        self.placing_here.started(buyer.product_id);
+        let cut_off = self.end_if_cut_off(&pass, keys, buyer);
+        Decision::Pass(Some(GatePass {
+            cut_off: Some(Arc::new(cut_off)),
+            ..pass
+        }))
+    }
 
     /// The pass a buyer would hold in `bucket`.
     fn pass(&self, buyer: &Buyer<'_>, bucket: u32, keys: &BucketKeys) -> GatePass {
@@ -715,9 +706,13 @@ impl StockGate {
             now_ms: now_ms(),
         };
         let buckets = self.every_bucket(product_id);
-        let mut held = Vec::with_capacity(buckets.len());
-        for bucket in &buckets {
-            held.push(self.held_in(bucket, &view).await?);
+        // One bucket's script subtracts its live claims from the whole stock
+        // itself: counting them first is only needed to share out the rest.
+        let mut held = vec![0; buckets.len()];
+        if self.buckets > 1 {
+            for (held, bucket) in held.iter_mut().zip(&buckets) {
+                *held = self.held_in(bucket, &view).await?;
+            }
         }
         let free = stock - held.iter().sum::<i64>();
         let mut total = None;

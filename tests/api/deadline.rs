@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use crate::helpers::{Reply, TestApp, TestUser, spawn_app_with};
+use crate::helpers::{
+    Reply, TestApp, TestUser, assert_answered_database_unavailable, spawn_app_with,
+};
 
 /// How long the client waits for any answer here.
 const CLIENT_PATIENCE: Duration = Duration::from_secs(4);
@@ -45,18 +47,10 @@ async fn order_within_patience(
     Some(Reply::read(response.ok()?.expect("a response")).await)
 }
 
-/// The answer was 503 `dependency_unavailable`, naming the database.
-fn answered_503_by_the_database(reply: Option<Reply>) -> Reply {
+/// Answered within the client's patience: 503, the database, `Retry-After`.
+fn answered_503_by_the_database(reply: Option<Reply>) {
     let reply = reply.expect("answered within the client's patience");
-    assert_eq!(
-        reply.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        reply.body
-    );
-    assert_eq!(reply.code().as_deref(), Some("dependency_unavailable"));
-    assert_eq!(reply.json()["dependency"], "database", "{}", reply.body);
-    reply
+    assert_answered_database_unavailable(&reply);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,8 +60,7 @@ async fn an_order_stuck_on_the_database_is_answered_at_its_deadline_and_its_retr
     let holder = hold_the_stock_row(&app, product).await;
 
     let stuck = order_within_patience(&app, &alice, "stuck", product).await;
-    let stuck = answered_503_by_the_database(stuck);
-    assert!(stuck.retry_after.is_some(), "says when to retry");
+    answered_503_by_the_database(stuck);
 
     holder.rollback().await.expect("the lock released");
     let mut retried = app.post_order_retrying(&alice, "stuck", product, 1).await;

@@ -16,8 +16,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::helpers::{
-    Reply, TestApp, check, concurrently, create_test_database, database_server, real_stack,
-    spawn_app, spawn_app_with,
+    Reply, TestApp, assert_answered_database_unavailable, check, concurrently,
+    create_test_database, database_server, real_stack, spawn_app, spawn_app_with,
 };
 
 /// The longest a client waits for any answer while a dependency is down.
@@ -257,15 +257,7 @@ async fn a_database_cut_is_answered_503_within_the_bound_and_recovers() {
         .expect("readiness");
 
     for reply in [&products, &order] {
-        assert_eq!(
-            reply.status,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "{}",
-            reply.body
-        );
-        assert_eq!(reply.code().as_deref(), Some("dependency_unavailable"));
-        assert_eq!(reply.json()["dependency"], "database");
-        assert!(reply.retry_after.is_some());
+        assert_answered_database_unavailable(reply);
     }
     assert_eq!(ready.json()["failing"], json!(["database"]));
 

@@ -668,3 +668,16 @@ pub fn created_and_sold_out_at_gate(replies: &[Reply]) -> (usize, usize) {
         .count();
     (created, at_gate)
 }
+
+/// 503 `dependency_unavailable` naming the database, with `Retry-After`.
+pub fn assert_answered_database_unavailable(reply: &Reply) {
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.body
+    );
+    assert_eq!(reply.code().as_deref(), Some("dependency_unavailable"));
+    assert_eq!(reply.json()["dependency"], "database", "{}", reply.body);
+    assert!(reply.retry_after.is_some(), "says when to retry");
+}
