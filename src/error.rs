@@ -112,6 +112,8 @@ pub enum ApiError {
     RequestTimeout,
     #[error("the request's deadline passed while it waited on {dependency}")]
     DeadlinePassed { dependency: &'static str },
+    #[error("the database did not answer this order's group-commit batch")]
+    BatchFoundDatabaseUnavailable,
     #[error("the request body is larger than 64 KiB")]
     PayloadTooLarge,
     #[error("the key store is unavailable: {0}")]
@@ -190,7 +192,9 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => P::MethodNotAllowed,
             Self::RequestTimeout => P::RequestTimeout,
             Self::PayloadTooLarge => P::PayloadTooLarge,
-            Self::KeyStore(_) | Self::DeadlinePassed { .. } => P::DependencyUnavailable,
+            Self::KeyStore(_)
+            | Self::DeadlinePassed { .. }
+            | Self::BatchFoundDatabaseUnavailable => P::DependencyUnavailable,
             Self::Database(error) if error.is_unavailable() => P::DependencyUnavailable,
             Self::Database(_) | Self::Serialize(_) | Self::Template(_) | Self::Internal(_) => {
                 P::InternalError
@@ -218,6 +222,7 @@ impl ApiError {
             Self::KeyStore(_) => Some("redis"),
             Self::Database(error) if error.is_unavailable() => Some("database"),
             Self::DeadlinePassed { dependency } => Some(dependency),
+            Self::BatchFoundDatabaseUnavailable => Some("database"),
             _ => None,
         }
     }

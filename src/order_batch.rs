@@ -34,6 +34,10 @@ pub enum Batched {
     /// retries exhausted): this request takes the one-order path, which
     /// answers it precisely.
     OnItsOwn,
+    /// The batch failed because the database did not answer (no connection,
+    /// a statement timed out): the one-order path would only wait for it
+    /// again, so this request is answered 503 at once.
+    DatabaseUnavailable,
 }
 
 /// The queue of the group commit: one for every product, so that orders on

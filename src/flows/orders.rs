@@ -380,6 +380,10 @@ async fn place_in_batch(
     };
     let run = batch_runner(shared.clone());
     let batched = state.order_batches.submit(ALL_PRODUCTS, ticket, run).await;
+    if let Some(Batched::DatabaseUnavailable) = batched {
+        trace::step("group commit: the database did not answer the batch");
+        return Err(ApiError::BatchFoundDatabaseUnavailable);
+    }
     match batched.and_then(told) {
         Some(attempt) => answer(state, buyer, attempt).await,
         None => Ok(None),
@@ -407,7 +411,7 @@ fn told(batched: Batched) -> Option<Attempt> {
             "group commit: key committed by another request meanwhile",
             Attempt::AnsweredBefore,
         ),
-        Batched::OnItsOwn => return None,
+        Batched::OnItsOwn | Batched::DatabaseUnavailable => return None,
     };
     trace::step(step);
     Some(attempt)
@@ -432,6 +436,13 @@ async fn run_batch(state: &AppState, tickets: Vec<OrderTicket>) -> Vec<Batched> 
         match try_batch(state, &tickets).await {
             Ok(Some(results)) => return results,
             Ok(None) => lock.count_conflict(),
+            Err(error) if error.dependency() == Some("database") => {
+                tracing::warn!(%error, "an order batch found the database unavailable");
+                return tickets
+                    .iter()
+                    .map(|_| Batched::DatabaseUnavailable)
+                    .collect();
+            }
             Err(error) => {
                 tracing::warn!(%error, "an order batch failed; its orders go one by one");
                 break;
