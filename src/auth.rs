@@ -22,6 +22,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
+use crate::causes::Causes;
 use crate::error::ApiError;
 
 pub const SESSION_COOKIE: &str = "flashguard_session";
@@ -113,7 +114,9 @@ impl SessionKeys {
             jti: uuid::Uuid::new_v4().simple().to_string(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .inspect_err(|error| tracing::error!(%error, "cannot sign a login token"))
+            .inspect_err(
+                |error| tracing::error!(error = %Causes(error), "cannot sign a login token"),
+            )
             .ok()
     }
 

@@ -12,18 +12,11 @@ use clap::{Args, Parser};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::store::redis_kv::RedisTarget;
+
 /// Where the embedded SQLite database lives when `DATABASE_URL` is unset.
 pub const DEFAULT_SQLITE_PATH: &str = "data/flashguard.db";
 const DEFAULT_DATABASE_URL: &str = "sqlite://data/flashguard.db?mode=rwc";
-
-/// The Redis the key store runs on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RedisTarget {
-    /// One server (`REDIS_URL`).
-    Node(String),
-    /// A cluster's seed nodes (`REDIS_CLUSTER_URLS`).
-    Cluster(Vec<String>),
-}
 
 /// Every tunable of the service.
 #[derive(Debug, Clone, Parser)]
@@ -361,6 +354,17 @@ impl Settings {
     /// The heartbeat period, `None` when heartbeats are off.
     pub fn heartbeat(&self) -> Option<Duration> {
         (!self.instance_heartbeat.is_zero()).then_some(self.instance_heartbeat)
+    }
+
+    /// Every setting at its default, the environment ignored; secrets left
+    /// unset. The tests start here and override what they test, so they cannot
+    /// drift from the defaults the service runs with.
+    pub fn defaults() -> Result<Self, clap::Error> {
+        use clap::{CommandFactory, FromArgMatches};
+        let command = Self::command().mut_args(|arg| arg.env(None::<&str>));
+        let mut settings = Self::from_arg_matches(&command.try_get_matches_from(["flashguard"])?)?;
+        settings.treat_empty_as_unset();
+        Ok(settings)
     }
 
     /// Reads the command line and the environment; generates missing secrets.

@@ -14,6 +14,7 @@ use actix_web::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::causes::Causes;
 use crate::defenses::idempotency_key::{KeyError, Reply, StoredResponse};
 use crate::defenses::order_lock::LockError;
 use crate::defenses::payment_token::TokenError;
@@ -29,7 +30,7 @@ pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("{0}")]
+    #[error(transparent)]
     IdempotencyKey(#[from] IdempotencyKeyError),
     #[error("this Idempotency-Key was already used with a different request")]
     IdempotencyKeyReused,
@@ -37,9 +38,9 @@ pub enum ApiError {
     RequestInProgress,
     #[error("the request body is not valid JSON of the expected shape: {0}")]
     MalformedBody(String),
-    #[error("{0}")]
+    #[error(transparent)]
     InvalidQuantity(#[from] QuantityError),
-    #[error("{0}")]
+    #[error(transparent)]
     InvalidUsername(#[from] UsernameError),
     #[error("{0}")]
     InvalidRequest(String),
@@ -82,9 +83,9 @@ pub enum ApiError {
     OrderLocked,
     #[error("the order is closed: its payment window has passed")]
     OrderClosed,
-    #[error("{0}")]
+    #[error(transparent)]
     Signature(#[from] SignatureError),
-    #[error("{0}")]
+    #[error(transparent)]
     Notification(#[from] NotificationError),
     #[error("the notification is for app {0:?}, not this merchant's")]
     MerchantMismatch(String),
@@ -114,16 +115,18 @@ pub enum ApiError {
     DeadlinePassed { dependency: &'static str },
     #[error("the database did not answer this order's group-commit batch")]
     BatchFoundDatabaseUnavailable,
-    #[error("the request body is larger than 64 KiB")]
-    PayloadTooLarge,
-    #[error("the key store is unavailable: {0}")]
+    #[error("the request body is larger than {} KiB", limit_bytes / 1024)]
+    PayloadTooLarge { limit_bytes: usize },
+    #[error(transparent)]
     KeyStore(#[from] KvError),
     #[error(transparent)]
     Database(#[from] StoreError),
-    #[error("cannot serialise an answer: {0}")]
+    #[error("cannot serialise an answer")]
     Serialize(#[from] serde_json::Error),
-    #[error("cannot render a page: {0}")]
+    #[error("cannot render a page")]
     Template(#[from] askama::Error),
+    #[error("the answer stored with an idempotency key is unreadable")]
+    StoredAnswerUnreadable(#[source] KeyError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -149,6 +152,10 @@ pub struct Problem {
 
 impl ApiError {
     /// The stable, documented problem code of this error.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "the error-to-code table: one arm per error variant; one match keeps the compiler's exhaustiveness check"
+    )]
     pub fn code(&self) -> ProblemCode {
         use ProblemCode as P;
         match self {
@@ -191,14 +198,16 @@ impl ApiError {
             Self::RateLimited { .. } => P::RateLimited,
             Self::MethodNotAllowed { .. } => P::MethodNotAllowed,
             Self::RequestTimeout => P::RequestTimeout,
-            Self::PayloadTooLarge => P::PayloadTooLarge,
+            Self::PayloadTooLarge { .. } => P::PayloadTooLarge,
             Self::KeyStore(_)
             | Self::DeadlinePassed { .. }
             | Self::BatchFoundDatabaseUnavailable => P::DependencyUnavailable,
             Self::Database(error) if error.is_unavailable() => P::DependencyUnavailable,
-            Self::Database(_) | Self::Serialize(_) | Self::Template(_) | Self::Internal(_) => {
-                P::InternalError
-            }
+            Self::Database(_)
+            | Self::Serialize(_)
+            | Self::Template(_)
+            | Self::StoredAnswerUnreadable(_)
+            | Self::Internal(_) => P::InternalError,
         }
     }
 
@@ -312,7 +321,7 @@ impl ResponseError for ApiError {
 /// not fail; if it ever did, the client still gets a problem body, and the log says why.
 pub fn problem_body(problem: &Problem) -> String {
     serde_json::to_string(problem).unwrap_or_else(|error| {
-        tracing::error!(%error, "cannot serialise a problem body");
+        tracing::error!(error = %Causes(&error), "cannot serialise a problem body");
         format!(
             r#"{{"type":"/learn/problems/internal_error","title":"Internal error","status":{},"detail":"","code":"internal_error"}}"#,
             problem.status
@@ -325,7 +334,7 @@ impl From<KeyError> for ApiError {
         match error {
             KeyError::Reused => Self::IdempotencyKeyReused,
             KeyError::InProgress => Self::RequestInProgress,
-            KeyError::Corrupt(what) => Self::Internal(format!("idempotency key: {what}")),
+            corrupt @ KeyError::Corrupt(_) => Self::StoredAnswerUnreadable(corrupt),
             KeyError::Store(error) => Self::Database(error),
         }
     }

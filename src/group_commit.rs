@@ -6,14 +6,15 @@
 //! orders and commits once (docs/design.md §2.3). Orders on many products
 //! share one queue, so that they share commits too.
 //!
-//! This module is only the meeting point, independent of what is written: each
-//! queue id has a queue; the first request to find no batch being led starts a
-//! leader task (spawned, so a client that goes away cannot strand the others),
-//! which waits `window`, takes up to `max` waiting items, runs them with the
-//! given function, hands each its own result, and goes on until the queue is
-//! empty. While one batch runs, the next one gathers.
+//! This module is only the meeting point, independent of what is written
+//! (the orders' use of it, and the batch's transaction, are
+//! `flows/orders/batch.rs`): the first request to find no batch being led
+//! starts a leader task (spawned, so a client that goes away cannot strand the
+//! others), which waits `window`, takes up to `max` waiting items, runs them
+//! with the function given at construction, hands each its own result, and
+//! goes on until the queue is empty. While one batch runs, the next one gathers.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -29,11 +30,11 @@ use tokio::sync::oneshot;
 pub type RunBatch<T, R> =
     Arc<dyn Fn(Vec<T>) -> Pin<Box<dyn Future<Output = Vec<R>> + Send>> + Send + Sync>;
 
-/// The queues of every row.
+/// One queue of items waiting to be written together, and how a batch runs.
 pub struct GroupCommit<T, R> {
-    window: Duration,
-    max: usize,
-    rows: Mutex<HashMap<i64, Arc<Row<T, R>>>>,
+    pace: Pace,
+    run: RunBatch<T, R>,
+    queue: Arc<Mutex<Queue<T, R>>>,
     totals: Arc<Totals>,
 }
 
@@ -47,19 +48,15 @@ struct Totals {
 impl<T, R> std::fmt::Debug for GroupCommit<T, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GroupCommit")
-            .field("window", &self.window)
-            .field("max", &self.max)
+            .field("window", &self.pace.window)
+            .field("max", &self.pace.max)
             .finish()
     }
 }
 
-struct Row<T, R> {
-    queue: Mutex<Queue<T, R>>,
-}
-
 struct Queue<T, R> {
     waiting: VecDeque<Waiting<T, R>>,
-    /// A leader task is running for this row (invariant: waiting ⇒ leading).
+    /// A leader task is running (invariant: waiting ⇒ leading).
     leading: bool,
 }
 
@@ -69,12 +66,19 @@ struct Waiting<T, R> {
 }
 
 impl<T: Send + 'static, R: Send + 'static> GroupCommit<T, R> {
-    /// `max` items per batch (at least 1), gathered for `window` before each.
-    pub fn new(window: Duration, max: usize) -> Self {
+    /// `max` items per batch (at least 1), gathered for `window` before each,
+    /// each batch run by `run`.
+    pub fn new(window: Duration, max: usize, run: RunBatch<T, R>) -> Self {
         Self {
-            window,
-            max: max.max(1),
-            rows: Mutex::new(HashMap::new()),
+            pace: Pace {
+                window,
+                max: max.max(1),
+            },
+            run,
+            queue: Arc::new(Mutex::new(Queue {
+                waiting: VecDeque::new(),
+                leading: false,
+            })),
             totals: Arc::default(),
         }
     }
@@ -87,36 +91,25 @@ impl<T: Send + 'static, R: Send + 'static> GroupCommit<T, R> {
         )
     }
 
-    /// Queues `item` for `row_id` and waits for its result (`None` only if
-    /// its batch panicked: nothing of it was committed).
-    pub async fn submit(&self, row_id: i64, item: T, run: RunBatch<T, R>) -> Option<R> {
-        let row = self.row(row_id);
+    /// Queues `item` and waits for its result (`None` only if its batch
+    /// panicked: nothing of it was committed).
+    pub async fn submit(&self, item: T) -> Option<R> {
         let (answer, result) = oneshot::channel();
         let start_leader = {
-            let mut queue = row.queue.lock();
+            let mut queue = self.queue.lock();
             queue.waiting.push_back(Waiting { item, answer });
             !std::mem::replace(&mut queue.leading, true)
         };
         if start_leader {
-            let (window, max, totals) = (self.window, self.max, self.totals.clone());
-            tokio::spawn(lead(row, Pace { window, max }, totals, run));
+            let leader = Leader {
+                queue: self.queue.clone(),
+                pace: self.pace,
+                totals: self.totals.clone(),
+                run: self.run.clone(),
+            };
+            tokio::spawn(leader.lead());
         }
         result.await.ok()
-    }
-
-    fn row(&self, row_id: i64) -> Arc<Row<T, R>> {
-        self.rows
-            .lock()
-            .entry(row_id)
-            .or_insert_with(|| {
-                Arc::new(Row {
-                    queue: Mutex::new(Queue {
-                        waiting: VecDeque::new(),
-                        leading: false,
-                    }),
-                })
-            })
-            .clone()
     }
 }
 
@@ -127,38 +120,54 @@ struct Pace {
     max: usize,
 }
 
-/// The leader of one row: batch after batch until nobody waits.
-async fn lead<T, R>(row: Arc<Row<T, R>>, pace: Pace, totals: Arc<Totals>, run: RunBatch<T, R>) {
-    loop {
-        if !pace.window.is_zero() {
-            tokio::time::sleep(pace.window).await;
-        }
-        let batch: Vec<Waiting<T, R>> = {
-            let mut queue = row.queue.lock();
-            if queue.waiting.is_empty() {
-                queue.leading = false;
-                return;
+/// The task that runs batch after batch until nobody waits.
+struct Leader<T, R> {
+    queue: Arc<Mutex<Queue<T, R>>>,
+    pace: Pace,
+    totals: Arc<Totals>,
+    run: RunBatch<T, R>,
+}
+
+impl<T, R> Leader<T, R> {
+    async fn lead(self) {
+        loop {
+            if !self.pace.window.is_zero() {
+                tokio::time::sleep(self.pace.window).await;
             }
-            let take = queue.waiting.len().min(pace.max);
-            queue.waiting.drain(..take).collect()
-        };
-        totals.batches.fetch_add(1, Ordering::Relaxed);
-        totals
-            .items
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        let (items, answers): (Vec<T>, Vec<oneshot::Sender<R>>) = batch
-            .into_iter()
-            .map(|waiting| (waiting.item, waiting.answer))
-            .unzip();
-        // A panic must not strand the row: the batch's callers get `None`.
-        let Ok(results) = AssertUnwindSafe(run(items)).catch_unwind().await else {
-            tracing::error!("a group-commit batch panicked; its requests are answered as failed");
-            continue;
-        };
-        for (answer, result) in answers.into_iter().zip(results) {
-            // The caller may be gone (client disconnected); its result was committed anyway.
-            let _ = answer.send(result);
+            let Some(batch) = self.next_batch() else {
+                return;
+            };
+            self.totals.batches.fetch_add(1, Ordering::Relaxed);
+            self.totals
+                .items
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            let (items, answers): (Vec<T>, Vec<oneshot::Sender<R>>) = batch
+                .into_iter()
+                .map(|waiting| (waiting.item, waiting.answer))
+                .unzip();
+            // A panic must not strand the queue: the batch's callers get `None`.
+            let Ok(results) = AssertUnwindSafe((self.run)(items)).catch_unwind().await else {
+                tracing::error!(
+                    "a group-commit batch panicked; its requests are answered as failed"
+                );
+                continue;
+            };
+            for (answer, result) in answers.into_iter().zip(results) {
+                // The caller may be gone (client disconnected); its result was committed anyway.
+                let _ = answer.send(result);
+            }
         }
+    }
+
+    /// Up to `max` waiting items; `None` (and no longer leading) when none wait.
+    fn next_batch(&self) -> Option<Vec<Waiting<T, R>>> {
+        let mut queue = self.queue.lock();
+        if queue.waiting.is_empty() {
+            queue.leading = false;
+            return None;
+        }
+        let take = queue.waiting.len().min(self.pace.max);
+        Some(queue.waiting.drain(..take).collect())
     }
 }
 
@@ -180,13 +189,16 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_item_gets_its_own_result_and_batches_stay_within_max() {
-        let commit = Arc::new(GroupCommit::new(Duration::from_millis(1), 8));
         let batches = Arc::new(Mutex::new(Vec::new()));
-        let run = summing(batches.clone());
+        let commit = Arc::new(GroupCommit::new(
+            Duration::from_millis(1),
+            8,
+            summing(batches.clone()),
+        ));
         let tasks: Vec<_> = (0..100u32)
             .map(|item| {
-                let (commit, run) = (commit.clone(), run.clone());
-                tokio::spawn(async move { (item, commit.submit(7, item, run).await) })
+                let commit = commit.clone();
+                tokio::spawn(async move { (item, commit.submit(item).await) })
             })
             .collect();
         for task in tasks {
@@ -200,8 +212,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_panicking_batch_answers_none_and_the_row_goes_on() {
-        let commit = GroupCommit::new(Duration::ZERO, 4);
+    async fn a_panicking_batch_answers_none_and_the_queue_goes_on() {
         let calls = Arc::new(AtomicUsize::new(0));
         let run: RunBatch<u32, u32> = {
             let calls = calls.clone();
@@ -213,7 +224,8 @@ mod tests {
                 })
             })
         };
-        assert_eq!(commit.submit(1, 5, run.clone()).await, None);
-        assert_eq!(commit.submit(1, 6, run).await, Some(6));
+        let commit = GroupCommit::new(Duration::ZERO, 4, run);
+        assert_eq!(commit.submit(5).await, None);
+        assert_eq!(commit.submit(6).await, Some(6));
     }
 }

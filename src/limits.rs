@@ -177,7 +177,9 @@ async fn read_body(limits: &Limits, request: &mut ServiceRequest) -> Result<(), 
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<usize>().ok());
     if declared.is_some_and(|length| length > BODY_LIMIT) {
-        return Err(ApiError::PayloadTooLarge);
+        return Err(ApiError::PayloadTooLarge {
+            limit_bytes: BODY_LIMIT,
+        });
     }
     let mut payload = request.take_payload();
     let body = tokio::time::timeout(limits.body_timeout, collect(&mut payload))
@@ -192,7 +194,9 @@ async fn collect(payload: &mut Payload) -> Result<Bytes, ApiError> {
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|error| ApiError::MalformedBody(error.to_string()))?;
         if body.len() + chunk.len() > BODY_LIMIT {
-            return Err(ApiError::PayloadTooLarge);
+            return Err(ApiError::PayloadTooLarge {
+                limit_bytes: BODY_LIMIT,
+            });
         }
         body.extend_from_slice(&chunk);
     }

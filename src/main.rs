@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+use flashguard::causes;
 use flashguard::configuration::Settings;
 use flashguard::psp::keys::KeyFiles;
 use flashguard::startup::Application;
@@ -14,15 +15,13 @@ async fn main() -> ExitCode {
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            let message = error.to_string();
-            eprintln!("flashguard could not start: {message}");
-            let mut cause = error.source();
-            while let Some(inner) = cause {
-                let text = inner.to_string();
-                if !message.contains(&text) {
-                    eprintln!("  caused by: {text}");
-                }
-                cause = inner.source();
+            let mut lines = causes::lines(&*error).into_iter();
+            eprintln!(
+                "flashguard could not start: {}",
+                lines.next().unwrap_or_default()
+            );
+            for cause in lines {
+                eprintln!("  caused by: {cause}");
             }
             ExitCode::FAILURE
         }

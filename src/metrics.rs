@@ -16,6 +16,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
+use crate::causes::Causes;
 use crate::switches::DEFENSE_HEADER;
 
 pub const REPLAYS: &str = "flashguard_idempotent_replays_total";
@@ -60,7 +61,7 @@ pub fn handle() -> PrometheusHandle {
             match builder.install_recorder() {
                 Ok(handle) => handle,
                 Err(error) => {
-                    tracing::warn!(%error, "metrics recorder not installed; /metrics stays empty");
+                    tracing::warn!(error = %Causes(&error), "metrics recorder not installed; /metrics stays empty");
                     PrometheusBuilder::new().build_recorder().handle()
                 }
             }

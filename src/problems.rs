@@ -132,6 +132,10 @@ impl ProblemCode {
     }
 
     /// The problem table.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "the problem table: one arm per problem code, each a few lines of data (status, titles and explanations in two languages)"
+    )]
     pub fn spec(self) -> ProblemSpec {
         use Defense as D;
         match self {

@@ -12,8 +12,10 @@ use actix_web::{App, HttpServer, web};
 use tracing_actix_web::TracingLogger;
 
 use crate::auth::AdminToken;
+use crate::causes::Causes;
 use crate::configuration::Settings;
 use crate::defenses::stock_gate::{GateError, Load};
+use crate::flows::orders::batch::{self, OrderBatches};
 use crate::flows::{JobError, closing, notifications, rewards, shared};
 use crate::psp::keys::{KeyError, ProviderKeys};
 use crate::state::AppState;
@@ -30,22 +32,22 @@ use crate::{metrics, routes};
 pub enum StartupError {
     #[error(transparent)]
     Database(#[from] DbSetupError),
-    #[error("cannot seed the catalogue: {0}")]
+    #[error("cannot seed the catalogue")]
     Seed(#[source] StoreError),
-    #[error("cannot connect to Redis: {0}")]
+    #[error("cannot connect to Redis")]
     KeyStore(#[from] KvError),
     #[error("the key store's settings: {0}")]
     KeyStoreSettings(String),
     #[error(transparent)]
     InstanceLock(#[from] InstanceLockError),
-    #[error("cannot load the stock gate: {0}")]
+    #[error("cannot load the stock gate")]
     Gate(#[from] GateError),
-    #[error("cannot read the shared switch board: {0}")]
+    #[error("cannot read the shared switch board")]
     Switches(#[from] JobError),
-    #[error("the payment channels' keys: {0}")]
+    #[error("the payment channels' keys")]
     ProviderKeys(#[from] KeyError),
     #[error(
-        "cannot listen on {addr}: {source} (another flashguard running? choose a port with BIND_ADDR=127.0.0.1:8081)"
+        "cannot listen on {addr} (another flashguard running? choose a port with BIND_ADDR=127.0.0.1:8081)"
     )]
     Bind {
         addr: String,
@@ -57,6 +59,7 @@ pub struct Application {
     local: SocketAddr,
     server: Server,
     state: web::Data<AppState>,
+    order_batches: web::Data<OrderBatches>,
 }
 
 impl Application {
@@ -67,7 +70,7 @@ impl Application {
         // Registered before the first claim, so no other instance takes this
         // one's claims for a dead instance's.
         if let Err(error) = state.gate.beat().await {
-            tracing::warn!(%error, "first heartbeat failed; the next one retries");
+            tracing::warn!(error = %Causes(&error), "first heartbeat failed; the next one retries");
         }
         let bind_error = |source| StartupError::Bind {
             addr: state.settings.bind_addr.clone(),
@@ -84,11 +87,14 @@ impl Application {
             .set_notify_base_url(notify_base.unwrap_or_else(|| own_url(&local)));
         state.lab.set_base_url(own_url(&local));
         spawn_background_work(&state);
-        let server = run_server(listener, state.clone()).map_err(bind_error)?;
+        let order_batches = web::Data::new(order_batches(&state));
+        let server =
+            run_server(listener, state.clone(), order_batches.clone()).map_err(bind_error)?;
         Ok(Self {
             local,
             server,
             state,
+            order_batches,
         })
     }
 
@@ -108,6 +114,11 @@ impl Application {
     /// The shared state, so that tests can look into the stores.
     pub fn state(&self) -> web::Data<AppState> {
         self.state.clone()
+    }
+
+    /// The group commit's queue, so that tests can count its batches.
+    pub fn order_batches(&self) -> web::Data<OrderBatches> {
+        self.order_batches.clone()
     }
 
     pub async fn run_until_stopped(self) -> Result<(), std::io::Error> {
@@ -282,13 +293,30 @@ where
             match job(state.clone()).await {
                 Ok(0) => {}
                 Ok(count) => tracing::debug!(job = name, count, "background work done"),
-                Err(error) => tracing::warn!(job = name, %error, "background work failed"),
+                Err(error) => {
+                    tracing::warn!(job = name, error = %Causes(&error), "background work failed")
+                }
             }
         }
     });
 }
 
-fn run_server(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, std::io::Error> {
+/// The group commit of orders (docs/design.md §2.3): one queue, its batches
+/// run on the state.
+fn order_batches(state: &web::Data<AppState>) -> OrderBatches {
+    let settings = &state.settings.version_lock;
+    OrderBatches::new(
+        settings.batch_window,
+        settings.batch_max,
+        batch::runner(state.clone().into_inner()),
+    )
+}
+
+fn run_server(
+    listener: TcpListener,
+    state: web::Data<AppState>,
+    order_batches: web::Data<OrderBatches>,
+) -> Result<Server, std::io::Error> {
     let secrets = &state.settings.secrets;
     let session_keys = web::Data::from(state.sessions.clone());
     let limits = web::Data::from(state.limits.clone());
@@ -307,6 +335,7 @@ fn run_server(listener: TcpListener, state: web::Data<AppState>) -> Result<Serve
             ))
             .wrap(TracingLogger::default())
             .app_data(state.clone())
+            .app_data(order_batches.clone())
             .app_data(session_keys.clone())
             .app_data(admin_token.clone())
             .app_data(limits.clone())

@@ -14,13 +14,12 @@ use crate::defenses::payment_token::PaymentTokens;
 use crate::defenses::stock_gate::{GateSetup, StockGate};
 use crate::defenses::version_lock::VersionLock;
 use crate::faults::Faults;
-use crate::lab::workbench::Lab;
 use crate::limits::Limits;
-use crate::order_batch::OrderBatches;
 use crate::psp::keys::ProviderKeys;
 use crate::psp::{MockProvider, ProviderConfig};
 use crate::store::{Db, KeyStore, MessageBus};
 use crate::switches::SwitchBoard;
+use crate::workbench::Lab;
 
 #[derive(Debug)]
 pub struct AppState {
@@ -36,8 +35,6 @@ pub struct AppState {
     pub keys: IdempotencyKeys,
     pub gate: StockGate,
     pub version_lock: VersionLock,
-    /// Group commit of orders on one product (docs/design.md §2.3).
-    pub order_batches: OrderBatches,
     pub order_locks: OrderLocks,
     pub payment_tokens: PaymentTokens,
     pub faults: Faults,
@@ -117,10 +114,6 @@ impl AppState {
             keys: stores.idempotency_keys(&settings),
             gate: stores.stock_gate(&settings, &instance_id),
             version_lock: VersionLock::new(switches.clone(), settings.version_lock.clone()),
-            order_batches: OrderBatches::new(
-                settings.version_lock.batch_window,
-                settings.version_lock.batch_max,
-            ),
             order_locks: OrderLocks::new(kv.clone(), switches.clone(), &settings.payments),
             payment_tokens: stores.payment_tokens(&settings),
             psp: Arc::new(mock_provider(&settings, &provider_keys, &db)),

@@ -4,9 +4,11 @@
 //! (or JSON with `--json`), and exits non-zero when the audit fails afterwards.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use flashguard::causes::Causes;
 use flashguard::loadtest::{self, Config, Scenario};
 
 #[derive(Debug, Parser)]
@@ -68,7 +70,7 @@ async fn main() -> ExitCode {
     match loadtest::run(config_from(args)).await {
         Ok(report) => show(&report, json),
         Err(error) => {
-            eprintln!("loadtest: {error}");
+            eprintln!("loadtest: {}", Causes(&error));
             ExitCode::from(2)
         }
     }
@@ -94,7 +96,11 @@ fn config_from(args: Args) -> Config {
         path: args.path,
         product: args.product,
         client_timeout: Duration::from_millis(args.client_timeout_ms.max(1)),
-        show_progress: !args.json,
+        progress: if args.json {
+            Arc::new(loadtest::Silent)
+        } else {
+            Arc::new(Bar(indicatif::ProgressBar::no_length()))
+        },
         skip_audit: args.no_audit,
     }
 }
@@ -104,7 +110,7 @@ fn show(report: &loadtest::Report, json: bool) -> ExitCode {
     if json {
         match serde_json::to_string_pretty(report) {
             Ok(json) => println!("{json}"),
-            Err(error) => eprintln!("cannot write the report: {error}"),
+            Err(error) => eprintln!("cannot write the report: {}", Causes(&error)),
         }
     } else {
         report.print();
@@ -113,5 +119,34 @@ fn show(report: &loadtest::Report, json: bool) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+/// The terminal's progress bar (indicatif): requests so far and their rate.
+#[derive(Debug)]
+struct Bar(indicatif::ProgressBar);
+
+impl loadtest::Progress for Bar {
+    fn start(&self, expected: Option<u64>) {
+        if let Some(total) = expected {
+            self.0.set_length(total);
+        }
+        let style = indicatif::ProgressStyle::with_template(
+            "{spinner} {elapsed_precise} [{bar:30}] {pos} requests, {per_sec} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        self.0.set_style(style.progress_chars("=> "));
+    }
+
+    fn advance(&self) {
+        self.0.inc(1);
+    }
+
+    fn restart(&self) {
+        self.0.reset_elapsed();
+    }
+
+    fn finish(&self) {
+        self.0.finish_and_clear();
     }
 }

@@ -43,7 +43,11 @@ pub async fn record_once(
         event_id: event.event_id,
         payment_no: event.payment_no,
         status: event.status,
-        result: if event.applied { "applied" } else { "ignored" },
+        result: if event.applied {
+            payment_events::APPLIED
+        } else {
+            payment_events::IGNORED
+        },
         guarded: switches.is_on(Defense::CallbackDedup),
     };
     payment_events::insert(&mut **tx, &record)

@@ -33,19 +33,18 @@
 
 use std::sync::Arc;
 
-use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::causes::Causes;
 use crate::configuration::IdempotencySettings;
 use crate::deadline::IfCutOff;
 use crate::domain::IdempotencyKey;
 use crate::metrics;
 use crate::store::idempotency_keys::{self, Completion, KeyId, KeyRow, NewKey};
 use crate::store::{Db, KeyStore, StoreError, Tx, commit, key_layout, millis, now_ms, rollback};
-use crate::switches::{DEFENSE_HEADER, Defense, SwitchBoard};
+use crate::switches::{Defense, SwitchBoard};
 use crate::trace;
 
 /// How often `admit` re-reads a row that changed under it before giving up.
@@ -131,40 +130,6 @@ impl Reply {
             },
             defense,
         })
-    }
-
-    pub fn into_response(self) -> HttpResponse {
-        let mut response = self.stored.to_response();
-        if let Some(defense) = self.defense {
-            mark(&mut response, defense);
-        }
-        response
-    }
-}
-
-fn mark(response: &mut HttpResponse, defense: Defense) {
-    response.headers_mut().insert(
-        HeaderName::from_static(DEFENSE_HEADER),
-        HeaderValue::from_static(defense.id()),
-    );
-}
-
-impl StoredResponse {
-    fn to_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status)
-            .insert_header((CONTENT_TYPE, self.content_type.as_str()))
-            .body(self.body.clone())
-    }
-
-    /// The stored answer, marked as a replay and as this defense's work.
-    pub fn replay(&self) -> HttpResponse {
-        let mut response = self.to_response();
-        response.headers_mut().insert(
-            HeaderName::from_static("idempotent-replayed"),
-            HeaderValue::from_static("true"),
-        );
-        mark(&mut response, Defense::IdempotencyKey);
-        response
     }
 }
 
@@ -291,7 +256,7 @@ impl IdempotencyKeys {
     }
 
     /// Where the front door finds this request's cached answer, when the
-    /// defense is on (`flows/front_door.rs`).
+    /// defense is on (`flows/orders/front_door.rs`).
     pub fn cache_slot(&self, request: &KeyedRequest<'_>) -> Option<String> {
         self.is_on()
             .then(|| cache_key(request.user_id, request.key.as_str()))
@@ -337,7 +302,7 @@ impl IdempotencyKeys {
             Ok(Some(json)) => self.replay_cached(request, &json),
             Ok(None) => Ok(None),
             Err(error) => {
-                tracing::warn!(%error, "idempotency cache unavailable; using the database");
+                tracing::warn!(error = %Causes(&error), "idempotency cache unavailable; using the database");
                 Ok(None)
             }
         }
@@ -485,7 +450,7 @@ impl IdempotencyKeys {
         trace::step("key released: nothing stored, a retry runs again");
         if let Err(error) = idempotency_keys::release(self.db.pool(), id, owner).await {
             // The lease still expires by itself; a retry then takes the key over.
-            tracing::error!(%error, "could not release an idempotency key");
+            tracing::error!(error = %Causes(&error), "could not release an idempotency key");
         }
     }
 
@@ -508,7 +473,7 @@ impl IdempotencyKeys {
         };
         let ttl = self.settings.retention;
         if let Err(error) = self.kv.set(&cache_key(user_id, key), &json, ttl).await {
-            tracing::warn!(%error, "could not cache an idempotent response");
+            tracing::warn!(error = %Causes(&error), "could not cache an idempotent response");
         }
     }
 }
@@ -595,7 +560,12 @@ impl IdempotencyKeys {
             return Ok(Entry::Run(flight));
         }
         match self.mark(&flight).await {
-            Some(false) => return self.answer_of_committed(request).await,
+            Some(false) => {
+                return self
+                    .committed_answer_or_in_progress(request)
+                    .await
+                    .map(Entry::Replay);
+            }
             Some(true) => {
                 flight.marked = true;
                 flight.cut_off = Some(Arc::new(self.unmark_if_cut_off(&flight)));
@@ -617,7 +587,7 @@ impl IdempotencyKeys {
         {
             Ok(set) => Some(set),
             Err(error) => {
-                tracing::warn!(%error, "in-flight mark unavailable; the key row decides alone");
+                tracing::warn!(error = %Causes(&error), "in-flight mark unavailable; the key row decides alone");
                 None
             }
         }
@@ -642,7 +612,7 @@ impl IdempotencyKeys {
         let mark = in_flight_key(flight.user_id, &flight.key);
         if let Err(error) = self.kv.compare_and_delete(&mark, &flight.owner).await {
             // It expires with the lease.
-            tracing::warn!(%error, "could not remove an in-flight mark");
+            tracing::warn!(error = %Causes(&error), "could not remove an in-flight mark");
         }
     }
 
@@ -664,9 +634,12 @@ impl IdempotencyKeys {
     }
 
     /// Another request holds or held this key: its committed answer, or 409.
-    pub async fn answer_of_committed(&self, request: &KeyedRequest<'_>) -> Result<Entry, KeyError> {
+    pub async fn committed_answer_or_in_progress(
+        &self,
+        request: &KeyedRequest<'_>,
+    ) -> Result<StoredResponse, KeyError> {
         match self.committed_answer(request).await? {
-            Some(stored) => Ok(Entry::Replay(stored)),
+            Some(stored) => Ok(stored),
             None => Err(refusal(Verdict::InProgress)),
         }
     }
@@ -802,7 +775,7 @@ impl IdempotencyKeys {
     /// the stock, a duplicate the unique index caught): its key row and answer
     /// in a transaction of their own. `None`: ours is recorded, send it;
     /// `Some`: another request committed this key first, replay its answer.
-    pub async fn record_alone(
+    pub async fn record_in_own_transaction(
         &self,
         request: &KeyedRequest<'_>,
         flight: &InFlight,
@@ -814,10 +787,10 @@ impl IdempotencyKeys {
         let mut tx = self.db.begin().await?;
         if self.claim_in(&mut tx, flight).await? == KeyClaim::Lost {
             rollback(tx).await?;
-            return match self.answer_of_committed(request).await? {
-                Entry::Replay(theirs) => Ok(Some(theirs)),
-                Entry::Run(_) => Err(KeyError::InProgress),
-            };
+            return self
+                .committed_answer_or_in_progress(request)
+                .await
+                .map(Some);
         }
         self.complete_in(&mut tx, flight, stored).await?;
         commit(tx).await?;
@@ -826,7 +799,7 @@ impl IdempotencyKeys {
 
     /// After the commit (or a failure that stored nothing): the answer goes
     /// to the cache, the mark is removed.
-    pub async fn leave(&self, flight: &InFlight, answer: Option<&StoredResponse>) {
+    pub async fn cache_and_unmark(&self, flight: &InFlight, answer: Option<&StoredResponse>) {
         if let Some(stored) = answer
             && flight.guarded
         {
@@ -864,7 +837,7 @@ fn cached_json(fingerprint: &str, response: &StoredResponse) -> Option<String> {
         response: response.clone(),
     };
     serde_json::to_string(&cached)
-        .inspect_err(|error| tracing::error!(%error, "could not serialise an answer for the cache"))
+        .inspect_err(|error| tracing::error!(error = %Causes(error), "could not serialise an answer for the cache"))
         .ok()
 }
 

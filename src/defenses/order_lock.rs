@@ -24,6 +24,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::causes::Causes;
 use crate::configuration::PaymentSettings;
 use crate::metrics;
 use crate::store::{KeyStore, KvError, key_layout};
@@ -102,7 +103,9 @@ impl OrderLocks {
         match self.kv.compare_and_delete(&lock.key, &owner).await {
             Ok(true) => trace::step("order lock released"),
             Ok(false) => tracing::warn!(key = %lock.key, "order lock expired before release"),
-            Err(error) => tracing::warn!(%error, "order lock release failed; its TTL frees it"),
+            Err(error) => {
+                tracing::warn!(error = %Causes(&error), "order lock release failed; its TTL frees it")
+            }
         }
     }
     // [/lesson]

@@ -9,7 +9,7 @@
 //!
 //! **How it prevents that**: a sold-out product is answered from the cached stock
 //! at the front door, before any database work (not even the idempotency key's
-//! row; `flows/front_door.rs`). Otherwise, after the key's in-flight mark is set
+//! row; `flows/orders/front_door.rs`). Otherwise, after the key's in-flight mark is set
 //! (and before the order's transaction, which claims the key row), one Lua
 //! script (or the in-process equivalent), atomic:
 //! first it refuses a repeat of the same (user, idempotency key) *before touching
@@ -53,6 +53,7 @@ use std::time::Duration;
 
 use rand::Rng;
 
+use crate::causes::Causes;
 use crate::deadline::IfCutOff;
 use crate::domain::IdempotencyKey;
 use crate::store::key_layout;
@@ -369,7 +370,7 @@ impl StockGate {
     }
 
     /// The counter the front door compares a request's quantity with, in its
-    /// one script, when the gate is on with one bucket (`flows/front_door.rs`:
+    /// one script, when the gate is on with one bucket (`flows/orders/front_door.rs`:
     /// the sold-out fast path).
     pub fn counter_slot(&self, product_id: i64) -> Option<String> {
         (self.buckets == 1 && self.is_on()).then(|| key_layout::gate_stock(product_id))
@@ -443,7 +444,7 @@ impl StockGate {
         match self.claim(&buyer).await {
             Ok(decision) => decision,
             Err(GateError::KeyStore(error)) => {
-                tracing::warn!(%error, "stock gate unavailable; straight to the database");
+                tracing::warn!(error = %Causes(&error), "stock gate unavailable; straight to the database");
                 trace::step("gate unavailable: straight to the database");
                 Ok(Decision::Pass(None))
             }
@@ -546,7 +547,7 @@ impl StockGate {
                 Err(_) => Ok(()), // Unknown: the claim's lease ends it.
             };
             if let Err(error) = ended {
-                tracing::warn!(%error, "a cut-off request's claim waits for its lease");
+                tracing::warn!(error = %Causes(&error), "a cut-off request's claim waits for its lease");
             }
             placing_here.ended(product_id);
         })
@@ -567,7 +568,7 @@ impl StockGate {
             .release_claim(&pass.keys(&bucket), pass.quantity)
             .await;
         if let Err(error) = result {
-            tracing::error!(%error, "stock gate give-back failed: the gate now holds less than the database");
+            tracing::error!(error = %Causes(&error), "stock gate give-back failed: the gate now holds less than the database");
         }
     }
 
@@ -591,7 +592,7 @@ impl StockGate {
         let bucket = self.bucket(pass.product_id, pass.bucket);
         if let Err(error) = self.kv.settle_claim(&pass.keys(&bucket)).await {
             // Harmless: losers are told "sold out for now" until its lease ends.
-            tracing::warn!(%error, "stock gate: a committed claim stays 'placing'");
+            tracing::warn!(error = %Causes(&error), "stock gate: a committed claim stays 'placing'");
         }
     }
 
@@ -754,7 +755,7 @@ impl StockGate {
             Ok(live) if live.contains(&self.instance) => Some(live),
             Ok(_) => None,
             Err(error) => {
-                tracing::warn!(%error, "instance registry unreadable: claims end with their lease");
+                tracing::warn!(error = %Causes(&error), "instance registry unreadable: claims end with their lease");
                 None
             }
         }

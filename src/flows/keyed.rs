@@ -1,36 +1,46 @@
 //! The last step of every keyed request (`POST /api/orders`, `/pay`): the
-//! outcome is stored with the idempotency key and sent, or, when there is no
-//! outcome to store (validation, server failure), the key is released so that the
-//! client's retry runs the business.
+//! outcome is stored with the idempotency key and answered, or, when there is
+//! no outcome to store (validation, server failure), the key is released so
+//! that the client's retry runs the business. What is answered is data
+//! ([`Answered`]); `routes/answer.rs` makes the HTTP response.
 //!
 //! Two shapes (docs/design.md §2.2): an order records its key row in its own
 //! transaction (`finish_in_one_commit`); a payment, which calls the provider
 //! in between, holds a lease on the row and stores the answer after (`finish`).
-
-use actix_web::HttpResponse;
 
 use crate::defenses::idempotency_key::{
     IdempotencyKeys, InFlight, KeyedRequest, Lease, Reply, StoredResponse,
 };
 use crate::error::ApiError;
 
+/// What a keyed request is answered.
+#[derive(Debug)]
+pub enum Answered {
+    /// This request's own answer (stored with its key when the defense is on).
+    Fresh(Reply),
+    /// An earlier request's answer under the same key, sent again
+    /// (`Idempotent-Replayed: true`).
+    Replayed(StoredResponse),
+}
+
 /// What the order flow answered, and whether the key row holds it already.
 #[derive(Debug)]
 pub enum Answer {
     /// Recorded with the key in the order's own transaction, committed.
     Recorded(Reply),
-    /// Decided outside that transaction (sold out, a duplicate the unique
-    /// index caught): still to be recorded.
+    /// Decided outside that transaction (sold out on reading the stock, a
+    /// duplicate the unique index caught): still to be recorded.
     Unrecorded(Reply),
     /// Another request committed this key first: its answer.
     Replay(StoredResponse),
 }
 
+/// The payment's shape: the outcome stored on the leased key row, then answered.
 pub async fn finish(
     keys: &IdempotencyKeys,
     lease: Lease,
     outcome: Result<Reply, ApiError>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<Answered, ApiError> {
     let reply = match outcome {
         Ok(reply) => reply,
         Err(error) if error.is_stored_with_key() => error.to_reply()?,
@@ -40,25 +50,26 @@ pub async fn finish(
         }
     };
     keys.complete(&lease, &reply.stored).await?;
-    Ok(reply.into_response())
+    Ok(Answered::Fresh(reply))
 }
 
-/// Sends the order flow's answer; records it first when the order's
-/// transaction did not; the in-flight mark is removed in every case.
+/// The order's shape: answers the order flow's outcome, recording it first
+/// when the order's transaction did not; the in-flight mark is removed in
+/// every case (and the answer cached when there is one).
 pub async fn finish_in_one_commit(
     keys: &IdempotencyKeys,
     request: &KeyedRequest<'_>,
     flight: InFlight,
     outcome: Result<Answer, ApiError>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<Answered, ApiError> {
     let reply = match outcome {
         Ok(Answer::Recorded(reply)) => {
-            keys.leave(&flight, Some(&reply.stored)).await;
-            return Ok(reply.into_response());
+            keys.cache_and_unmark(&flight, Some(&reply.stored)).await;
+            return Ok(Answered::Fresh(reply));
         }
         Ok(Answer::Replay(stored)) => {
-            keys.leave(&flight, None).await;
-            return Ok(stored.replay());
+            keys.cache_and_unmark(&flight, None).await;
+            return Ok(Answered::Replayed(stored));
         }
         Ok(Answer::Unrecorded(reply)) => reply,
         Err(error) if error.is_stored_with_key() => match error.to_reply() {
@@ -67,14 +78,17 @@ pub async fn finish_in_one_commit(
         },
         Err(error) => return failed(keys, &flight, error).await,
     };
-    match keys.record_alone(request, &flight, &reply.stored).await {
+    match keys
+        .record_in_own_transaction(request, &flight, &reply.stored)
+        .await
+    {
         Ok(None) => {
-            keys.leave(&flight, Some(&reply.stored)).await;
-            Ok(reply.into_response())
+            keys.cache_and_unmark(&flight, Some(&reply.stored)).await;
+            Ok(Answered::Fresh(reply))
         }
         Ok(Some(theirs)) => {
-            keys.leave(&flight, None).await;
-            Ok(theirs.replay())
+            keys.cache_and_unmark(&flight, None).await;
+            Ok(Answered::Replayed(theirs))
         }
         Err(error) => failed(keys, &flight, error.into()).await,
     }
@@ -85,7 +99,7 @@ async fn failed(
     keys: &IdempotencyKeys,
     flight: &InFlight,
     error: ApiError,
-) -> Result<HttpResponse, ApiError> {
-    keys.leave(flight, None).await;
+) -> Result<Answered, ApiError> {
+    keys.cache_and_unmark(flight, None).await;
     Err(error)
 }

@@ -4,7 +4,6 @@
 
 pub mod audit;
 pub mod closing;
-pub mod front_door;
 pub mod keyed;
 pub mod notifications;
 pub mod orders;
@@ -23,7 +22,7 @@ pub enum JobError {
     Store(#[from] StoreError),
     #[error(transparent)]
     KeyStore(#[from] KvError),
-    #[error("cannot serialise a message: {0}")]
+    #[error("cannot serialise a message")]
     Serialize(#[from] serde_json::Error),
     #[error(transparent)]
     Gate(#[from] crate::defenses::stock_gate::GateError),

@@ -7,6 +7,7 @@
 //! (`state_check`) — so a notification that arrives after the query, or a
 //! second notification of the same success, changes nothing.
 
+use crate::causes::Causes;
 use crate::domain::Channel;
 use crate::error::ApiError;
 use crate::flows::JobError;
@@ -83,7 +84,7 @@ pub async fn query_unsettled(state: &AppState) -> Result<u64, JobError> {
             Ok(CallbackResult::Applied) => settled += 1,
             Ok(_) => {}
             Err(error) => {
-                tracing::warn!(%error, payment_no = %payment.payment_no, "a query's answer was not applied")
+                tracing::warn!(error = %Causes(&error), payment_no = %payment.payment_no, "a query's answer was not applied")
             }
         }
     }
@@ -119,7 +120,7 @@ async fn ask_provider(
             Ok(Some(settlement))
         }
         Err(error) => {
-            tracing::warn!(%error, payment_no = %payment.payment_no, "the provider's query answer cannot be read");
+            tracing::warn!(error = %Causes(&error), payment_no = %payment.payment_no, "the provider's query answer cannot be read");
             Ok(None)
         }
     }

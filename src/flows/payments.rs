@@ -23,6 +23,7 @@ use crate::metrics;
 use crate::psp::{ChargeRequest, EventStatus, ProviderEvent};
 use crate::state::AppState;
 use crate::store::orders::{self, Order};
+use crate::store::payment_events;
 use crate::store::payments::{self, NewPayment, Payment};
 use crate::store::{StoreError, Tx, commit, rollback};
 use crate::switches::{Defense, SwitchBoard};
@@ -195,9 +196,9 @@ pub enum CallbackResult {
 impl CallbackResult {
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Applied => "applied",
+            Self::Applied => payment_events::APPLIED,
             Self::Duplicate => "duplicate",
-            Self::Ignored => "ignored",
+            Self::Ignored => payment_events::IGNORED,
         }
     }
 }

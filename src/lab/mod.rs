@@ -9,7 +9,6 @@ pub mod context;
 pub mod experiments;
 pub mod innodb;
 pub mod notices;
-pub mod workbench;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -44,7 +43,7 @@ pub enum LabError {
     },
     #[error("the lab does not know this server's address yet")]
     NotListening,
-    #[error("an attack request failed: {0}")]
+    #[error("an attack request failed")]
     Http(#[from] reqwest::Error),
     #[error("an attack step failed: {0}")]
     Step(String),

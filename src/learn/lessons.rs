@@ -185,7 +185,7 @@ const LESSONS: &[(Defense, Lesson)] = &[
                     "The unique index (partial, so the lab can switch it off)",
                 ),
                 code(
-                    "src/flows/orders.rs",
+                    "src/flows/orders/alone.rs",
                     "unique_index::try_place",
                     "先插订单；冲突就回滚，返回先成功的那一笔",
                     "Insert the order first; on a violation roll back and answer the winner",
@@ -296,7 +296,7 @@ const LESSONS: &[(Defense, Lesson)] = &[
                     "The group commit's one UPDATE: UPDATE … FROM (VALUES …) on Postgres and SQLite, a multi-table UPDATE … JOIN on MySQL",
                 ),
                 code(
-                    "src/flows/orders.rs",
+                    "src/flows/orders/alone.rs",
                     "version_lock::retry",
                     "冲突就重读、退避重试，有上限",
                     "On a conflict: re-read, back off, retry, bounded",

@@ -29,25 +29,7 @@ mod tests {
             let info = defense.info();
             texts.push((format!("defense {}", defense.id()), info.name));
             texts.push((format!("defense {}", defense.id()), info.summary));
-            if let Some(lesson) = lessons::lesson(defense) {
-                for excerpt in lesson.excerpts {
-                    texts.push((format!("lesson {}", defense.id()), excerpt.caption));
-                }
-                for sequence in [lesson.race, lesson.defended] {
-                    texts.extend(
-                        sequence
-                            .actors
-                            .iter()
-                            .map(|a| (format!("diagram {}", defense.id()), *a)),
-                    );
-                    texts.extend(
-                        sequence
-                            .steps
-                            .iter()
-                            .map(|s| (format!("diagram {}", defense.id()), s.label)),
-                    );
-                }
-            }
+            texts.extend(lesson_texts(defense));
         }
         for code in ProblemCode::all() {
             let spec = code.spec();
@@ -68,6 +50,23 @@ mod tests {
             .into_iter()
             .map(|(place, text)| (place, text.zh))
             .collect()
+    }
+
+    /// A defense's lesson: its excerpts' captions and its diagrams' words.
+    fn lesson_texts(defense: Defense) -> Vec<(String, Text)> {
+        let mut texts = Vec::new();
+        let Some(lesson) = lessons::lesson(defense) else {
+            return texts;
+        };
+        for excerpt in lesson.excerpts {
+            texts.push((format!("lesson {}", defense.id()), excerpt.caption));
+        }
+        let place = format!("diagram {}", defense.id());
+        for sequence in [lesson.race, lesson.defended] {
+            texts.extend(sequence.actors.iter().map(|a| (place.clone(), *a)));
+            texts.extend(sequence.steps.iter().map(|s| (place.clone(), s.label)));
+        }
+        texts
     }
 
     #[test]

@@ -1,15 +1,15 @@
 //! HTTP calls of the load test, each measured into the recorder.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use indicatif::{ProgressBar, ProgressStyle};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
-use super::config::{Config, LoadTestError, Scenario};
+use super::config::{Config, LoadTestError, Progress, Scenario};
 
 /// One measured answer.
 #[derive(Debug, Clone)]
@@ -36,27 +36,12 @@ pub struct Recorder {
     started: Mutex<Instant>,
     /// Milliseconds since start of the last 201 seen (the flash sale's sell-out time).
     pub last_created_ms: AtomicU64,
-    progress: ProgressBar,
+    progress: Arc<dyn Progress>,
 }
 
 impl Recorder {
-    fn new(show_progress: bool, expected: Option<u64>) -> Self {
-        let progress = if show_progress {
-            let bar = match expected {
-                Some(total) => ProgressBar::new(total),
-                None => ProgressBar::new_spinner(),
-            };
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} {elapsed_precise} [{bar:30}] {pos} requests, {per_sec} {msg}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            bar
-        } else {
-            ProgressBar::hidden()
-        };
+    fn new(progress: Arc<dyn Progress>, expected: Option<u64>) -> Self {
+        progress.start(expected);
         Self {
             latencies: Mutex::new(
                 Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds"),
@@ -73,7 +58,7 @@ impl Recorder {
 
     fn record(&self, latency: Duration, answer: &Answer) {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        self.progress.inc(1);
+        self.progress.advance();
         let micros = (latency.as_micros() as u64).clamp(1, 120_000_000);
         self.latencies.lock().saturating_record(micros);
         let reply = match answer.code() {
@@ -94,7 +79,7 @@ impl Recorder {
     fn record_error(&self, error: &reqwest::Error) {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.errors.fetch_add(1, Ordering::Relaxed);
-        self.progress.inc(1);
+        self.progress.advance();
         let kind = if error.is_timeout() {
             "timeout"
         } else {
@@ -107,7 +92,7 @@ impl Recorder {
     pub fn restart_clock(&self) {
         *self.started.lock() = Instant::now();
         self.last_created_ms.store(0, Ordering::Relaxed);
-        self.progress.reset_elapsed();
+        self.progress.restart();
     }
 
     pub fn elapsed(&self) -> Duration {
@@ -120,7 +105,7 @@ impl Recorder {
     }
 
     pub fn finish(&self) -> Snapshot {
-        self.progress.finish_and_clear();
+        self.progress.finish();
         Snapshot {
             latencies: self.latencies.lock().clone(),
             by_reply: self.by_reply.lock().clone(),
@@ -217,7 +202,7 @@ impl LoadClient {
                 .collect(),
             next_target: AtomicUsize::new(0),
             admin_token: config.admin_token.clone(),
-            recorder: Recorder::new(config.show_progress, expected),
+            recorder: Recorder::new(config.progress.clone(), expected),
             budget: Budget {
                 deadline: Mutex::new(Instant::now() + config.duration),
                 duration: config.duration,

@@ -26,6 +26,26 @@ pub enum Scenario {
     Ping,
 }
 
+/// Where the engine reports its progress: the command line draws a bar
+/// (`src/bin/loadtest.rs`); a run without a terminal reports nothing
+/// ([`Silent`]).
+pub trait Progress: Send + Sync + std::fmt::Debug {
+    /// The load starts: `expected` requests, when the run is bounded by a count.
+    fn start(&self, _expected: Option<u64>) {}
+    /// One more request answered (or failed).
+    fn advance(&self) {}
+    /// Setup is over; the measured load starts now.
+    fn restart(&self) {}
+    /// The load is over.
+    fn finish(&self) {}
+}
+
+/// No progress shown.
+#[derive(Debug)]
+pub struct Silent;
+
+impl Progress for Silent {}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub targets: Vec<String>,
@@ -42,7 +62,7 @@ pub struct Config {
     /// The product to buy when not resetting.
     pub product: i64,
     pub client_timeout: Duration,
-    pub show_progress: bool,
+    pub progress: std::sync::Arc<dyn Progress>,
     /// Skip the audit (a target that is not flashguard, e.g. the HTTP baseline).
     pub skip_audit: bool,
 }
@@ -55,6 +75,6 @@ pub enum LoadTestError {
     NeedsAdmin(&'static str),
     #[error("setup failed: {0}")]
     Setup(String),
-    #[error("HTTP client: {0}")]
+    #[error("HTTP client")]
     Http(#[from] reqwest::Error),
 }

@@ -8,7 +8,7 @@ mod config;
 mod report;
 mod scenarios;
 
-pub use config::{Config, LoadTestError, Scenario};
+pub use config::{Config, LoadTestError, Progress, Scenario, Silent};
 pub use report::Report;
 
 /// Runs the scenario and returns its report (the audit included).

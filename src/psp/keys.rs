@@ -41,7 +41,7 @@ pub enum KeyError {
     ApiV3KeyLength(usize),
     #[error("cannot generate an RSA key: {0}")]
     Generate(String),
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write {
         path: String,
         source: std::io::Error,

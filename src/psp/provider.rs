@@ -13,6 +13,7 @@ use super::trade::{
     Settlement, Trade, beijing_now, day_bounds,
 };
 use super::{alipay, keys, signature, wechatpay};
+use crate::causes::Causes;
 use crate::domain::Channel;
 use crate::store::{Db, StoreError, mock_provider, now_ms};
 
@@ -60,7 +61,7 @@ impl MockProvider {
                 .timeout(Duration::from_secs(10))
                 .build()
                 .unwrap_or_else(|error| {
-                    tracing::error!(%error, "mock provider: no HTTP client with a timeout; using the default client");
+                    tracing::error!(error = %Causes(&error), "mock provider: no HTTP client with a timeout; using the default client");
                     reqwest::Client::new()
                 }),
             callback_url: OnceLock::new(),
@@ -197,7 +198,9 @@ impl MockProvider {
                 })
                 .collect();
             for task in tasks {
-                let _ = task.await;
+                if let Err(error) = task.await {
+                    tracing::error!(error = %Causes(&error), "a notification's delivery task ended without finishing");
+                }
             }
         } else {
             for _ in 0..copies {
@@ -265,7 +268,7 @@ impl MockProvider {
             .body(body)
             .send()
             .await
-            .map_err(|error| error.to_string())?;
+            .map_err(|error| Causes(&error).to_string())?;
         Ok(response.status().is_success())
     }
 
@@ -281,7 +284,7 @@ impl MockProvider {
             .body(params.to_form())
             .send()
             .await
-            .map_err(|error| error.to_string())?;
+            .map_err(|error| Causes(&error).to_string())?;
         // Only the first bytes matter: a merchant's long answer is not "received".
         let start = first_bytes(response, alipay::RECEIVED.len() + 1).await?;
         Ok(start == alipay::RECEIVED.as_bytes())
@@ -304,7 +307,7 @@ impl MockProvider {
             .body(body.to_string())
             .send()
             .await
-            .map_err(|error| error.to_string())?;
+            .map_err(|error| Causes(&error).to_string())?;
         Ok(matches!(response.status().as_u16(), 200 | 204))
     }
 
@@ -383,7 +386,11 @@ impl QueryAnswer {
 async fn first_bytes(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
     let mut start = Vec::with_capacity(limit);
     while start.len() < limit {
-        match response.chunk().await.map_err(|error| error.to_string())? {
+        match response
+            .chunk()
+            .await
+            .map_err(|error| Causes(&error).to_string())?
+        {
             Some(chunk) => start.extend_from_slice(&chunk[..chunk.len().min(limit - start.len())]),
             None => break,
         }

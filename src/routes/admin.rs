@@ -7,6 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, get, post, put, web};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Admin, AdminToken};
+use crate::causes::Causes;
 use crate::defenses::stock_gate::Load;
 use crate::error::ApiError;
 use crate::flows::audit as audit_flow;
@@ -160,7 +161,7 @@ async fn reset_key_store(state: &AppState) -> Result<(), ApiError> {
         };
         match attempt.await {
             Err(ApiError::KeyStore(error)) if attempts_left > 0 => {
-                tracing::warn!(%error, "reset: the key store failed; trying again");
+                tracing::warn!(error = %Causes(&error), "reset: the key store failed; trying again");
                 attempts_left -= 1;
                 tokio::time::sleep(Duration::from_millis(600)).await;
             }

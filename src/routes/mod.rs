@@ -2,6 +2,7 @@
 //! one visible step in the order it applies.
 
 mod admin;
+mod answer;
 pub mod deadline;
 mod health;
 mod lab;
@@ -250,7 +251,9 @@ fn problem_for(status: StatusCode) -> ApiError {
             allow: String::new(),
         },
         408 => ApiError::RequestTimeout,
-        413 => ApiError::PayloadTooLarge,
+        413 => ApiError::PayloadTooLarge {
+            limit_bytes: crate::limits::BODY_LIMIT,
+        },
         429 => ApiError::RateLimited {
             retry_after_secs: 1,
         },
@@ -262,7 +265,7 @@ fn problem_for(status: StatusCode) -> ApiError {
 pub fn json_config() -> web::JsonConfig {
     // JSON bodies are read whatever their Content-Type says (curl users forget it).
     web::JsonConfig::default()
-        .limit(64 * 1024)
+        .limit(crate::limits::BODY_LIMIT)
         .content_type_required(false)
         .error_handler(|error, _| ApiError::MalformedBody(error.to_string()).into())
 }
@@ -274,4 +277,59 @@ pub fn path_config() -> web::PathConfig {
 pub fn query_config() -> web::QueryConfig {
     web::QueryConfig::default()
         .error_handler(|error, _| ApiError::InvalidRequest(error.to_string()).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::ROUTES;
+
+    /// The handlers' sources, whose route attributes (`#[get("/api/me")]`)
+    /// are the routes actix serves.
+    const HANDLER_SOURCES: [&str; 12] = [
+        include_str!("admin.rs"),
+        include_str!("health.rs"),
+        include_str!("lab.rs"),
+        include_str!("learn.rs"),
+        include_str!("notifications.rs"),
+        include_str!("openapi.rs"),
+        include_str!("orders.rs"),
+        include_str!("pages.rs"),
+        include_str!("payments.rs"),
+        include_str!("products.rs"),
+        include_str!("session.rs"),
+        include_str!("static_files.rs"),
+    ];
+
+    fn declared_routes() -> BTreeSet<(String, String)> {
+        let mut declared = BTreeSet::new();
+        for line in HANDLER_SOURCES.iter().flat_map(|source| source.lines()) {
+            for method in ["get", "post", "put", "delete", "patch"] {
+                let attribute = format!("#[{method}(\"");
+                if let Some(rest) = line.trim().strip_prefix(&attribute)
+                    && let Some(path) = rest.split('"').next()
+                {
+                    declared.insert((path.to_string(), method.to_uppercase()));
+                }
+            }
+        }
+        declared
+    }
+
+    /// `ROUTES` is written by hand for the 405 answer; this keeps it equal to
+    /// the routes the handlers declare (the OpenAPI test keeps the description
+    /// equal to it).
+    #[test]
+    fn routes_lists_exactly_the_routes_the_handlers_declare() {
+        let listed: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .flat_map(|(path, methods)| {
+                methods
+                    .split(", ")
+                    .map(|method| (path.to_string(), method.to_string()))
+            })
+            .collect();
+        assert_eq!(listed, declared_routes());
+    }
 }

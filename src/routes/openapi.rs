@@ -613,6 +613,24 @@ mod tests {
     }
 
     #[test]
+    fn every_described_operation_is_a_route() {
+        for (path, item) in &document().paths.paths {
+            let methods = [("GET", &item.get), ("POST", &item.post), ("PUT", &item.put)];
+            for (method, operation) in methods {
+                if operation.is_some() {
+                    assert!(
+                        super::super::ROUTES
+                            .iter()
+                            .any(|(route, allowed)| route == path
+                                && allowed.split(", ").any(|m| m == method)),
+                        "{method} {path} is described but not in ROUTES"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn the_problem_table_names_only_described_operations() {
         for (path, method, _, _) in OPERATIONS {
             assert!(

@@ -5,12 +5,11 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::AuthUser;
-use crate::defenses::idempotency_key::{self, Entry, KeyedRequest};
 use crate::domain::OrderNo;
 use crate::error::ApiError;
-use crate::flows::front_door::{self, FrontDoor};
-use crate::flows::keyed;
-use crate::flows::orders::{self as order_flow, Buyer, OrderRequest, OrderRequestBody};
+use crate::flows::orders::batch::OrderBatches;
+use crate::flows::orders::{self as order_flow, OrderRequestBody};
+use crate::routes::answer;
 use crate::routes::request::{IdempotencyKeyHeader, idempotency_key_of};
 use crate::state::AppState;
 use crate::store::orders::{self, OrderView};
@@ -31,41 +30,14 @@ use crate::store::orders::{self, OrderView};
 #[post("/api/orders")]
 async fn create(
     state: web::Data<AppState>,
+    batches: web::Data<OrderBatches>,
     user: AuthUser,
     request: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key_of(&request)?;
-    let (order, canonical_body) = OrderRequest::parse(&body)?;
-    let keyed = KeyedRequest {
-        user_id: user.user_id,
-        key: &key,
-        fingerprint: idempotency_key::fingerprint("POST", "/api/orders", &canonical_body),
-    };
-    // 1+2. One round trip to the key store: idempotency_key's cached answer
-    //      (a replay), and stock_gate's sold-out fast path (a loser never
-    //      touches the database; its answer is cached for its retry).
-    match front_door::check(&state, &keyed, order).await? {
-        FrontDoor::Replay(stored) => return Ok(stored.replay()),
-        FrontDoor::SoldOut(reply) => return Ok(reply.into_response()),
-        FrontDoor::SoldOutForNow => return Err(ApiError::SoldOutForNow),
-        FrontDoor::Open => {}
-    }
-    // 3. idempotency_key: a concurrent duplicate is told 409 (in-flight mark),
-    //    a committed one is replayed (key row), a new one runs.
-    let flight = match state.keys.enter(&keyed).await? {
-        Entry::Replay(stored) => return Ok(stored.replay()),
-        Entry::Run(flight) => flight,
-    };
-    // 4. stock_gate (the unit), then one transaction: the key row,
-    //    unique_index, version_lock, the answer stored with the key.
-    let buyer = Buyer {
-        keyed: &keyed,
-        flight: &flight,
-    };
-    let outcome = order_flow::place_order(&state, buyer, order).await;
-    // 5. the answer is sent (and recorded, when the transaction did not).
-    keyed::finish_in_one_commit(&state.keys, &keyed, flight, outcome).await
+    let answered = order_flow::place(&state, &batches, user.user_id, &key, &body).await?;
+    Ok(answer::respond(answered))
 }
 
 #[derive(Debug, Serialize, ToSchema)]

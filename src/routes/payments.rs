@@ -14,6 +14,7 @@ use crate::flows::keyed;
 use crate::flows::payments::{self as payment_flow, CallbackResult, PaymentView};
 use crate::psp::ProviderEvent;
 use crate::psp::signature::{self, SIGNATURE_HEADER};
+use crate::routes::answer;
 use crate::routes::request::{
     IdempotencyKeyHeader, PaymentTokenHeader, SignatureHeader, header, idempotency_key_of,
 };
@@ -90,7 +91,7 @@ async fn pay(
     };
     // 1. idempotency_key: a retry of a pay that was answered gets that answer.
     let lease = match state.keys.admit(&keyed).await? {
-        Admission::Replay(stored) => return Ok(stored.replay()),
+        Admission::Replay(stored) => return Ok(answer::replay(&stored)),
         Admission::Run(lease) => lease,
     };
     // 2. payment_token: consumed once, atomically.
@@ -105,7 +106,8 @@ async fn pay(
         Err(refused) => Err(refused.into()),
     };
     // 6. the answer is stored with the key (or the key released).
-    keyed::finish(&state.keys, lease, outcome).await
+    let answered = keyed::finish(&state.keys, lease, outcome).await?;
+    Ok(answer::respond(answered))
 }
 
 /// The body of a pay request (optional).

@@ -4,8 +4,10 @@
 use sqlx::FromRow;
 
 use super::error::{QueryContext, StoreError};
+use super::idempotency_keys::IN_PROGRESS;
+use super::payment_events::APPLIED;
 use super::{Conn, sql};
-use crate::domain::OrderStatus;
+use crate::domain::{OrderStatus, PaymentStatus};
 
 /// Stock bookkeeping of one product.
 #[derive(Debug, FromRow)]
@@ -52,22 +54,31 @@ pub async fn duplicate_orders(conn: impl Conn) -> Result<i64, StoreError> {
 
 /// Keys still in progress whose lease ended before `now_ms`.
 pub async fn stale_keys(mut conn: impl Conn, now_ms: i64) -> Result<i64, StoreError> {
-    sqlx::query_scalar(&sql(conn.backend(), "SELECT COUNT(*) FROM idempotency_keys WHERE state = 'in_progress' AND lease_expires_at < $1"))
-    .bind(now_ms)
-    .fetch_one(conn.executor())
-    .await
-    .context("audit::stale_keys")
+    let statement = format!(
+        "SELECT COUNT(*) FROM idempotency_keys WHERE state = '{IN_PROGRESS}' AND lease_expires_at < $1"
+    );
+    sqlx::query_scalar(&sql(conn.backend(), &statement))
+        .bind(now_ms)
+        .fetch_one(conn.executor())
+        .await
+        .context("audit::stale_keys")
 }
 
 /// A payment the provider charged: one of its SUCCEEDED events was applied.
-const CHARGED: &str = "EXISTS (SELECT 1 FROM payment_events e
-                               WHERE e.payment_no = p.payment_no AND e.status = 'SUCCEEDED'
-                                 AND e.result = 'applied')";
+fn charged() -> String {
+    let succeeded = PaymentStatus::Succeeded;
+    format!(
+        "EXISTS (SELECT 1 FROM payment_events e
+                  WHERE e.payment_no = p.payment_no AND e.status = '{succeeded}'
+                    AND e.result = '{APPLIED}')"
+    )
+}
 
 /// Orders with more than one charged payment.
 pub async fn doubly_charged_orders(conn: impl Conn) -> Result<i64, StoreError> {
+    let charged = charged();
     let statement = format!(
-        "SELECT COUNT(*) FROM (SELECT p.order_no FROM payments p WHERE {CHARGED}
+        "SELECT COUNT(*) FROM (SELECT p.order_no FROM payments p WHERE {charged}
                                GROUP BY p.order_no HAVING COUNT(*) > 1) AS doubled"
     );
     count(conn, "audit::doubly_charged_orders", &statement).await
@@ -75,31 +86,31 @@ pub async fn doubly_charged_orders(conn: impl Conn) -> Result<i64, StoreError> {
 
 /// PAID orders that do not have exactly one charged payment.
 pub async fn paid_without_one_charge(conn: impl Conn) -> Result<i64, StoreError> {
+    let (paid, charged) = (OrderStatus::Paid, charged());
     let statement = format!(
-        "SELECT COUNT(*) FROM orders o WHERE o.status = 'PAID'
-           AND (SELECT COUNT(*) FROM payments p WHERE p.order_no = o.order_no AND {CHARGED}) <> 1"
+        "SELECT COUNT(*) FROM orders o WHERE o.status = '{paid}'
+           AND (SELECT COUNT(*) FROM payments p WHERE p.order_no = o.order_no AND {charged}) <> 1"
     );
     count(conn, "audit::paid_without_one_charge", &statement).await
 }
 
 /// Charged payments whose order is no longer PAID (and no refund was flagged).
 pub async fn charged_but_moved_back(conn: impl Conn) -> Result<i64, StoreError> {
+    let (paid, charged) = (OrderStatus::Paid, charged());
     let statement = format!(
         "SELECT COUNT(*) FROM payments p JOIN orders o ON o.order_no = p.order_no
-          WHERE {CHARGED} AND o.status <> 'PAID' AND p.needs_refund = FALSE"
+          WHERE {charged} AND o.status <> '{paid}' AND p.needs_refund = FALSE"
     );
     count(conn, "audit::charged_but_moved_back", &statement).await
 }
 
 /// Provider events applied more than once.
 pub async fn events_applied_twice(conn: impl Conn) -> Result<i64, StoreError> {
-    count(
-        conn,
-        "audit::events_applied_twice",
-        "SELECT COUNT(*) FROM (SELECT event_id FROM payment_events WHERE result = 'applied'
-                               GROUP BY event_id HAVING COUNT(*) > 1) AS repeated",
-    )
-    .await
+    let statement = format!(
+        "SELECT COUNT(*) FROM (SELECT event_id FROM payment_events WHERE result = '{APPLIED}'
+                               GROUP BY event_id HAVING COUNT(*) > 1) AS repeated"
+    );
+    count(conn, "audit::events_applied_twice", &statement).await
 }
 
 /// Rewards beyond the first for one existing order (a reward that arrives for an
@@ -121,16 +132,17 @@ pub async fn paid_without_one_reward(
     mut conn: impl Conn,
     settled_before_ms: i64,
 ) -> Result<i64, StoreError> {
-    sqlx::query_scalar(&sql(
-        conn.backend(),
+    let paid = OrderStatus::Paid;
+    let statement = format!(
         "SELECT COUNT(*) FROM orders o
-          WHERE o.status = 'PAID' AND o.updated_at <= $1
-            AND (SELECT COUNT(*) FROM rewards r WHERE r.order_no = o.order_no) <> 1",
-    ))
-    .bind(settled_before_ms)
-    .fetch_one(conn.executor())
-    .await
-    .context("audit::paid_without_one_reward")
+          WHERE o.status = '{paid}' AND o.updated_at <= $1
+            AND (SELECT COUNT(*) FROM rewards r WHERE r.order_no = o.order_no) <> 1"
+    );
+    sqlx::query_scalar(&sql(conn.backend(), &statement))
+        .bind(settled_before_ms)
+        .fetch_one(conn.executor())
+        .await
+        .context("audit::paid_without_one_reward")
 }
 
 /// Pairs of orders of one user for one product, under different keys, created

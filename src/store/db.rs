@@ -61,7 +61,7 @@ impl Backend {
 pub enum DbSetupError {
     #[error("DATABASE_URL must start with postgres://, mysql:// or sqlite://, got {0:?}")]
     UnsupportedUrl(String),
-    #[error("cannot create the directory for the SQLite file {path}: {source}")]
+    #[error("cannot create the directory for the SQLite file {path}")]
     CreateDir {
         path: String,
         source: std::io::Error,
@@ -70,14 +70,14 @@ pub enum DbSetupError {
         "another flashguard is already using {path}: stop it, or start this one on another file with DATABASE_URL=sqlite://other.db?mode=rwc"
     )]
     InUse { path: String },
-    #[error("cannot lock the SQLite file {path}: {source}")]
+    #[error("cannot lock the SQLite file {path}")]
     Lock {
         path: String,
         source: std::io::Error,
     },
-    #[error("cannot connect to the database: {0}")]
+    #[error("cannot connect to the database")]
     Connect(#[source] sqlx::Error),
-    #[error("cannot apply migrations: {0}")]
+    #[error("cannot apply migrations")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 

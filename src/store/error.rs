@@ -3,7 +3,7 @@
 
 /// A query of `store/` failed.
 #[derive(Debug, thiserror::Error)]
-#[error("database query {query} failed: {source}")]
+#[error("database query {query} failed")]
 pub struct StoreError {
     pub query: &'static str,
     #[source]

@@ -55,6 +55,8 @@ pub struct Completion<'a> {
     pub expires_at_ms: i64,
 }
 
+/// The `state` column: a request holds the key ([`IN_PROGRESS`]) or its answer
+/// is stored ([`COMPLETED`]). Every statement names the states through these.
 pub const IN_PROGRESS: &str = "in_progress";
 pub const COMPLETED: &str = "completed";
 
@@ -73,7 +75,7 @@ pub async fn insert_in_progress(mut conn: impl Conn, new: &NewKey<'_>) -> Result
     let statement = format!(
         "INSERT INTO idempotency_keys
              (user_id, idem_key, fingerprint, state, owner, lease_expires_at, created_at, expires_at)
-         VALUES ($1, $2, $3, 'in_progress', $4, $5, $6, $7) {skip}"
+         VALUES ($1, $2, $3, '{IN_PROGRESS}', $4, $5, $6, $7) {skip}"
     );
     let inserted = sqlx::query(&sql(backend, &statement))
         .bind(new.id.user_id)
@@ -217,7 +219,7 @@ fn answers_statement(backend: Backend, rows: usize) -> String {
         Backend::Postgres | Backend::Sqlite => format!(
             "WITH answers ({}) AS (VALUES {})
              UPDATE idempotency_keys
-                SET state = 'completed', response_status = answers.response_status,
+                SET state = '{COMPLETED}', response_status = answers.response_status,
                     content_type = answers.content_type, response_body = answers.response_body,
                     expires_at = answers.expires_at
                FROM answers
@@ -233,7 +235,7 @@ fn answers_statement(backend: Backend, rows: usize) -> String {
                  ON idempotency_keys.user_id = answers.user_id
                 AND idempotency_keys.idem_key = answers.idem_key
                 AND idempotency_keys.owner = answers.owner
-                SET idempotency_keys.state = 'completed',
+                SET idempotency_keys.state = '{COMPLETED}',
                     idempotency_keys.response_status = answers.response_status,
                     idempotency_keys.content_type = answers.content_type,
                     idempotency_keys.response_body = answers.response_body,
@@ -267,20 +269,20 @@ pub async fn take_over(
     expired_lease_ms: i64,
     lease_until_ms: i64,
 ) -> Result<bool, StoreError> {
-    let updated = sqlx::query(&sql(
-        conn.backend(),
+    let statement = format!(
         "UPDATE idempotency_keys SET owner = $1, lease_expires_at = $2
-          WHERE user_id = $3 AND idem_key = $4 AND state = 'in_progress'
-            AND lease_expires_at = $5",
-    ))
-    .bind(owner)
-    .bind(lease_until_ms)
-    .bind(id.user_id)
-    .bind(id.key)
-    .bind(expired_lease_ms)
-    .execute(conn.executor())
-    .await
-    .context("idempotency_keys::take_over")?;
+          WHERE user_id = $3 AND idem_key = $4 AND state = '{IN_PROGRESS}'
+            AND lease_expires_at = $5"
+    );
+    let updated = sqlx::query(&sql(conn.backend(), &statement))
+        .bind(owner)
+        .bind(lease_until_ms)
+        .bind(id.user_id)
+        .bind(id.key)
+        .bind(expired_lease_ms)
+        .execute(conn.executor())
+        .await
+        .context("idempotency_keys::take_over")?;
     Ok(updated.rows_affected() == 1)
 }
 
@@ -292,39 +294,39 @@ pub async fn complete(
     owner: &str,
     completion: &Completion<'_>,
 ) -> Result<bool, StoreError> {
-    let updated = sqlx::query(&sql(
-        conn.backend(),
+    let statement = format!(
         "UPDATE idempotency_keys
-            SET state = 'completed', response_status = $1, content_type = $2,
+            SET state = '{COMPLETED}', response_status = $1, content_type = $2,
                 response_body = $3, expires_at = $4
-          WHERE user_id = $5 AND idem_key = $6 AND owner = $7",
-    ))
-    .bind(i64::from(completion.status))
-    .bind(completion.content_type)
-    .bind(completion.body)
-    .bind(completion.expires_at_ms)
-    .bind(id.user_id)
-    .bind(id.key)
-    .bind(owner)
-    .execute(conn.executor())
-    .await
-    .context("idempotency_keys::complete")?;
+          WHERE user_id = $5 AND idem_key = $6 AND owner = $7"
+    );
+    let updated = sqlx::query(&sql(conn.backend(), &statement))
+        .bind(i64::from(completion.status))
+        .bind(completion.content_type)
+        .bind(completion.body)
+        .bind(completion.expires_at_ms)
+        .bind(id.user_id)
+        .bind(id.key)
+        .bind(owner)
+        .execute(conn.executor())
+        .await
+        .context("idempotency_keys::complete")?;
     Ok(updated.rows_affected() == 1)
 }
 
 /// Gives an in-progress key back (nothing was stored), if `owner` still holds it.
 pub async fn release(mut conn: impl Conn, id: KeyId<'_>, owner: &str) -> Result<(), StoreError> {
-    sqlx::query(&sql(
-        conn.backend(),
+    let statement = format!(
         "DELETE FROM idempotency_keys
-          WHERE user_id = $1 AND idem_key = $2 AND owner = $3 AND state = 'in_progress'",
-    ))
-    .bind(id.user_id)
-    .bind(id.key)
-    .bind(owner)
-    .execute(conn.executor())
-    .await
-    .context("idempotency_keys::release")?;
+          WHERE user_id = $1 AND idem_key = $2 AND owner = $3 AND state = '{IN_PROGRESS}'"
+    );
+    sqlx::query(&sql(conn.backend(), &statement))
+        .bind(id.user_id)
+        .bind(id.key)
+        .bind(owner)
+        .execute(conn.executor())
+        .await
+        .context("idempotency_keys::release")?;
     Ok(())
 }
 
@@ -354,33 +356,33 @@ pub async fn delete_stale(
     id: KeyId<'_>,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(&sql(
-        conn.backend(),
+    let statement = format!(
         "DELETE FROM idempotency_keys
           WHERE user_id = $1 AND idem_key = $2
-            AND (expires_at <= $3 OR (state = 'in_progress' AND lease_expires_at <= $4))",
-    ))
-    .bind(id.user_id)
-    .bind(id.key)
-    .bind(now_ms)
-    .bind(now_ms)
-    .execute(conn.executor())
-    .await
-    .context("idempotency_keys::delete_stale")?;
+            AND (expires_at <= $3 OR (state = '{IN_PROGRESS}' AND lease_expires_at <= $4))"
+    );
+    sqlx::query(&sql(conn.backend(), &statement))
+        .bind(id.user_id)
+        .bind(id.key)
+        .bind(now_ms)
+        .bind(now_ms)
+        .execute(conn.executor())
+        .await
+        .context("idempotency_keys::delete_stale")?;
     Ok(())
 }
 
 /// Removes keys past their retention, and in-progress keys whose lease ran out.
 pub async fn sweep_expired(mut conn: impl Conn, now_ms: i64) -> Result<u64, StoreError> {
-    let deleted = sqlx::query(&sql(
-        conn.backend(),
+    let statement = format!(
         "DELETE FROM idempotency_keys
-          WHERE expires_at <= $1 OR (state = 'in_progress' AND lease_expires_at <= $2)",
-    ))
-    .bind(now_ms)
-    .bind(now_ms)
-    .execute(conn.executor())
-    .await
-    .context("idempotency_keys::sweep_expired")?;
+          WHERE expires_at <= $1 OR (state = '{IN_PROGRESS}' AND lease_expires_at <= $2)"
+    );
+    let deleted = sqlx::query(&sql(conn.backend(), &statement))
+        .bind(now_ms)
+        .bind(now_ms)
+        .execute(conn.executor())
+        .await
+        .context("idempotency_keys::sweep_expired")?;
     Ok(deleted.rows_affected())
 }

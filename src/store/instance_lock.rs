@@ -49,7 +49,7 @@ pub enum InstanceLockError {
         "a flashguard instance without Redis already runs on this database, keeping its stock gate in its own memory. Stop it, or give every instance the same REDIS_URL (or REDIS_CLUSTER_URLS)"
     )]
     SharedRefused,
-    #[error("cannot take the instance lock in the database: {0}")]
+    #[error("cannot take the instance lock in the database")]
     Database(#[from] sqlx::Error),
     #[error("the database did not answer the instance lock within {0:?}")]
     Timeout(Duration),

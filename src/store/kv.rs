@@ -11,7 +11,7 @@ use async_trait::async_trait;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KvError {
-    #[error("key store unavailable: {0}")]
+    #[error("key store unavailable")]
     Unavailable(#[from] redis::RedisError),
 }
 

@@ -5,8 +5,11 @@
 
 use super::db::Backend;
 use super::error::{QueryContext, StoreError};
+use super::idempotency_keys::COMPLETED;
+use super::payment_events::APPLIED;
 use super::products::{NewProduct, Product};
 use super::{Conn, Db, commit, now_ms, sql};
+use crate::domain::{OrderStatus, PaymentStatus};
 
 /// Orders of lab products, as a subquery.
 const LAB_ORDERS: &str =
@@ -96,7 +99,8 @@ pub struct Tally {
 }
 
 pub async fn tally(mut conn: impl Conn, product_id: i64) -> Result<Tally, StoreError> {
-    let text = sql(conn.backend(), TALLY);
+    let tally = tally_statement();
+    let text = sql(conn.backend(), &tally);
     let mut query = sqlx::query_as::<_, Tally>(&text);
     for _ in 0..TALLY_PARAMETERS {
         query = query.bind(product_id);
@@ -105,20 +109,25 @@ pub async fn tally(mut conn: impl Conn, product_id: i64) -> Result<Tally, StoreE
 }
 
 /// The tally of one product: every `$n` is the product's id.
-const TALLY: &str = "SELECT
+fn tally_statement() -> String {
+    let (succeeded, paid) = (PaymentStatus::Succeeded, OrderStatus::Paid);
+    format!(
+        "SELECT
    (SELECT COUNT(*) FROM orders WHERE product_id = $1) AS orders,
    CAST(COALESCE((SELECT SUM(quantity) FROM orders WHERE product_id = $2), 0) AS BIGINT) AS units,
    (SELECT COUNT(*) FROM payments p JOIN orders o ON o.order_no = p.order_no
      WHERE o.product_id = $3) AS payments,
    (SELECT COUNT(*) FROM payments p JOIN orders o ON o.order_no = p.order_no
      WHERE o.product_id = $4 AND EXISTS (SELECT 1 FROM payment_events e
-       WHERE e.payment_no = p.payment_no AND e.status = 'SUCCEEDED' AND e.result = 'applied')) AS charged,
+       WHERE e.payment_no = p.payment_no AND e.status = '{succeeded}' AND e.result = '{APPLIED}')) AS charged,
    (SELECT COUNT(*) FROM payment_events e JOIN payments p ON p.payment_no = e.payment_no
       JOIN orders o ON o.order_no = p.order_no
-     WHERE o.product_id = $5 AND e.result = 'applied') AS applied_events,
-   (SELECT COUNT(*) FROM orders WHERE product_id = $6 AND status = 'PAID') AS paid,
+     WHERE o.product_id = $5 AND e.result = '{APPLIED}') AS applied_events,
+   (SELECT COUNT(*) FROM orders WHERE product_id = $6 AND status = '{paid}') AS paid,
    (SELECT COUNT(*) FROM rewards r JOIN orders o ON o.order_no = r.order_no
-     WHERE o.product_id = $7) AS rewards";
+     WHERE o.product_id = $7) AS rewards"
+    )
+}
 const TALLY_PARAMETERS: usize = 7;
 
 // The InnoDB experiments (MySQL only): each buyer runs on a connection of its
@@ -161,21 +170,21 @@ pub async fn insert_key(
     owner: &str,
 ) -> Result<(), StoreError> {
     let now = now_ms();
-    sqlx::query(&sql(
-        conn.backend(),
+    let statement = format!(
         "INSERT INTO idempotency_keys
              (user_id, idem_key, fingerprint, state, owner, lease_expires_at, created_at, expires_at)
-         VALUES ($1, $2, 'lab', 'completed', $3, $4, $5, $6)",
-    ))
-    .bind(key.user_id)
-    .bind(key.key)
-    .bind(owner)
-    .bind(now)
-    .bind(now)
-    .bind(now.saturating_add(60_000))
-    .execute(conn.executor())
-    .await
-    .context("lab::insert_key")?;
+         VALUES ($1, $2, 'lab', '{COMPLETED}', $3, $4, $5, $6)"
+    );
+    sqlx::query(&sql(conn.backend(), &statement))
+        .bind(key.user_id)
+        .bind(key.key)
+        .bind(owner)
+        .bind(now)
+        .bind(now)
+        .bind(now.saturating_add(60_000))
+        .execute(conn.executor())
+        .await
+        .context("lab::insert_key")?;
     Ok(())
 }
 

@@ -419,6 +419,15 @@ mod tests {
             Some("1"),
             "the repeat took nothing"
         );
+    }
+
+    #[tokio::test]
+    async fn a_claim_is_short_while_the_last_units_are_placing() {
+        let kv = MemoryKv::new();
+        kv.set_forever("stock", "2").await.unwrap();
+        kv.claim_and_decrement(&gate("a"), 1, LONG, 0)
+            .await
+            .unwrap();
         kv.settle_claim(&gate("a")).await.unwrap();
         assert_eq!(
             kv.claim_and_decrement(&gate("b"), 2, LONG, 0)

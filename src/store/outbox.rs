@@ -7,6 +7,7 @@ use sqlx::FromRow;
 use super::db::Backend;
 use super::error::{QueryContext, StoreError};
 use super::{Conn, now_ms, sql};
+use crate::domain::OrderStatus;
 
 #[derive(Debug, FromRow)]
 pub struct OutboxRow {
@@ -137,15 +138,19 @@ pub async fn republish_unrewarded(
     mut conn: impl Conn,
     settled_before_ms: i64,
 ) -> Result<u64, StoreError> {
-    let updated = sqlx::query(&sql(conn.backend(), "UPDATE outbox SET published_at = NULL, claimed_by = NULL, claimed_until = NULL
+    let paid = OrderStatus::Paid;
+    let statement = format!(
+        "UPDATE outbox SET published_at = NULL, claimed_by = NULL, claimed_until = NULL
           WHERE published_at IS NOT NULL AND published_at <= $1
             AND order_no IN (SELECT o.order_no FROM orders o
-                              WHERE o.status = 'PAID' AND o.updated_at <= $2
-                                AND NOT EXISTS (SELECT 1 FROM rewards r WHERE r.order_no = o.order_no))"))
-    .bind(settled_before_ms)
-    .bind(settled_before_ms)
-    .execute(conn.executor())
-    .await
-    .context("outbox::republish_unrewarded")?;
+                              WHERE o.status = '{paid}' AND o.updated_at <= $2
+                                AND NOT EXISTS (SELECT 1 FROM rewards r WHERE r.order_no = o.order_no))"
+    );
+    let updated = sqlx::query(&sql(conn.backend(), &statement))
+        .bind(settled_before_ms)
+        .bind(settled_before_ms)
+        .execute(conn.executor())
+        .await
+        .context("outbox::republish_unrewarded")?;
     Ok(updated.rows_affected())
 }

@@ -5,6 +5,11 @@
 use super::error::{QueryContext, StoreError};
 use super::{Conn, now_ms, sql};
 
+/// The event changed the payment (the `result` column; the audit counts these).
+pub const APPLIED: &str = "applied";
+/// The event was recorded but changed nothing (a late or out-of-order status).
+pub const IGNORED: &str = "ignored";
+
 /// What the provider said, reduced to what the record needs.
 #[derive(Debug)]
 pub struct EventRecord<'a> {
@@ -12,6 +17,7 @@ pub struct EventRecord<'a> {
     pub payment_no: &'a str,
     pub status: &'a str,
     /// `applied` or `ignored`.
+    /// [`APPLIED`] or [`IGNORED`].
     pub result: &'a str,
     /// Covered by the unique index (`callback_dedup` on).
     pub guarded: bool,

@@ -7,6 +7,8 @@ use super::db::Backend;
 use super::error::{QueryContext, StoreError};
 use super::{Conn, Db, Tx, now_ms, sql};
 
+use crate::causes::Causes;
+
 #[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
 pub struct Product {
     pub id: i64,
@@ -400,7 +402,7 @@ pub async fn reset_sale(db: &Db, products: &[NewProduct]) -> Result<Vec<Product>
     loop {
         match reset_once(db, products).await {
             Err(error) if error.is_transient_conflict() && attempt < RESET_ATTEMPTS => {
-                tracing::warn!(%error, attempt, "reset lost a deadlock; running it again");
+                tracing::warn!(error = %Causes(&error), attempt, "reset lost a deadlock; running it again");
                 attempt += 1;
             }
             result => return result,

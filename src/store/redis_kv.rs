@@ -10,9 +10,17 @@ use redis::{AsyncCommands, Script};
 
 use super::kv::{Claim, Door, DoorAnswer, GateKeys, KeyStore, KvError, Reconcile};
 use super::redis_connection::{BoundedConnection, Target};
-use crate::configuration::RedisTarget;
 
 // [lesson redis::compare_and_delete]
+/// The Redis the key store runs on (configuration.rs reads it from the environment).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// One server (`REDIS_URL`).
+    Node(String),
+    /// A cluster's seed nodes (`REDIS_CLUSTER_URLS`).
+    Cluster(Vec<String>),
+}
+
 /// Deletes the key only when it still holds the caller's value.
 const COMPARE_AND_DELETE: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then

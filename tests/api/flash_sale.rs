@@ -97,7 +97,7 @@ async fn group_commit_sells_exactly_the_stock_and_answers_each_buyer() {
     assert_eq!(order_nos.len(), 20);
     assert_eq!(app.order_count(product).await, 20);
     assert_eq!(app.stock(product).await, 0);
-    let (batches, tickets) = app.state.order_batches.totals();
+    let (batches, tickets) = app.order_batches.totals();
     eprintln!("group commit: {tickets} buyers in {batches} batches");
     assert!(
         batches > 0 && tickets > batches,
@@ -217,7 +217,7 @@ async fn a_batch_across_products_sells_each_exactly_its_stock() {
         assert_eq!(app.order_count(*id).await, 5, "product {id}");
         assert_eq!(app.stock(*id).await, 0, "product {id}");
     }
-    let (batches, tickets) = app.state.order_batches.totals();
+    let (batches, tickets) = app.order_batches.totals();
     assert!(
         tickets > batches,
         "buyers of several products shared batches: {tickets} in {batches}"

@@ -6,10 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web;
-use flashguard::configuration::{
-    IdempotencySettings, LimitSettings, PaymentSettings, ProviderSettings, RewardsSettings,
-    Secrets, Settings, VersionLockSettings,
-};
+use flashguard::configuration::{ProviderSettings, Secrets, Settings};
+use flashguard::flows::orders::batch::OrderBatches;
 use flashguard::startup::Application;
 use flashguard::state::AppState;
 use reqwest::{Response, StatusCode};
@@ -23,6 +21,8 @@ pub struct TestApp {
     pub admin_token: String,
     pub psp_secret: SecretString,
     pub state: web::Data<AppState>,
+    /// The group commit's queue (its batch counts).
+    pub order_batches: web::Data<OrderBatches>,
     /// The settings it was built with (a twin instance starts from them).
     pub settings: Settings,
     _sqlite_dir: Option<std::sync::Arc<tempfile::TempDir>>,
@@ -34,34 +34,35 @@ pub struct TestUser {
     pub user_id: i64,
 }
 
-/// Which stack this run tests, from the environment.
 /// The database server of a test that needs one (a cut connection, two
 /// instances, the schema of a server engine): the run's `DATABASE_URL`, or in
 /// the embedded run a Postgres on 127.0.0.1:5432 if one answers (each test
-/// makes its own database on it). Without either the test says SKIPPED —
-/// unless `FLASHGUARD_REQUIRE_SERVERS` is set, as `.ci/run` sets it: then it fails.
-pub fn database_server(test: &str) -> Option<String> {
+/// makes its own database on it). Such tests are `#[ignore = "needs …"]`: a
+/// plain `cargo test` lists them as ignored, `cargo test -- --include-ignored`
+/// (as `.ci/run`) runs them, and then a missing server fails the test, saying
+/// what it needs.
+pub fn database_server(test: &str) -> String {
     if let Some(url) = real_stack().0 {
-        return Some(url);
+        return url;
     }
     if answers(5432) {
-        return Some("postgres://postgres@127.0.0.1:5432/postgres".to_string());
+        return "postgres://postgres@127.0.0.1:5432/postgres".to_string();
     }
-    skip_or_fail(
+    missing(
         test,
         "DATABASE_URL=postgres://… or mysql://…, or a Postgres on 127.0.0.1:5432",
     )
 }
 
 /// Like [`database_server`], for one Redis: `REDIS_URL`, or 127.0.0.1:6379.
-pub fn redis_server(test: &str) -> Option<String> {
+pub fn redis_server(test: &str) -> String {
     if let Some(url) = real_stack().1 {
-        return Some(url);
+        return url;
     }
     if answers(6379) {
-        return Some("redis://127.0.0.1:6379".to_string());
+        return "redis://127.0.0.1:6379".to_string();
     }
-    skip_or_fail(test, "REDIS_URL=redis://…, or a Redis on 127.0.0.1:6379")
+    missing(test, "REDIS_URL=redis://…, or a Redis on 127.0.0.1:6379")
 }
 
 fn answers(port: u16) -> bool {
@@ -69,15 +70,11 @@ fn answers(port: u16) -> bool {
     std::net::TcpStream::connect_timeout(&address, Duration::from_millis(300)).is_ok()
 }
 
-fn skip_or_fail(test: &str, needs: &str) -> Option<String> {
-    assert!(
-        std::env::var("FLASHGUARD_REQUIRE_SERVERS").is_err(),
-        "FLASHGUARD_REQUIRE_SERVERS is set, but {test} has no server: it needs {needs}"
-    );
-    eprintln!("SKIPPED {test}: it needs {needs}");
-    None
+fn missing(test: &str, needs: &str) -> ! {
+    panic!("{test} has no server: it needs {needs}")
 }
 
+/// Which stack this run tests, from the environment.
 pub fn real_stack() -> (Option<String>, Option<String>) {
     let non_empty = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
     (non_empty("DATABASE_URL"), non_empty("REDIS_URL"))
@@ -109,73 +106,43 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
             (url, Some(dir))
         }
     };
-    let admin_token = format!("admin-{run_id}");
-    let mut settings = Settings {
-        database_url,
-        redis_url,
-        // CI's cluster run: REDIS_CLUSTER_URLS instead of REDIS_URL.
-        redis_cluster_urls: std::env::var("REDIS_CLUSTER_URLS")
-            .ok()
-            .filter(|urls| !urls.is_empty()),
-        bind_addr: "127.0.0.1:0".into(),
-        secrets: Secrets {
-            admin_token: SecretString::from(admin_token),
-            psp_secret: SecretString::from(format!("psp-{run_id}")),
-            session_secret: SecretString::from(format!("session-{run_id}")),
-            generated: Vec::new(),
-        },
-        kv_prefix: format!("fgtest:{run_id}:"),
-        login_token_ttl: Duration::from_secs(3600),
-        db_max_connections: Some(8),
-        idempotency: IdempotencySettings {
-            lease: Duration::from_secs(30),
-            retention: Duration::from_secs(86_400),
-            sweep_every: Duration::from_secs(3600),
-        },
-        version_lock: VersionLockSettings {
-            max_retries: 50,
-            backoff_base: Duration::from_millis(2),
-            per_product_writers: 4,
-            // Group commit on, as in production.
-            batch_window: Duration::from_millis(1),
-            batch_max: 64,
-        },
-        payments: PaymentSettings {
-            token_ttl: Duration::from_secs(900),
-            lock_ttl: Duration::from_secs(10),
-            lock_wait: Duration::from_secs(10),
-            payment_window: Duration::from_secs(900),
-            close_every: Duration::from_secs(3600),
-            signature_tolerance: Duration::from_secs(300),
-            // Alipay's schedule (4 min first) becomes 24 ms.
-            psp_retry_scale: 0.0001,
-            psp_callback_url: None,
-        },
-        providers: provider_settings(&run_id),
-        rewards: RewardsSettings {
-            poll_every: Duration::from_millis(20),
-            redeliver_after: Duration::from_millis(200),
-            settle: Duration::from_secs(30),
-        },
-        race_window: Duration::ZERO,
-        db_acquire_timeout: Duration::from_secs(2),
-        // Generous: debug builds on two shared cores, four suites in a row
-        // (tests/api/deadline.rs sets its own).
-        request_deadline: Duration::from_secs(10),
-        db_statement_timeout: Duration::from_secs(10),
-        // Off in tests (the rate-limit tests switch them on).
-        limits: LimitSettings {
-            login_per_ip: 0,
-            writes_per_user: 0,
-            writes_per_ip: 0,
-            body_timeout: Duration::from_secs(10),
-        },
-        gate_reconcile_every: Duration::from_secs(3600),
-        instance_heartbeat: Duration::from_millis(1000),
-        gate_buckets: 1,
-        switches_refresh_every: Duration::from_millis(100),
-        audit_public_max_age: Duration::from_secs(1),
+    let mut settings = Settings::defaults().expect("the default settings parse");
+    settings.database_url = database_url;
+    settings.redis_url = redis_url;
+    // CI's cluster run: REDIS_CLUSTER_URLS instead of REDIS_URL.
+    settings.redis_cluster_urls = std::env::var("REDIS_CLUSTER_URLS")
+        .ok()
+        .filter(|urls| !urls.is_empty());
+    settings.bind_addr = "127.0.0.1:0".into();
+    settings.secrets = Secrets {
+        admin_token: SecretString::from(format!("admin-{run_id}")),
+        psp_secret: SecretString::from(format!("psp-{run_id}")),
+        session_secret: SecretString::from(format!("session-{run_id}")),
+        generated: Vec::new(),
     };
+    settings.kv_prefix = format!("fgtest:{run_id}:");
+    settings.db_max_connections = Some(8);
+    // Background jobs a test does not start itself stay out of its way.
+    settings.idempotency.sweep_every = Duration::from_secs(3600);
+    settings.payments.close_every = Duration::from_secs(3600);
+    settings.gate_reconcile_every = Duration::from_secs(3600);
+    // Many concurrent buyers on one row in a debug build: more retries, longer
+    // waits for the order lock than production needs.
+    settings.version_lock.max_retries = 50;
+    settings.payments.lock_wait = Duration::from_secs(10);
+    // Alipay's schedule (4 min first) becomes 24 ms.
+    settings.payments.psp_retry_scale = 0.0001;
+    set_test_keys(&mut settings.providers, &run_id);
+    settings.rewards.poll_every = Duration::from_millis(20);
+    settings.rewards.redeliver_after = Duration::from_millis(200);
+    // Generous: debug builds on two shared cores, four suites in a row
+    // (tests/api/deadline.rs sets its own).
+    settings.request_deadline = Duration::from_secs(10);
+    // Off in tests (the rate-limit tests switch them on).
+    settings.limits.login_per_ip = 0;
+    settings.limits.writes_per_user = 0;
+    settings.limits.writes_per_ip = 0;
+    settings.switches_refresh_every = Duration::from_millis(100);
     customize(&mut settings);
     start(settings, sqlite_dir.map(std::sync::Arc::new))
         .await
@@ -184,23 +151,17 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
 
 /// The payment channels' keys of a test app: one RSA pair per channel for the
 /// whole test binary (generating them is the slow part), a fresh APIv3 key per app.
-fn provider_settings(run_id: &str) -> ProviderSettings {
+fn set_test_keys(providers: &mut ProviderSettings, run_id: &str) {
     let [
         (alipay_public, alipay_private),
         (wechat_public, wechat_private),
     ] = test_key_pairs();
-    ProviderSettings {
-        alipay_app_id: "2021000000000000".into(),
-        alipay_public_key: alipay_public,
-        mock_alipay_private_key: SecretString::from(alipay_private),
-        wechatpay_platform_public_key: wechat_public,
-        mock_wechatpay_private_key: SecretString::from(wechat_private),
-        wechatpay_platform_serial: String::new(),
-        // 32 characters: the run id is 32 hex digits.
-        wechatpay_apiv3_key: SecretString::from(run_id.to_string()),
-        query_after: Duration::from_secs(60),
-        notify_base_url: None,
-    }
+    providers.alipay_public_key = alipay_public;
+    providers.mock_alipay_private_key = SecretString::from(alipay_private);
+    providers.wechatpay_platform_public_key = wechat_public;
+    providers.mock_wechatpay_private_key = SecretString::from(wechat_private);
+    // 32 characters: the run id is 32 hex digits.
+    providers.wechatpay_apiv3_key = SecretString::from(run_id.to_string());
 }
 
 /// (public PEM, private PEM) for Alipay and for WeChat Pay.
@@ -225,6 +186,7 @@ async fn start(
     let application = Application::build(settings.clone()).await?;
     let address = application.url();
     let state = application.state();
+    let order_batches = application.order_batches();
     tokio::spawn(application.run_until_stopped());
     Ok(TestApp {
         address,
@@ -236,6 +198,7 @@ async fn start(
         admin_token: settings.secrets.admin_token.expose_secret().to_string(),
         psp_secret: settings.secrets.psp_secret.clone(),
         state,
+        order_batches,
         settings,
         _sqlite_dir: sqlite_dir,
     })

@@ -11,9 +11,10 @@
 
 use std::sync::OnceLock;
 
+use super::order::OrderRequest;
+use crate::causes::Causes;
 use crate::defenses::idempotency_key::{KeyedRequest, Reply, StoredResponse};
 use crate::error::ApiError;
-use crate::flows::orders::OrderRequest;
 use crate::state::AppState;
 use crate::store::{Door, DoorAnswer, KvError, now_ms};
 use crate::trace;
@@ -124,7 +125,7 @@ fn decide(
             Ok(FrontDoor::Open)
         }
         Err(error) => {
-            tracing::warn!(%error, "key store unavailable at the front door; the database decides");
+            tracing::warn!(error = %Causes(&error), "key store unavailable at the front door; the database decides");
             Ok(FrontDoor::Open)
         }
     }

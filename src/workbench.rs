@@ -1,9 +1,13 @@
 //! What the lab keeps between experiments: where this server listens, an HTTP
 //! client, and the lock that lets one experiment run at a time. Held by
-//! `AppState`; imports nothing of the crate.
+//! `AppState`; imports only the leaf `causes`. A leaf beside `state`, not inside
+//! `lab`: the lab's experiments use the state, so the state may not use the lab
+//! (docs/architecture.md, Layers).
 
 use std::sync::OnceLock;
 use std::time::Duration;
+
+use crate::causes::Causes;
 
 /// The lab's runner, built once at start-up.
 #[derive(Debug)]
@@ -20,7 +24,7 @@ impl Default for Lab {
             .pool_max_idle_per_host(64)
             .build()
             .unwrap_or_else(|error| {
-                tracing::error!(%error, "lab: no HTTP client with a timeout; using the default client");
+                tracing::error!(error = %Causes(&error), "lab: no HTTP client with a timeout; using the default client");
                 reqwest::Client::new()
             });
         Self {
