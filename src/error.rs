@@ -125,8 +125,9 @@ pub enum ApiError {
     Serialize(#[from] serde_json::Error),
     #[error("cannot render a page")]
     Template(#[from] askama::Error),
-    #[error("the answer stored with an idempotency key is unreadable")]
-    StoredAnswerUnreadable(#[source] KeyError),
+    /// `KeyError::Corrupt`, kept whole (its message says what is unreadable).
+    #[error(transparent)]
+    StoredAnswerUnreadable(KeyError),
     #[error("internal error: {0}")]
     Internal(String),
 }

@@ -4,8 +4,9 @@
 //! The design is docs/design.md. The defenses are listed, with their modules and
 //! the tests that show each one on and off, in [`switches::Defense::info`]. The
 //! layers run one way (docs/design.md §3.1): [`startup`] → [`routes`] →
-//! [`flows`] → [`state`] → [`defenses`] → [`store`] and [`domain`], with the
-//! leaves [`switches`], [`problems`] and [`text`].
+//! [`lab`] → [`flows`] → [`state`] → [`defenses`] → [`configuration`] →
+//! [`store`] and [`domain`], with the leaves [`switches`], [`problems`],
+//! [`text`] and [`causes`].
 
 // No function over 40 lines (.clippy.toml) but the three tables that say why
 // (`#[expect(clippy::too_many_lines, reason = …)]`): docs/architecture.md.

@@ -501,7 +501,7 @@ pub struct InFlight {
     marked: bool,
     /// The defense is on: the key row is written.
     guarded: bool,
-    /// Removes the mark if the request is cut off before it leaves (shared
+    /// Removes the mark if the request is cut off before `cache_and_unmark` (shared
     /// with a group-commit batch's copy: then removed after the batch ends).
     cut_off: Option<Arc<IfCutOff>>,
 }
@@ -593,7 +593,7 @@ impl IdempotencyKeys {
         }
     }
 
-    /// The mark's removal, owed if the request is cut off before it leaves.
+    /// The mark's removal, owed if the request is cut off before `cache_and_unmark`.
     fn unmark_if_cut_off(&self, flight: &InFlight) -> IfCutOff {
         let (kv, owner) = (self.kv.clone(), flight.owner.clone());
         let mark = in_flight_key(flight.user_id, &flight.key);

@@ -25,7 +25,7 @@ pub enum Answered {
 
 /// What the order flow answered, and whether the key row holds it already.
 #[derive(Debug)]
-pub enum Answer {
+pub enum OrderAnswer {
     /// Recorded with the key in the order's own transaction, committed.
     Recorded(Reply),
     /// Decided outside that transaction (sold out on reading the stock, a
@@ -60,18 +60,18 @@ pub async fn finish_in_one_commit(
     keys: &IdempotencyKeys,
     request: &KeyedRequest<'_>,
     flight: InFlight,
-    outcome: Result<Answer, ApiError>,
+    answer: Result<OrderAnswer, ApiError>,
 ) -> Result<Answered, ApiError> {
-    let reply = match outcome {
-        Ok(Answer::Recorded(reply)) => {
+    let reply = match answer {
+        Ok(OrderAnswer::Recorded(reply)) => {
             keys.cache_and_unmark(&flight, Some(&reply.stored)).await;
             return Ok(Answered::Fresh(reply));
         }
-        Ok(Answer::Replay(stored)) => {
+        Ok(OrderAnswer::Replay(stored)) => {
             keys.cache_and_unmark(&flight, None).await;
             return Ok(Answered::Replayed(stored));
         }
-        Ok(Answer::Unrecorded(reply)) => reply,
+        Ok(OrderAnswer::Unrecorded(reply)) => reply,
         Err(error) if error.is_stored_with_key() => match error.to_reply() {
             Ok(reply) => reply,
             Err(error) => return failed(keys, &flight, error.into()).await,

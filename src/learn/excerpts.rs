@@ -25,7 +25,6 @@ const SOURCES: &[Source] = sources!(
     "src/defenses/callback_dedup.rs",
     "src/defenses/message_dedup.rs",
     "src/flows/orders/alone.rs",
-    "src/flows/orders/batch.rs",
     "src/flows/payments.rs",
     "src/flows/rewards.rs",
     "src/flows/notifications.rs",

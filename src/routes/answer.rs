@@ -21,7 +21,7 @@ pub fn respond(answered: Answered) -> HttpResponse {
 }
 
 /// This request's own answer, marked with the defense that produced it.
-pub fn send(reply: Reply) -> HttpResponse {
+fn send(reply: Reply) -> HttpResponse {
     let mut response = stored(&reply.stored);
     if let Some(defense) = reply.defense {
         mark(&mut response, defense);

@@ -5,7 +5,8 @@
 //!
 //! Read the stock row; then in one transaction claim the key row, insert the
 //! order (`unique_index` catches a duplicate here, before the hot row is
-//! touched), take the stock (`version_lock`: only if the row is still the
+//! touched — on Postgres and SQLite; MySQL takes the stock first, see
+//! `try_place`), take the stock (`version_lock`: only if the row is still the
 //! version read) and store the answer with the key: one commit, so a crash
 //! leaves all of it or none. A version conflict rolls back and retries with
 //! jitter, a bounded number of times.
@@ -46,7 +47,10 @@ pub(super) async fn place(
         lock.race_window().await;
         match try_place(state, buyer, &read, request.quantity.get()).await {
             Ok(Some(outcome)) => return Ok(outcome),
-            Ok(None) => trace::step(format!("version conflict, retry {}", attempt + 1)),
+            Ok(None) => {
+                trace::step(format!("version conflict, retry {}", attempt + 1));
+                lock.count_conflict();
+            }
             // The database broke a deadlock by rolling this transaction back
             // (InnoDB: error 1213): nothing of it was kept; run it again.
             Err(ApiError::Database(error)) if error.is_transient_conflict() => {
@@ -56,7 +60,6 @@ pub(super) async fn place(
             }
             Err(error) => return Err(error),
         }
-        lock.count_conflict();
     }
     tracing::warn!("version-lock retry budget exhausted");
     metrics::count(metrics::RETRIES_EXHAUSTED);

@@ -27,8 +27,8 @@ use crate::trace;
 
 use super::order::{Buyer, OrderRequest, Outcome, created, new_order};
 
-/// The queue of the group commit: one for every product, so that orders on
-/// many products share a commit too. Built at start-up with [`runner`] and
+/// The queue of the group commit: one queue shared by all products, so that
+/// orders on many products share a commit too. Built at start-up with [`runner`] and
 /// registered as its own `web::Data`.
 pub type OrderBatches = GroupCommit<OrderTicket, Batched>;
 
@@ -68,11 +68,12 @@ pub fn runner(shared: Arc<AppState>) -> RunBatch<OrderTicket, Batched> {
     })
 }
 
-// [lesson group_commit::batch]
 /// With the version lock on, a winner joins the batch of its moment and waits
 /// for its result. `None`: this order goes the one-order way (batching off,
 /// the version lock off so the lab can show the lost update, the lab's
 /// conditional decrement chosen, or a batch that could not run).
+/// `Err(BatchFoundDatabaseUnavailable)`: the database did not answer the
+/// batch, and the one-order way would only wait for it again.
 pub(super) async fn place(
     state: &AppState,
     batches: &OrderBatches,
@@ -247,12 +248,12 @@ async fn try_batch(
         return Ok(None);
     }
     commit(tx).await?;
-    Ok(Some(every_ticket_s_result(tickets, &stocks, outcomes)))
+    Ok(Some(results_in_ticket_order(tickets, &stocks, outcomes)))
 }
 
 /// Every ticket's result in the order of the tickets: the batch's outcome for
 /// those that joined it, the one-order way for the others.
-fn every_ticket_s_result(
+fn results_in_ticket_order(
     tickets: &[OrderTicket],
     stocks: &Stocks,
     outcomes: Vec<Outcome>,
@@ -410,4 +411,3 @@ async fn place_one_of_batch(
         .await?;
     Ok(Outcome::Placed(reply))
 }
-// [/lesson]

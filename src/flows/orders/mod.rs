@@ -12,37 +12,37 @@
 //!    (`batch.rs`, group commit) or alone (`alone.rs`): the key row claimed,
 //!    the order inserted (`unique_index`), the stock taken (`version_lock`),
 //!    the answer stored with the key; one commit. Both paths end in an
-//!    [`Outcome`].
+//!    [`Outcome`] or an error (`Refused` comes only from a batch; alone, sold
+//!    out is an error). Then the gate's unit is kept if an order was made,
+//!    else given back.
 //! 5. **The answer** is recorded with the key when the transaction did not,
-//!    cached, and the mark removed (`flows/keyed.rs`); the gate's unit is kept
-//!    if an order was made, else given back.
+//!    cached, and the mark removed (`flows/keyed.rs`).
 //!
 //! A winner: 1 open → 2 marked → 3 unit taken → 4 placed in a batch → 5
 //! cached. A loser: 1 "sold out" (and that answer cached under its key).
 
 mod alone;
 pub mod batch;
-pub mod front_door;
+mod front_door;
 mod order;
-
-use std::sync::Arc;
 
 use crate::defenses::idempotency_key::{self, Entry, KeyedRequest, Reply};
 use crate::defenses::stock_gate::{Decision, GatePass};
 use crate::domain::IdempotencyKey;
 use crate::error::ApiError;
-use crate::flows::keyed::{self, Answer, Answered};
+use crate::flows::keyed::{self, Answered, OrderAnswer};
 use crate::state::AppState;
 use crate::store::orders;
 use crate::switches::Defense;
 use batch::OrderBatches;
 use front_door::FrontDoor;
+pub use order::OrderRequestBody;
 use order::created;
-pub use order::{Buyer, OrderRequest, OrderRequestBody, Outcome};
+use order::{Buyer, OrderRequest, Outcome};
 
 /// `POST /api/orders` for `user_id` under `key`: steps 1 to 5 above.
 pub async fn place(
-    state: &Arc<AppState>,
+    state: &AppState,
     batches: &OrderBatches,
     user_id: i64,
     key: &IdempotencyKey,
@@ -77,11 +77,11 @@ pub async fn place(
 /// was made.
 #[tracing::instrument(skip_all, fields(user_id = buyer.keyed.user_id, product_id = order.product_id))]
 async fn take_a_unit_and_place(
-    state: &Arc<AppState>,
+    state: &AppState,
     batches: &OrderBatches,
     buyer: Buyer<'_>,
     order: OrderRequest,
-) -> Result<Answer, ApiError> {
+) -> Result<OrderAnswer, ApiError> {
     let (user_id, key) = (buyer.keyed.user_id, buyer.keyed.key);
     let quantity = order.quantity.get();
     let pass = match state
@@ -102,6 +102,8 @@ async fn take_a_unit_and_place(
         Ok(None) => alone::place(state, buyer, order).await,
         Err(error) => Err(error),
     };
+    // Settled before the answer is looked up (a duplicate's order, another
+    // request's committed answer): those reads change nothing at the gate.
     if let Some(pass) = pass {
         let made_an_order = matches!(outcome, Ok(Outcome::Placed(_)));
         state.gate.finish(pass, made_an_order).await;
@@ -115,11 +117,11 @@ async fn answer_of(
     state: &AppState,
     buyer: Buyer<'_>,
     outcome: Outcome,
-) -> Result<Answer, ApiError> {
+) -> Result<OrderAnswer, ApiError> {
     Ok(match outcome {
-        Outcome::Placed(reply) | Outcome::Refused(reply) => Answer::Recorded(reply),
-        Outcome::Duplicate => Answer::Unrecorded(existing_order(state, buyer).await?),
-        Outcome::KeyTakenBefore => Answer::Replay(
+        Outcome::Placed(reply) | Outcome::Refused(reply) => OrderAnswer::Recorded(reply),
+        Outcome::Duplicate => OrderAnswer::Unrecorded(existing_order(state, buyer).await?),
+        Outcome::KeyTakenBefore => OrderAnswer::Replay(
             state
                 .keys
                 .committed_answer_or_in_progress(buyer.keyed)
@@ -131,15 +133,15 @@ async fn answer_of(
 /// The gate saw this (user, key) before: the key row's committed answer (a
 /// replay, or 422 for another payload), else its order, else "still in
 /// progress".
-async fn repeat_at_gate(state: &AppState, buyer: Buyer<'_>) -> Result<Answer, ApiError> {
+async fn repeat_at_gate(state: &AppState, buyer: Buyer<'_>) -> Result<OrderAnswer, ApiError> {
     if buyer.flight.is_guarded()
         && let Some(stored) = state.keys.committed_answer(buyer.keyed).await?
     {
-        return Ok(Answer::Replay(stored));
+        return Ok(OrderAnswer::Replay(stored));
     }
     let (user_id, key) = (buyer.keyed.user_id, buyer.keyed.key);
     match orders::find_by_key(state.db.pool(), user_id, key.as_str()).await? {
-        Some(order) => created(&order, Some(Defense::StockGate)).map(Answer::Unrecorded),
+        Some(order) => created(&order, Some(Defense::StockGate)).map(OrderAnswer::Unrecorded),
         None => Err(ApiError::RepeatAtGate),
     }
 }
