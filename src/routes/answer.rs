@@ -16,13 +16,13 @@ const REPLAYED_HEADER: &str = "idempotent-replayed";
 pub fn respond(answered: Answered) -> HttpResponse {
     match answered {
         Answered::Fresh(reply) => send(reply),
-        Answered::Replayed(stored) => replay(&stored),
+        Answered::Replayed(stored) => replay(stored),
     }
 }
 
 /// This request's own answer, marked with the defense that produced it.
 fn send(reply: Reply) -> HttpResponse {
-    let mut response = stored(&reply.stored);
+    let mut response = stored(reply.stored);
     if let Some(defense) = reply.defense {
         mark(&mut response, defense);
     }
@@ -30,7 +30,7 @@ fn send(reply: Reply) -> HttpResponse {
 }
 
 /// A stored answer sent again, marked as a replay and as the key's work.
-pub fn replay(stored_answer: &StoredResponse) -> HttpResponse {
+pub fn replay(stored_answer: StoredResponse) -> HttpResponse {
     let mut response = stored(stored_answer);
     response.headers_mut().insert(
         HeaderName::from_static(REPLAYED_HEADER),
@@ -40,10 +40,11 @@ pub fn replay(stored_answer: &StoredResponse) -> HttpResponse {
     response
 }
 
-fn stored(stored: &StoredResponse) -> HttpResponse {
+/// The answer as stored, its body moved into the response (not copied).
+fn stored(stored: StoredResponse) -> HttpResponse {
     HttpResponse::build(stored.status)
         .insert_header((CONTENT_TYPE, stored.content_type.as_str()))
-        .body(stored.body.clone())
+        .body(stored.body)
 }
 
 fn mark(response: &mut HttpResponse, defense: Defense) {

@@ -91,7 +91,7 @@ async fn pay(
     };
     // 1. idempotency_key: a retry of a pay that was answered gets that answer.
     let lease = match state.keys.admit(&keyed).await? {
-        Admission::Replay(stored) => return Ok(answer::replay(&stored)),
+        Admission::Replay(stored) => return Ok(answer::replay(stored)),
         Admission::Run(lease) => lease,
     };
     // 2. payment_token: consumed once, atomically.
