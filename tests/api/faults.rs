@@ -16,19 +16,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::helpers::{
-    Reply, TestApp, assert_answered_database_unavailable, check, concurrently,
-    create_test_database, database_server, real_stack, spawn_app, spawn_app_with,
+    Reply, TestApp, assert_answered_database_unavailable, assert_redis_server_installed, check,
+    concurrently, create_test_database, database_server, free_port, real_stack, spawn_app,
+    spawn_app_with,
 };
 
 /// The longest a client waits for any answer while a dependency is down.
 const CLIENT_BOUND: Duration = Duration::from_secs(4);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port")
-}
 
 /// A `redis-server` of this test's own, on a free port.
 struct OwnRedis {
@@ -38,10 +32,7 @@ struct OwnRedis {
 
 impl OwnRedis {
     fn start() -> Self {
-        assert!(
-            std::path::Path::new("/usr/bin/redis-server").exists(),
-            "redis-server is not installed: apt-get install redis-server"
-        );
+        assert_redis_server_installed();
         let mut redis = Self {
             port: free_port(),
             child: None,

@@ -65,6 +65,22 @@ pub fn redis_server(test: &str) -> String {
     missing(test, "REDIS_URL=redis://…, or a Redis on 127.0.0.1:6379")
 }
 
+/// A port nothing listens on now (the OS picks it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}
+
+/// The tests that start their own Redis (an outage, a cluster) need the binary.
+pub fn assert_redis_server_installed() {
+    assert!(
+        std::path::Path::new("/usr/bin/redis-server").exists(),
+        "redis-server is not installed: apt-get install redis-server"
+    );
+}
+
 fn answers(port: u16) -> bool {
     let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     std::net::TcpStream::connect_timeout(&address, Duration::from_millis(300)).is_ok()

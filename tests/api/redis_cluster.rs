@@ -40,10 +40,7 @@ pub struct OwnCluster {
 
 impl OwnCluster {
     pub fn start(masters: usize, replicas: usize) -> Self {
-        assert!(
-            std::path::Path::new("/usr/bin/redis-server").exists(),
-            "redis-server is needed for the cluster tests (apt-get install redis-server)"
-        );
+        crate::helpers::assert_redis_server_installed();
         let dir = tempfile::tempdir().expect("a directory for the nodes");
         let ports: Vec<u16> = (0..masters * (1 + replicas)).map(|_| free_port()).collect();
         let nodes = ports.iter().map(|port| node(*port, dir.path())).collect();
