@@ -60,15 +60,20 @@ WRK=(wrk -t2 -c"$CONCURRENCY" -d"${BENCH_WRK_SECS:-10}"s --latency)
 
 # Server CPU per answer: utime + stime of the server process (/proc/<pid>/stat,
 # in clock ticks) before and after each phase, written to $OUT/<phase>.cpu as
-# "<ticks> <ticks per second>"; bench_table.py divides by the answers.
+# "<ticks> <ticks per second>"; bench_table.py divides by the answers. The
+# Redis server's, the same way, to $OUT/<phase>.redis-cpu (it shares the cores).
 CLK=$(getconf CLK_TCK)
+REDIS_PID=$(pgrep -o -x redis-server || true)
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 measure() {
-  local pid=$1 name=$2 before
+  local pid=$1 name=$2 before redis_before=0
   shift 2
   before=$(ticks "$pid")
+  [ -n "$REDIS_PID" ] && redis_before=$(ticks "$REDIS_PID")
   "$@"
   echo "$(($(ticks "$pid") - before)) $CLK" >"$OUT/$name.cpu"
+  [ -n "$REDIS_PID" ] && echo "$(($(ticks "$REDIS_PID") - redis_before)) $CLK" >"$OUT/$name.redis-cpu"
+  true
 }
 admin() { curl -sf -X "$1" "$FG_URL$2" -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' ${3:+-d "$3"}; }
 login() { curl -sf -X POST "$FG_URL/api/login" -H 'Content-Type: application/json' -d "{\"username\":\"$1\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])'; }
@@ -77,6 +82,9 @@ echo "== HTTP baseline: hello-world handler (wrk)"
 measure $HELLO_PID hello "${WRK[@]}" "http://127.0.0.1:$HELLO_PORT/" >"$OUT/hello.wrk"
 echo "== HTTP baseline: hello-world plus one Redis round trip (wrk)"
 measure $HELLO_PID hello-redis "${WRK[@]}" -s scripts/wrk/hello_redis.lua "http://127.0.0.1:$HELLO_PORT" >"$OUT/hello-redis.wrk"
+echo "== HTTP baseline: hello-world plus one Redis round trip that stores under a new key (wrk)"
+measure $HELLO_PID hello-store "${WRK[@]}" -s scripts/wrk/hello_store.lua "http://127.0.0.1:$HELLO_PORT" >"$OUT/hello-store.wrk"
+redis-cli --scan --pattern 'hello:store:*' | xargs -r -n 500 redis-cli del >/dev/null
 
 echo "== flashguard: replayed request (wrk, one key)"
 PRODUCT=$(admin POST /api/admin/reset '{"products":[{"name":"replay","price_cents":100,"stock":1000}]}' |

@@ -3,6 +3,11 @@
 //! stops working after `LOGIN_TOKEN_TTL_SECS`. `POST /api/logout` revokes it: its
 //! id goes to the `revoked_tokens` table, mirrored in each instance's memory
 //! (refreshed with the shared switch board), so checking a token stays one HMAC.
+//! A token once verified is remembered by its SHA-256 for the rest of its life
+//! (a bounded cache): a repeat — every request of a flash-sale buyer carries
+//! the same token — costs a digest and a lookup instead of the signature's
+//! HMAC and the claims' decoding; expiry and revocation are checked on every
+//! request all the same.
 //! The API reads the token from `Authorization: Bearer …`, the pages from the
 //! `flashguard_session` cookie. The admin API compares `ADMIN_TOKEN` in constant
 //! time. Both keys are registered as their own `web::Data` ([`SessionKeys`],
@@ -10,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::future::{Ready, ready};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Payload;
@@ -18,8 +24,10 @@ use actix_web::{FromRequest, HttpRequest, web};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use parking_lot::RwLock;
+use quick_cache::sync::Cache;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::causes::Causes;
@@ -34,7 +42,12 @@ pub struct SessionKeys {
     ttl: Duration,
     /// Revoked token ids → when they expire anyway (epoch seconds).
     revoked: RwLock<HashMap<String, u64>>,
+    /// Tokens whose signature was checked: SHA-256 of the token → its caller.
+    verified: Cache<[u8; 32], Arc<AuthUser>>,
 }
+
+/// How many verified tokens are remembered (about 200 bytes each).
+const VERIFIED_TOKENS: usize = 10_000;
 
 impl std::fmt::Debug for SessionKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -100,6 +113,7 @@ impl SessionKeys {
             decoding: DecodingKey::from_secret(bytes),
             ttl,
             revoked: RwLock::new(HashMap::new()),
+            verified: Cache::new(VERIFIED_TOKENS),
         }
     }
 
@@ -121,6 +135,27 @@ impl SessionKeys {
     }
 
     pub fn verify(&self, token: &str) -> Result<AuthUser, Refusal> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let user = match self.verified.get(&digest) {
+            Some(user) => user,
+            None => {
+                let user = Arc::new(self.verify_signature(token)?);
+                self.verified.insert(digest, user.clone());
+                user
+            }
+        };
+        // As jsonwebtoken decides it, with no leeway: expired once `exp` is past.
+        if user.expires_at < now_secs() {
+            return Err(Refusal::Expired);
+        }
+        if self.revoked.read().contains_key(&user.token_id) {
+            return Err(Refusal::Revoked);
+        }
+        Ok(AuthUser::clone(&user))
+    }
+
+    /// The signature and the claims, checked in full.
+    fn verify_signature(&self, token: &str) -> Result<AuthUser, Refusal> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(
@@ -130,9 +165,6 @@ impl SessionKeys {
             },
         )?;
         let claims = data.claims;
-        if self.revoked.read().contains_key(&claims.jti) {
-            return Err(Refusal::Revoked);
-        }
         Ok(AuthUser {
             user_id: claims.sub.parse().map_err(|_| Refusal::Invalid)?,
             username: claims.name,

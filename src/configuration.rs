@@ -130,6 +130,14 @@ pub struct IdempotencySettings {
     /// How often expired keys are removed (s).
     #[arg(long = "idempotency-sweep-secs", env = "IDEMPOTENCY_SWEEP_SECS", default_value = "60", value_parser = secs)]
     pub sweep_every: Duration,
+    /// Completed answers kept in this instance's memory, in MiB; 0 keeps none
+    /// (`src/answer_cache.rs`).
+    #[arg(
+        long = "local-answer-cache-mb",
+        env = "LOCAL_ANSWER_CACHE_MB",
+        default_value = "8"
+    )]
+    pub local_cache_mb: u64,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -12,6 +12,7 @@
 // (`#[expect(clippy::too_many_lines, reason = …)]`): docs/architecture.md.
 #![warn(clippy::too_many_lines)]
 
+pub mod answer_cache;
 pub mod auth;
 pub mod causes;
 pub mod configuration;

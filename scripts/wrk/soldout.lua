@@ -1,8 +1,10 @@
 -- wrk: new buyers of a sold-out product, a fresh Idempotency-Key per request:
 -- every answer is a loser's 409 sold_out from the front door (no database work).
 -- Environment: FG_TOKEN, FG_ADMIN, FG_PRODUCT.
+-- `thread_id` is a global that setup() gives each thread (thread:set): a
+-- `local` of the same name would hide it, and every thread would then send
+-- the same keys (half of the answers replays, not refusals).
 local counter = 0
-local thread_id = 0
 local threads = 0
 
 function setup(thread)

@@ -25,7 +25,8 @@
 //!
 //! The database table is the source of truth; the key store (Redis) only caches
 //! completed responses as a fast path, so the defense holds when Redis is slow,
-//! empty or evicts.
+//! empty or evicts. Before the key store, each instance keeps the completed
+//! answers it has seen in its own memory (`src/answer_cache.rs`, docs/design.md §2.5).
 //!
 //! Shown by `tests/api/defenses.rs`: `the_idempotency_key_alone_stops_concurrent_duplicates`
 //! (on) and `without_idempotency_key_and_unique_index_duplicates_appear` (off);
@@ -37,6 +38,7 @@ use actix_web::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::answer_cache::{Answer, AnswerCache};
 use crate::causes::Causes;
 use crate::configuration::IdempotencySettings;
 use crate::deadline::IfCutOff;
@@ -67,6 +69,8 @@ pub enum KeyError {
 pub struct IdempotencyKeys {
     db: Db,
     kv: Arc<dyn KeyStore>,
+    /// Completed answers in this instance's memory, before the key store.
+    local: AnswerCache<StoredResponse>,
     switches: Arc<SwitchBoard>,
     settings: IdempotencySettings,
 }
@@ -94,7 +98,13 @@ impl KeyedRequest<'_> {
 pub fn fingerprint(method: &str, path: &str, body: &serde_json::Value) -> String {
     // serde_json's map is ordered by key, so re-serialising is canonical.
     let canonical_body = body.to_string();
-    let digest = Sha256::digest(format!("{method} {path}\n{canonical_body}"));
+    let digest = Sha256::new()
+        .chain_update(method)
+        .chain_update(" ")
+        .chain_update(path)
+        .chain_update("\n")
+        .chain_update(canonical_body)
+        .finalize();
     hex::encode(digest)
 }
 
@@ -105,6 +115,12 @@ pub struct StoredResponse {
     pub status: StatusCode,
     pub content_type: String,
     pub body: String,
+}
+
+impl Answer for StoredResponse {
+    fn bytes(&self) -> usize {
+        self.content_type.len() + self.body.len()
+    }
 }
 
 /// The answer of the business step, before it is stored and sent.
@@ -237,6 +253,7 @@ impl IdempotencyKeys {
         Self {
             db,
             kv,
+            local: AnswerCache::new(settings.local_cache_mb),
             switches,
             settings,
         }
@@ -268,11 +285,12 @@ impl IdempotencyKeys {
         request: &KeyedRequest<'_>,
         stored: &StoredResponse,
     ) -> Option<String> {
-        cached_json(&request.fingerprint, stored)
+        cached_json(&request.fingerprint, stored, self.expiry_from_now())
     }
 
     /// A cached answer the front door found: the replay, `None` when it is
     /// unreadable (the database decides), or 422 for another request body.
+    /// A replay is kept in this instance's memory for the next repeat.
     pub fn replay_cached(
         &self,
         request: &KeyedRequest<'_>,
@@ -287,7 +305,73 @@ impl IdempotencyKeys {
         }
         trace::step("key cache: hit, replay");
         metrics::count(metrics::REPLAYS);
+        // An answer cached before expiries were written with it is not kept.
+        if let Some(expires_at_ms) = cached.expires_at_ms {
+            let id = request.id();
+            let response = Arc::new(cached.response.clone());
+            self.local.remember(
+                id.user_id,
+                id.key,
+                &cached.fingerprint,
+                response,
+                expires_at_ms,
+            );
+        }
         Ok(Some(cached.response))
+    }
+
+    /// The first place a repeat is answered from: this instance's memory
+    /// (`src/answer_cache.rs`). `None` when the answer is not there (or the
+    /// defense is off); 422 for another request body.
+    pub fn local_answer(
+        &self,
+        request: &KeyedRequest<'_>,
+    ) -> Result<Option<StoredResponse>, KeyError> {
+        if !self.is_on() {
+            return Ok(None);
+        }
+        let id = request.id();
+        let Some(kept) = self.local.get(id.user_id, id.key, now_ms()) else {
+            return Ok(None);
+        };
+        if !kept.answers(&request.fingerprint) {
+            return Err(KeyError::Reused);
+        }
+        trace::step("local answer cache: hit, replay");
+        metrics::count(metrics::REPLAYS);
+        Ok(Some(StoredResponse::clone(&kept.response)))
+    }
+
+    /// A final answer this instance gave without storing it itself (the front
+    /// door's refusal, cached in the same step): kept here too.
+    pub fn remember_locally(&self, request: &KeyedRequest<'_>, stored: Arc<StoredResponse>) {
+        if !self.is_on() {
+            return; // nothing was stored with the key either
+        }
+        let id = request.id();
+        let expires_at_ms = self.expiry_from_now();
+        self.local.remember(
+            id.user_id,
+            id.key,
+            &request.fingerprint,
+            stored,
+            expires_at_ms,
+        );
+    }
+
+    /// Forgets every answer kept in memory here (a reset of the sale).
+    pub fn forget_local_answers(&self) {
+        self.local.forget_all();
+    }
+
+    /// Applies the switch board's `sale.reset_at` (`flows/shared.rs`).
+    pub fn apply_reset(&self, reset_at: i64) -> bool {
+        self.local.apply_reset(reset_at)
+    }
+
+    /// When an answer stored now is forgotten (epoch ms).
+    fn expiry_from_now(&self) -> i64 {
+        now_ms().saturating_add(millis(self.settings.retention))
     }
 
     /// The fast path: the answer of a completed key, from the key store (Redis).
@@ -295,6 +379,9 @@ impl IdempotencyKeys {
         &self,
         request: &KeyedRequest<'_>,
     ) -> Result<Option<StoredResponse>, KeyError> {
+        if let Some(stored) = self.local_answer(request)? {
+            return Ok(Some(stored));
+        }
         let Some(slot) = self.cache_slot(request) else {
             return Ok(None);
         };
@@ -468,7 +555,11 @@ impl IdempotencyKeys {
         fingerprint: &str,
         response: &StoredResponse,
     ) {
-        let Some(json) = cached_json(fingerprint, response) else {
+        let expires_at_ms = self.expiry_from_now();
+        let shared = Arc::new(response.clone());
+        self.local
+            .remember(user_id, key, fingerprint, shared, expires_at_ms);
+        let Some(json) = cached_json(fingerprint, response, expires_at_ms) else {
             return;
         };
         let ttl = self.settings.retention;
@@ -823,18 +914,32 @@ fn held(request: &KeyedRequest<'_>, owner: String) -> Lease {
     }
 }
 
-/// The key-store fast path: a completed response cached under the key.
-#[derive(Debug, Serialize, Deserialize)]
+/// The key-store fast path: a completed response cached under the key, as
+/// it is read back.
+#[derive(Debug, Deserialize)]
 struct CachedResponse {
     fingerprint: String,
     response: StoredResponse,
+    /// When the key store forgets it (epoch ms), for the local answer cache;
+    /// absent in answers cached before it was written.
+    #[serde(default)]
+    expires_at_ms: Option<i64>,
+}
+
+/// [`CachedResponse`] as it is written, borrowing what it holds.
+#[derive(Serialize)]
+struct CachedResponseRef<'a> {
+    fingerprint: &'a str,
+    response: &'a StoredResponse,
+    expires_at_ms: i64,
 }
 
 /// An answer as the cache keeps it: with the fingerprint of its request.
-fn cached_json(fingerprint: &str, response: &StoredResponse) -> Option<String> {
-    let cached = CachedResponse {
-        fingerprint: fingerprint.to_string(),
-        response: response.clone(),
+fn cached_json(fingerprint: &str, response: &StoredResponse, expires_at_ms: i64) -> Option<String> {
+    let cached = CachedResponseRef {
+        fingerprint,
+        response,
+        expires_at_ms,
     };
     serde_json::to_string(&cached)
         .inspect_err(|error| tracing::error!(error = %Causes(error), "could not serialise an answer for the cache"))

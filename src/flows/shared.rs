@@ -1,7 +1,8 @@
 //! The switch board shared by every instance (docs/reliability.md): a change is
 //! written to the `switch_board` table first, then applied here; every instance
 //! reads the table every half second and applies what changed. The stock gate is
-//! reloaded wherever it is switched back on.
+//! reloaded wherever it is switched back on; a reset of the sale empties every
+//! instance's local answer cache.
 
 use super::JobError;
 use crate::defenses::stock_gate::Load;
@@ -54,10 +55,31 @@ pub async fn refresh(state: &AppState) -> Result<u64, JobError> {
     let rows = switch_board::all(state.db.pool()).await?;
     let changed = rows
         .iter()
-        .filter(|(name, value)| state.switches.apply(name, *value))
+        .filter(|(name, value)| apply_row(state, name, *value))
         .count();
     reload_gate_if_switched_on(state, gate_was_on).await?;
     Ok(changed as u64)
+}
+
+/// One row of the board: a switch, a lab setting, or the last reset.
+fn apply_row(state: &AppState, name: &str, value: i64) -> bool {
+    match name {
+        SALE_RESET_AT => state.keys.apply_reset(value),
+        _ => state.switches.apply(name, value),
+    }
+}
+
+/// The board's row that tells every instance when the sale was last reset.
+const SALE_RESET_AT: &str = "sale.reset_at";
+
+/// Tells every instance that the sale was reset, so that their local answer
+/// caches (`src/answer_cache.rs`) forget the old sale's answers: this one at
+/// once, the others at their next refresh.
+pub async fn announce_reset(state: &AppState) -> Result<(), JobError> {
+    let reset_at = now_ms();
+    switch_board::put(state.db.pool(), SALE_RESET_AT, reset_at).await?;
+    state.keys.apply_reset(reset_at);
+    Ok(())
 }
 
 /// At start: join the shared board, or create it from this instance's defaults.

@@ -25,6 +25,7 @@ const SOURCES: &[Source] = sources!(
     "src/defenses/callback_dedup.rs",
     "src/defenses/message_dedup.rs",
     "src/flows/orders/alone.rs",
+    "src/flows/orders/front_door.rs",
     "src/flows/payments.rs",
     "src/flows/rewards.rs",
     "src/flows/notifications.rs",

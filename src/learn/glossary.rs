@@ -74,6 +74,8 @@ pub const GLOSSARY: &[Term] = &[
     term("组提交", "group commit", "同一时刻到达的写入共用一个事务、一次提交（应用层把多笔订单合成一批，不是 MySQL binlog 的组提交）", "writes arriving at the same moment share one transaction and one commit (here: orders batched by the application, not the database's own WAL/binlog group commit)"),
     term("Redis 库存预扣", "stock pre-deduction (stock_gate)", "先在 Redis 里扣库存，只让抢到的请求去数据库", "taking units in Redis first, so that only the requests that got one reach the database")
         .instead_of(&["闸门"]),
+    term("本地缓存", "local cache", "进程自己内存里的一层缓存，挡在 Redis 前面；这里存的是已完成的请求结果，落到同一实例的重复请求不用再往返 Redis。每个实例各有一份，所以失效方式要专门设计（这里靠轮询共享开关表，最多滞后一个刷新周期）", "a cache in the process's own memory, in front of Redis; here it holds completed answers, so a repeat reaching the same instance needs no Redis round trip. Every instance has its own, so invalidation across instances must be designed (here: polling the shared switch board, up to one refresh period late)"),
+    term("多级缓存", "multi-level cache", "本地缓存在前、Redis 在后、数据库兜底的分层读取", "layered reads: process memory first, then Redis, the database last"),
     term("抢到 / 没抢到的请求", "winners / losers of a sale", "预扣到库存的请求，和被告知售罄的请求", "requests that took a unit, and those told sold out")
         .instead_of(&["输家", "赢家"]),
     term("对账", "reconciliation", "拿两份记录互相核对并修正差异：Redis 计数器对数据库，支付记录对平台账单", "comparing two records and fixing what differs: the Redis counter with the database, payments with the provider's bill"),

@@ -361,6 +361,12 @@ const LESSONS: &[(Defense, Lesson)] = &[
                     "The Lua scripts in Redis: refuse the repeat, then decrement; give back once",
                 ),
                 code(
+                    "src/flows/orders/front_door.rs",
+                    "front_door::check",
+                    "入口检查：先查本实例内存里的结果（本地缓存），再用一次 Redis 往返同时查幂等键和库存计数器",
+                    "The front door: this instance's memory first (the local answer cache), then one Redis round trip for the key and the counter",
+                ),
+                code(
                     "src/defenses/stock_gate.rs",
                     "stock_gate::buckets",
                     "库存分桶（GATE_BUCKETS）：入口检查同时查询每个桶，全都不够才算售罄",

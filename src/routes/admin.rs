@@ -142,6 +142,7 @@ async fn reset(
     let catalogue = parse_catalogue(&body)?;
     let created = products::reset_sale(&state.db, &catalogue).await?;
     reset_key_store(&state).await?;
+    shared::announce_reset(&state).await?;
     tracing::warn!(products = created.len(), "sale reset");
     Ok(HttpResponse::Ok().json(ProductList { products: created }))
 }

@@ -4,6 +4,7 @@
 //! default (neither variable set).
 
 mod admin;
+mod answer_cache;
 mod binary;
 mod browser;
 mod callbacks;

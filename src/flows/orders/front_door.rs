@@ -1,5 +1,6 @@
 //! The front door of `POST /api/orders`, one round trip to the key store
-//! (docs/design.md §2.1): the idempotency key's cached answer (a replay) and
+//! (docs/design.md §2.1) — none for a repeat this instance already knows the
+//! answer of (`src/answer_cache.rs`): the idempotency key's cached answer (a replay) and
 //! the stock gate's sold-out fast path (a loser), asked together in one atomic
 //! script; a loser's "sold out" is cached for its retry in the same step —
 //! unless some units are still held by orders being placed (a failed order
@@ -9,7 +10,7 @@
 //! defenses keep their switches: a defense that is off is simply not asked.
 //! When the key store cannot answer, the door is open and the database decides.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use super::order::OrderRequest;
 use crate::causes::Causes;
@@ -31,11 +32,15 @@ pub enum FrontDoor {
     Open,
 }
 
+// [lesson front_door::check]
 pub async fn check(
     state: &AppState,
     keyed: &KeyedRequest<'_>,
     order: OrderRequest,
 ) -> Result<FrontDoor, ApiError> {
+    if let Some(stored) = state.keys.local_answer(keyed)? {
+        return Ok(FrontDoor::Replay(stored));
+    }
     let cached_key = state.keys.cache_slot(keyed);
     let counter_key = state.gate.counter_slot(order.product_id);
     let placing_key = state.gate.placing_slot(order.product_id);
@@ -44,7 +49,7 @@ pub async fn check(
         return Ok(FrontDoor::Open);
     }
     let sold_out = sold_out_at_gate()?;
-    let refusal = state.keys.cached_form(keyed, &sold_out.stored);
+    let refusal = state.keys.cached_form(keyed, &sold_out.reply.stored);
     let mut door = Door {
         cached_key: cached_key.as_deref(),
         counter_key: counter_key.as_deref(),
@@ -71,6 +76,7 @@ pub async fn check(
         return decide(state, keyed, answer, sold_out);
     }
 }
+// [/lesson]
 
 /// The front door when the gate's stock is in buckets: the key's cached
 /// answer (the user's slot) and every bucket (the product's slots) asked at
@@ -105,7 +111,7 @@ fn decide(
     state: &AppState,
     keyed: &KeyedRequest<'_>,
     answer: Result<DoorAnswer, KvError>,
-    sold_out: &Reply,
+    sold_out: &SoldOut,
 ) -> Result<FrontDoor, ApiError> {
     match answer {
         Ok(DoorAnswer::Cached(json)) => Ok(match state.keys.replay_cached(keyed, &json)? {
@@ -114,7 +120,8 @@ fn decide(
         }),
         Ok(DoorAnswer::Short) => {
             trace::step("gate: sold out (fast path, no database work)");
-            Ok(FrontDoor::SoldOut(sold_out.clone()))
+            state.keys.remember_locally(keyed, sold_out.shared.clone());
+            Ok(FrontDoor::SoldOut(sold_out.reply.clone()))
         }
         Ok(DoorAnswer::ShortWhilePlacing { .. }) => {
             trace::step("gate: sold out for now (units held by orders being placed)");
@@ -132,12 +139,19 @@ fn decide(
 }
 
 /// The gate's sold-out answer: the same bytes for every loser, so built once
-/// rather than on every request that passes the front door.
-fn sold_out_at_gate() -> Result<&'static Reply, ApiError> {
-    static SOLD_OUT: OnceLock<Reply> = OnceLock::new();
-    if let Some(reply) = SOLD_OUT.get() {
-        return Ok(reply);
+/// rather than on every request that passes the front door, and shared by
+/// every loser's entry in the local answer cache.
+struct SoldOut {
+    reply: Reply,
+    shared: Arc<StoredResponse>,
+}
+
+fn sold_out_at_gate() -> Result<&'static SoldOut, ApiError> {
+    static SOLD_OUT: OnceLock<SoldOut> = OnceLock::new();
+    if let Some(sold_out) = SOLD_OUT.get() {
+        return Ok(sold_out);
     }
     let reply = ApiError::SoldOutAtGate.to_reply()?;
-    Ok(SOLD_OUT.get_or_init(|| reply))
+    let shared = Arc::new(reply.stored.clone());
+    Ok(SOLD_OUT.get_or_init(|| SoldOut { reply, shared }))
 }

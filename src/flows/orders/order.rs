@@ -37,7 +37,7 @@ impl OrderRequest {
     pub fn parse(body: &[u8]) -> Result<(Self, serde_json::Value), ApiError> {
         let json: serde_json::Value = serde_json::from_slice(body)
             .map_err(|error| ApiError::MalformedBody(error.to_string()))?;
-        let raw: OrderRequestBody = serde_json::from_value(json.clone())
+        let raw = OrderRequestBody::deserialize(&json)
             .map_err(|error| ApiError::MalformedBody(error.to_string()))?;
         let request = Self {
             product_id: raw.product_id,
