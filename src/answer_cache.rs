@@ -7,9 +7,9 @@
 //! can no longer change. Here it costs a hash lookup.
 //!
 //! **Why it stays correct**: an answer enters only once it is final (stored
-//! with its key), with the expiry the key store gives it, and with the
-//! fingerprint of its request, so another body under the same key is still
-//! refused 422. Nothing else ever changes a completed answer, except a reset
+//! with its key: in the key table, or the front door's refusal in the key
+//! store), with its key's expiry, and with the fingerprint of its request, so
+//! another body under the same key is still refused 422. Nothing else ever changes a completed answer, except a reset
 //! of the sale: the instance that resets forgets its answers at once, and the
 //! others when they next read the shared switch board (`flows/shared.rs`,
 //! every `SWITCHES_REFRESH_MS`). What it cannot do is answer a key it has
@@ -154,7 +154,7 @@ impl<A: Answer> AnswerCache<A> {
     }
 
     /// Forgets every answer (a reset of the sale). A request still running
-    /// across the reset may leave its answer behind, here as in the key store.
+    /// across the reset may leave an answer of the old sale behind.
     pub fn forget_all(&self) {
         if let Some(entries) = &self.entries {
             entries.clear();

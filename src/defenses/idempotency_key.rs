@@ -279,6 +279,13 @@ impl IdempotencyKeys {
             .then(|| cache_key(request.user_id, request.key.as_str()))
     }
 
+    /// Where the front door finds this request's in-flight mark, when the
+    /// defense is on: while it is there the key's first request still runs.
+    pub fn in_flight_slot(&self, request: &KeyedRequest<'_>) -> Option<String> {
+        self.is_on()
+            .then(|| in_flight_key(request.user_id, request.key.as_str()))
+    }
+
     /// `stored` as the cache keeps it for this request (fingerprint and answer).
     pub fn cached_form(
         &self,
@@ -342,12 +349,9 @@ impl IdempotencyKeys {
         Ok(Some(StoredResponse::clone(&kept.response)))
     }
 
-    /// A final answer this instance gave without storing it itself (the front
-    /// door's refusal, cached in the same step): kept here too.
+    /// A final answer the key store stored for this request in the front
+    /// door's own step (a refusal): kept here too.
     pub fn remember_locally(&self, request: &KeyedRequest<'_>, stored: Arc<StoredResponse>) {
-        if !self.is_on() {
-            return; // nothing was stored with the key either
-        }
         let id = request.id();
         let expires_at_ms = self.expiry_from_now();
         self.local.remember(
@@ -418,7 +422,9 @@ impl IdempotencyKeys {
                     idempotency_keys::delete_if_expired(self.db.pool(), request.id(), now).await?
                 }
                 Verdict::Replay(stored) => {
-                    let stored = self.replay_from_database(request, stored).await;
+                    let stored = self
+                        .replay_from_database(request, stored, row.expires_at)
+                        .await;
                     return Ok(Admission::Replay(stored));
                 }
                 Verdict::TakeOver { expired_lease } => {
@@ -474,15 +480,23 @@ impl IdempotencyKeys {
         Ok(taken)
     }
 
-    /// A completed row's answer, cached again for the next repeat.
+    /// A completed row's answer, cached again for the next repeat until the
+    /// row itself expires (`expires_at_ms`).
     async fn replay_from_database(
         &self,
         request: &KeyedRequest<'_>,
         stored: StoredResponse,
+        expires_at_ms: i64,
     ) -> StoredResponse {
         let id = request.id();
-        self.cache_response(id.user_id, id.key, &request.fingerprint, &stored)
-            .await;
+        self.cache_response(
+            id.user_id,
+            id.key,
+            &request.fingerprint,
+            &stored,
+            expires_at_ms,
+        )
+        .await;
         trace::step("key row: completed, replay");
         metrics::count(metrics::REPLAYS);
         stored
@@ -507,11 +521,12 @@ impl IdempotencyKeys {
             status: stored.status.as_u16(),
             content_type: &stored.content_type,
             body: &stored.body,
-            expires_at_ms: now_ms().saturating_add(millis(self.settings.retention)),
+            expires_at_ms: self.expiry_from_now(),
         };
         if idempotency_keys::complete(self.db.pool(), id, owner, &completion).await? {
             trace::step("answer stored with the key");
-            self.cache_response(*user_id, key, fingerprint, stored)
+            let expires_at_ms = completion.expires_at_ms;
+            self.cache_response(*user_id, key, fingerprint, stored, expires_at_ms)
                 .await;
         } else {
             tracing::warn!("idempotency key was taken over before this request finished");
@@ -548,21 +563,29 @@ impl IdempotencyKeys {
         idempotency_keys::sweep_expired(self.db.pool(), now_ms()).await
     }
 
+    /// Caches a stored answer, here and in the key store, until its key row
+    /// expires (`expires_at_ms`).
     async fn cache_response(
         &self,
         user_id: i64,
         key: &str,
         fingerprint: &str,
         response: &StoredResponse,
+        expires_at_ms: i64,
     ) {
-        let expires_at_ms = self.expiry_from_now();
+        let Some(ttl) = u64::try_from(expires_at_ms.saturating_sub(now_ms()))
+            .ok()
+            .filter(|left| *left > 0)
+            .map(std::time::Duration::from_millis)
+        else {
+            return; // expired already
+        };
         let shared = Arc::new(response.clone());
         self.local
             .remember(user_id, key, fingerprint, shared, expires_at_ms);
         let Some(json) = cached_json(fingerprint, response, expires_at_ms) else {
             return;
         };
-        let ttl = self.settings.retention;
         if let Err(error) = self.kv.set(&cache_key(user_id, key), &json, ttl).await {
             tracing::warn!(error = %Causes(&error), "could not cache an idempotent response");
         }
@@ -719,7 +742,10 @@ impl IdempotencyKeys {
         };
         match decide(&row, &request.fingerprint, now_ms())? {
             Verdict::Expired | Verdict::TakeOver { .. } => Ok(None),
-            Verdict::Replay(stored) => Ok(Some(self.replay_from_database(request, stored).await)),
+            Verdict::Replay(stored) => Ok(Some(
+                self.replay_from_database(request, stored, row.expires_at)
+                    .await,
+            )),
             refused => Err(refusal(refused)),
         }
     }
@@ -894,8 +920,15 @@ impl IdempotencyKeys {
         if let Some(stored) = answer
             && flight.guarded
         {
-            self.cache_response(flight.user_id, &flight.key, &flight.fingerprint, stored)
-                .await;
+            let expires_at_ms = self.expiry_from_now();
+            self.cache_response(
+                flight.user_id,
+                &flight.key,
+                &flight.fingerprint,
+                stored,
+                expires_at_ms,
+            )
+            .await;
         }
         self.unmark(flight).await;
     }

@@ -399,6 +399,7 @@ impl StockGate {
                 cached_key: None,
                 counter_key: Some(&bucket.counter),
                 placing_key: Some(&bucket.placing),
+                in_flight_key: None,
                 need,
                 refusal: None,
                 ttl: Duration::ZERO,

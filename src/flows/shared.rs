@@ -77,8 +77,8 @@ const SALE_RESET_AT: &str = "sale.reset_at";
 /// once, the others at their next refresh.
 pub async fn announce_reset(state: &AppState) -> Result<(), JobError> {
     let reset_at = now_ms();
-    switch_board::put(state.db.pool(), SALE_RESET_AT, reset_at).await?;
     state.keys.apply_reset(reset_at);
+    switch_board::put(state.db.pool(), SALE_RESET_AT, reset_at).await?;
     Ok(())
 }
 

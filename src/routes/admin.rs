@@ -141,8 +141,10 @@ async fn reset(
 ) -> Result<HttpResponse, ApiError> {
     let catalogue = parse_catalogue(&body)?;
     let created = products::reset_sale(&state.db, &catalogue).await?;
-    reset_key_store(&state).await?;
     shared::announce_reset(&state).await?;
+    reset_key_store(&state).await?;
+    // Answers a request read from the key store while it was being cleared.
+    state.keys.forget_local_answers();
     tracing::warn!(products = created.len(), "sale reset");
     Ok(HttpResponse::Ok().json(ProductList { products: created }))
 }

@@ -104,8 +104,12 @@ pub struct Door<'a> {
     /// The product's claims still placing their order (asked only when the
     /// counter is short).
     pub placing_key: Option<&'a str>,
-    /// Cached at `cached_key` for `ttl` when the counter is short and no claim
-    /// is still placing.
+    /// The key's in-flight mark: while it is there, the key's first request
+    /// still runs (it may hold the last unit), so the door stays open and the
+    /// mark answers the repeat (`None`: not asked).
+    pub in_flight_key: Option<&'a str>,
+    /// Cached at `cached_key` for `ttl` when the counter is short, no claim
+    /// is still placing and the key is not in flight.
     pub refusal: Option<&'a str>,
     pub ttl: Duration,
     pub now_ms: i64,
@@ -158,9 +162,16 @@ pub trait KeyStore: Send + Sync + std::fmt::Debug {
     /// One round trip for a replay and for a loser: the answer cached at
     /// `door.cached_key` if there is one; otherwise, if the counter is loaded
     /// and below `door.need`: [`DoorAnswer::ShortWhilePlacing`] when the
-    /// placing set has a member that expires after `door.now_ms`, else the
-    /// refusal is cached and [`DoorAnswer::Short`].
+    /// placing set has a member that expires after `door.now_ms`, else
+    /// [`KeyStore::store_refusal`]'s answer.
     async fn cached_or_short(&self, door: &Door<'_>) -> Result<DoorAnswer, KvError>;
+
+    /// The refusal of a short gate, stored in one atomic step on the key's
+    /// slot: the answer already cached at `door.cached_key` if there is one
+    /// ([`DoorAnswer::Cached`]); [`DoorAnswer::Open`] while the key's
+    /// in-flight mark is there (its first request still runs); else the
+    /// refusal cached for `door.ttl` and [`DoorAnswer::Short`].
+    async fn store_refusal(&self, door: &Door<'_>) -> Result<DoorAnswer, KvError>;
 
     /// The stock gate's one atomic step: if the claim key exists →
     /// [`Claim::Repeat`] (nothing else happens); if the counter is absent →

@@ -102,6 +102,21 @@ fn live_members(
     })
 }
 
+/// A short gate's last step, on live entries: open while the key is in
+/// flight, else the refusal cached (when there is one to cache) and "short".
+fn refuse(entries: &mut HashMap<String, Entry>, door: &Door<'_>) -> DoorAnswer {
+    if door
+        .in_flight_key
+        .is_some_and(|key| entries.contains_key(key))
+    {
+        return DoorAnswer::Open;
+    }
+    if let (Some(key), Some(refusal)) = (door.cached_key, door.refusal) {
+        entries.insert(key.to_string(), entry(refusal, door.ttl));
+    }
+    DoorAnswer::Short
+}
+
 fn entry(value: &str, ttl: Duration) -> Entry {
     Entry {
         value: value.to_string(),
@@ -151,7 +166,7 @@ impl KeyStore for MemoryKv {
     }
 
     async fn cached_or_short(&self, door: &Door<'_>) -> Result<DoorAnswer, KvError> {
-        let keys: Vec<&str> = [door.cached_key, door.counter_key]
+        let keys: Vec<&str> = [door.cached_key, door.counter_key, door.in_flight_key]
             .into_iter()
             .flatten()
             .collect();
@@ -170,10 +185,24 @@ impl KeyStore for MemoryKv {
             if held > 0 {
                 return DoorAnswer::ShortWhilePlacing { held };
             }
-            if let (Some(key), Some(refusal)) = (door.cached_key, door.refusal) {
-                entries.insert(key.to_string(), entry(refusal, door.ttl));
+            refuse(entries, door)
+        });
+        if answer == DoorAnswer::Short {
+            self.note_write();
+        }
+        Ok(answer)
+    }
+
+    async fn store_refusal(&self, door: &Door<'_>) -> Result<DoorAnswer, KvError> {
+        let keys: Vec<&str> = [door.cached_key, door.in_flight_key]
+            .into_iter()
+            .flatten()
+            .collect();
+        let answer = self.with_live(&keys, |entries| {
+            match door.cached_key.and_then(|key| entries.get(key)) {
+                Some(cached) => DoorAnswer::Cached(cached.value.clone()),
+                None => refuse(entries, door),
             }
-            DoorAnswer::Short
         });
         if answer == DoorAnswer::Short {
             self.note_write();

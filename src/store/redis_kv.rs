@@ -142,6 +142,9 @@ if KEYS[2] ~= '' then
         return {'placing', tostring(held)}
       end
     end
+    if KEYS[4] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
+      return {'open'}
+    end
     if KEYS[1] ~= '' and ARGV[2] ~= '' then
       redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
     end
@@ -150,7 +153,37 @@ if KEYS[2] ~= '' then
 end
 return {'open'}
 "#;
+
+/// A short gate's refusal, on the key's own slot (its cached answer and its
+/// in-flight mark share the `{u<id>}` hash tag): an answer already cached
+/// wins, a key still in flight stays open, else the refusal is cached.
+/// KEYS[2], the mark, is absent when the door does not ask it.
+const STORE_REFUSAL: &str = r#"
+local cached = redis.call('GET', KEYS[1])
+if cached then
+  return {'cached', cached}
+end
+if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 1 then
+  return {'open'}
+end
+if ARGV[1] ~= '' then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return {'short'}
+"#;
 // [/lesson]
+
+/// What the front door's scripts returned.
+fn door_answer(answer: Vec<String>) -> DoorAnswer {
+    match answer.as_slice() {
+        [kind, cached] if kind == "cached" => DoorAnswer::Cached(cached.clone()),
+        [kind] if kind == "short" => DoorAnswer::Short,
+        [kind, held] if kind == "placing" => DoorAnswer::ShortWhilePlacing {
+            held: held.parse().unwrap_or(1),
+        },
+        _ => DoorAnswer::Open,
+    }
+}
 
 const ADD_IF_PRESENT: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -170,6 +203,7 @@ pub struct RedisKv {
     reconcile: Script,
     add_if_present: Script,
     cached_or_short: Script,
+    store_refusal: Script,
     beat: Script,
 }
 
@@ -216,6 +250,7 @@ impl RedisKv {
             reconcile: Script::new(RECONCILE),
             add_if_present: Script::new(ADD_IF_PRESENT),
             cached_or_short: Script::new(CACHED_OR_SHORT),
+            store_refusal: Script::new(STORE_REFUSAL),
             beat: Script::new(BEAT),
         })
     }
@@ -233,9 +268,11 @@ impl RedisKv {
     /// The front door on a cluster: the user's cached answer (`{u<id>}`) and
     /// the product's counter (`{p<id>}`) live in two slots, which one script
     /// may not touch (`CROSSSLOT`). Both are read at once — one round trip of
-    /// wall time, on two nodes — and the refusal is cached after. Between the
-    /// read and that write the counter may change; the refusal then caches a
-    /// "sold out" a moment late, as the one-script door would a moment earlier.
+    /// wall time, on two nodes — and the refusal is stored after, on the
+    /// user's slot, by a script that lets an answer cached meanwhile win and
+    /// leaves a key still in flight open (`STORE_REFUSAL`). Between the read
+    /// and that write the counter may change; the refusal then caches a "sold
+    /// out" a moment late, as the one-script door would a moment earlier.
     async fn cached_or_short_by_slot(&self, door: &Door<'_>) -> Result<DoorAnswer, KvError> {
         let (mut answers, mut counters) = (self.connection.clone(), self.connection.clone());
         let cached = async {
@@ -261,13 +298,7 @@ impl RedisKv {
         if held > 0 {
             return Ok(DoorAnswer::ShortWhilePlacing { held });
         }
-        if let (Some(key), Some(refusal)) = (door.cached_key, door.refusal) {
-            let mut connection = self.connection.clone();
-            let _: () = connection
-                .pset_ex(self.key(key), refusal, ttl_ms(door.ttl))
-                .await?;
-        }
-        Ok(DoorAnswer::Short)
+        self.store_refusal(door).await
     }
     // [/lesson]
 
@@ -392,20 +423,32 @@ impl KeyStore for RedisKv {
             .key(key(door.cached_key))
             .key(key(door.counter_key))
             .key(key(door.placing_key))
+            .key(key(door.in_flight_key))
             .arg(door.need)
             .arg(door.refusal.unwrap_or_default())
             .arg(ttl_ms(door.ttl))
             .arg(door.now_ms)
             .invoke_async(&mut connection)
             .await?;
-        Ok(match answer.as_slice() {
-            [kind, cached] if kind == "cached" => DoorAnswer::Cached(cached.clone()),
-            [kind] if kind == "short" => DoorAnswer::Short,
-            [kind, held] if kind == "placing" => DoorAnswer::ShortWhilePlacing {
-                held: held.parse().unwrap_or(1),
-            },
-            _ => DoorAnswer::Open,
-        })
+        Ok(door_answer(answer))
+    }
+
+    async fn store_refusal(&self, door: &Door<'_>) -> Result<DoorAnswer, KvError> {
+        let Some(cached_key) = door.cached_key else {
+            return Ok(DoorAnswer::Short); // the key is not asked: nothing to store
+        };
+        let mut connection = self.connection.clone();
+        let mut invocation = self.store_refusal.key(self.key(cached_key));
+        // No empty key for an absent mark: on a cluster it names slot 0.
+        if let Some(in_flight) = door.in_flight_key {
+            invocation.key(self.key(in_flight));
+        }
+        let answer: Vec<String> = invocation
+            .arg(door.refusal.unwrap_or_default())
+            .arg(ttl_ms(door.ttl))
+            .invoke_async(&mut connection)
+            .await?;
+        Ok(door_answer(answer))
     }
 
     async fn claim_and_decrement(

@@ -10,6 +10,7 @@ use crate::helpers::{
     spawn_app, spawn_app_with,
 };
 use flashguard::flows::shared;
+use flashguard::store::{Door, DoorAnswer, key_layout, now_ms};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -145,4 +146,66 @@ async fn after_a_reset_no_instance_replays_an_answer_of_the_old_sale() {
     );
     assert!(!b_after.replayed, "then B forgets it too: {}", b_after.body);
     assert_ne!(b_after.body, first.body);
+}
+
+/// A loser's front door for one unit, its refusal "sold out".
+fn loser_door<'a>(
+    cached: &'a str,
+    counter: &'a str,
+    in_flight_key: Option<&'a str>,
+    ttl: Duration,
+) -> Door<'a> {
+    Door {
+        cached_key: Some(cached),
+        counter_key: Some(counter),
+        placing_key: None,
+        in_flight_key,
+        need: 1,
+        refusal: Some("sold out"),
+        ttl,
+        now_ms: now_ms(),
+    }
+}
+
+/// The front door's last step, on every key store (in-process, Redis, a
+/// cluster): a loser's key whose first request is still in flight is let
+/// through, not refused — that request may hold the last unit, and a stored
+/// "sold out" would contradict its order (and this instance's memory would
+/// keep the contradiction). An answer cached meanwhile wins over the refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_door_does_not_refuse_a_key_whose_first_request_is_in_flight() {
+    let app = spawn_app().await;
+    let kv = &app.state.kv;
+    let cached = key_layout::idempotency_cache(7, "k");
+    let in_flight = key_layout::idempotency_in_flight(7, "k");
+    let counter = key_layout::gate_stock(999_999);
+    let ttl = Duration::from_secs(60);
+    kv.set(&counter, "0", ttl).await.unwrap();
+    kv.set(&in_flight, "the first request", ttl).await.unwrap();
+    let asking = loser_door(&cached, &counter, Some(&in_flight), ttl);
+    let not_asking = loser_door(&cached, &counter, None, ttl);
+
+    let asked = kv.cached_or_short(&asking).await.unwrap();
+    let stored_after_asking = kv.get(&cached).await.unwrap();
+    let refusal_step = kv.store_refusal(&asking).await.unwrap();
+    let not_asked = kv.cached_or_short(&not_asking).await.unwrap();
+    let stored_without_asking = kv.get(&cached).await.unwrap();
+    kv.set(&cached, "the order", ttl).await.unwrap();
+    let after_the_order = kv.store_refusal(&not_asking).await.unwrap();
+
+    assert_eq!(asked, DoorAnswer::Open, "the mark answers the repeat");
+    assert_eq!(stored_after_asking, None, "nothing stored for it");
+    assert_eq!(refusal_step, DoorAnswer::Open);
+    assert_eq!(
+        not_asked,
+        DoorAnswer::Short,
+        "a door that does not ask the mark"
+    );
+    assert_eq!(
+        stored_without_asking.as_deref(),
+        Some("sold out"),
+        "stores a refusal for a key that may yet buy (the anomaly)"
+    );
+    assert_eq!(after_the_order, DoorAnswer::Cached("the order".into()));
+    assert_eq!(kv.get(&cached).await.unwrap().as_deref(), Some("the order"));
 }

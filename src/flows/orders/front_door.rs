@@ -3,7 +3,8 @@
 //! answer of (`src/answer_cache.rs`): the idempotency key's cached answer (a replay) and
 //! the stock gate's sold-out fast path (a loser), asked together in one atomic
 //! script; a loser's "sold out" is cached for its retry in the same step —
-//! unless some units are still held by orders being placed (a failed order
+//! unless the same key's first request is still in flight (the door stays
+//! open and the in-flight mark answers), or some units are still held by orders being placed (a failed order
 //! gives its unit back): then the loser waits while they keep ending, and if
 //! they stop ending with units still held (a frozen or dead instance) it is
 //! told "sold out for now" (`Retry-After`), not cached. Both
@@ -42,6 +43,7 @@ pub async fn check(
         return Ok(FrontDoor::Replay(stored));
     }
     let cached_key = state.keys.cache_slot(keyed);
+    let in_flight_key = state.keys.in_flight_slot(keyed);
     let counter_key = state.gate.counter_slot(order.product_id);
     let placing_key = state.gate.placing_slot(order.product_id);
     let bucketed = state.gate.is_bucketed();
@@ -54,6 +56,7 @@ pub async fn check(
         cached_key: cached_key.as_deref(),
         counter_key: counter_key.as_deref(),
         placing_key: placing_key.as_deref(),
+        in_flight_key: in_flight_key.as_deref(),
         need: order.quantity.get(),
         refusal: refusal.as_deref(),
         ttl: state.settings.idempotency.retention,
@@ -73,15 +76,16 @@ pub async fn check(
             door.now_ms = now_ms();
             continue;
         }
-        return decide(state, keyed, answer, sold_out);
+        return decide(state, keyed, &door, answer, sold_out);
     }
 }
 // [/lesson]
 
 /// The front door when the gate's stock is in buckets: the key's cached
 /// answer (the user's slot) and every bucket (the product's slots) asked at
-/// once; a final "sold out" is cached after, as on a cluster with one bucket
-/// (`store/redis_kv.rs`, `cached_or_short_by_slot`).
+/// once; a final "sold out" is stored after, as on a cluster with one bucket
+/// (`store/redis_kv.rs`, `cached_or_short_by_slot`): an answer cached
+/// meanwhile wins, and a key still in flight stays open.
 async fn ask_buckets(
     state: &AppState,
     door: &Door<'_>,
@@ -98,18 +102,17 @@ async fn ask_buckets(
     if let DoorAnswer::Cached(json) = cached? {
         return Ok(DoorAnswer::Cached(json));
     }
-    let answer = buckets?;
-    if let (DoorAnswer::Short, Some(key), Some(refusal)) = (&answer, door.cached_key, door.refusal)
-    {
-        state.kv.set(key, refusal, door.ttl).await?;
+    match buckets? {
+        DoorAnswer::Short => state.kv.store_refusal(door).await,
+        answer => Ok(answer),
     }
-    Ok(answer)
 }
 
 /// What the key store's answer means for the request.
 fn decide(
     state: &AppState,
     keyed: &KeyedRequest<'_>,
+    door: &Door<'_>,
     answer: Result<DoorAnswer, KvError>,
     sold_out: &SoldOut,
 ) -> Result<FrontDoor, ApiError> {
@@ -120,7 +123,10 @@ fn decide(
         }),
         Ok(DoorAnswer::Short) => {
             trace::step("gate: sold out (fast path, no database work)");
-            state.keys.remember_locally(keyed, sold_out.shared.clone());
+            // Kept here only if the key store stored it with the key too.
+            if door.cached_key.is_some() && door.refusal.is_some() {
+                state.keys.remember_locally(keyed, sold_out.shared.clone());
+            }
             Ok(FrontDoor::SoldOut(sold_out.reply.clone()))
         }
         Ok(DoorAnswer::ShortWhilePlacing { .. }) => {
