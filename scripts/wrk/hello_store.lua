@@ -2,13 +2,7 @@
 -- under a new key (POST /redis/store of examples/hello.rs): the floor of a
 -- sold-out answer to a new Idempotency-Key, which the contract stores. A
 -- fresh key per request, headers and body the size of an order request's.
-local counter = 0
-local threads = 0
-
-function setup(thread)
-  threads = threads + 1
-  thread:set("thread_id", threads)
-end
+dofile("scripts/wrk/fresh_keys.lua")
 
 function init(args)
   wrk.method = "POST"
@@ -19,7 +13,6 @@ function init(args)
 end
 
 function request()
-  counter = counter + 1
-  wrk.headers["Idempotency-Key"] = string.format("store-%d-%d", thread_id, counter)
+  wrk.headers["Idempotency-Key"] = fresh_key("store")
   return wrk.format()
 end

@@ -1,16 +1,7 @@
 -- wrk: new buyers of a sold-out product, a fresh Idempotency-Key per request:
 -- every answer is a loser's 409 sold_out from the front door (no database work).
 -- Environment: FG_TOKEN, FG_ADMIN, FG_PRODUCT.
--- `thread_id` is a global that setup() gives each thread (thread:set): a
--- `local` of the same name would hide it, and every thread would then send
--- the same keys (half of the answers replays, not refusals).
-local counter = 0
-local threads = 0
-
-function setup(thread)
-  threads = threads + 1
-  thread:set("thread_id", threads)
-end
+dofile("scripts/wrk/fresh_keys.lua")
 
 function init(args)
   wrk.method = "POST"
@@ -22,7 +13,6 @@ function init(args)
 end
 
 function request()
-  counter = counter + 1
-  wrk.headers["Idempotency-Key"] = string.format("late-%d-%d", thread_id, counter)
+  wrk.headers["Idempotency-Key"] = fresh_key("late")
   return wrk.format()
 end

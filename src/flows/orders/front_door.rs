@@ -1,15 +1,16 @@
 //! The front door of `POST /api/orders`, one round trip to the key store
 //! (docs/design.md §2.1) — none for a repeat this instance already knows the
-//! answer of (`src/answer_cache.rs`): the idempotency key's cached answer (a replay) and
-//! the stock gate's sold-out fast path (a loser), asked together in one atomic
-//! script; a loser's "sold out" is cached for its retry in the same step —
-//! unless the same key's first request is still in flight (the door stays
-//! open and the in-flight mark answers), or some units are still held by orders being placed (a failed order
-//! gives its unit back): then the loser waits while they keep ending, and if
-//! they stop ending with units still held (a frozen or dead instance) it is
-//! told "sold out for now" (`Retry-After`), not cached. Both
-//! defenses keep their switches: a defense that is off is simply not asked.
-//! When the key store cannot answer, the door is open and the database decides.
+//! answer of (`src/answer_cache.rs`): the idempotency key's cached answer (a
+//! replay) and the stock gate's sold-out fast path (a loser), asked together
+//! in one atomic script; a loser's "sold out" is cached for its retry in the
+//! same step — unless the same key's first request is still in flight (the
+//! door stays open and the in-flight mark answers), or some units are still
+//! held by orders being placed (a failed order gives its unit back): then the
+//! loser waits while they keep ending, and if they stop ending with units
+//! still held (a frozen or dead instance) it is told "sold out for now"
+//! (`Retry-After`), not cached. Both defenses keep their switches: a defense
+//! that is off is simply not asked. When the key store cannot answer, the door
+//! is open and the database decides.
 
 use std::sync::{Arc, OnceLock};
 
