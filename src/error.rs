@@ -101,8 +101,10 @@ pub enum ApiError {
     },
     #[error("unknown defense {0:?}")]
     UnknownDefense(String),
-    #[error("another experiment is running; try again when it ends")]
+    #[error("another experiment or a simulation is running; try again when it ends")]
     ExperimentRunning,
+    #[error("a simulation or an experiment is running; try again when it ends")]
+    SimulationRunning,
     #[error("{0}")]
     ExperimentUnavailable(String),
     #[error("too many requests; retry after {retry_after_secs} s")]
@@ -195,6 +197,7 @@ impl ApiError {
             Self::PaymentUnknown(_) | Self::TradeMismatch { .. } => P::PaymentUnknown,
             Self::UnknownDefense(_) => P::UnknownDefense,
             Self::ExperimentRunning => P::ExperimentRunning,
+            Self::SimulationRunning => P::SimulationRunning,
             Self::ExperimentUnavailable(_) => P::ExperimentUnavailable,
             Self::RateLimited { .. } => P::RateLimited,
             Self::MethodNotAllowed { .. } => P::MethodNotAllowed,

@@ -45,6 +45,7 @@ pub enum ProblemCode {
     UnknownDefense,
     ExperimentRunning,
     ExperimentUnavailable,
+    SimulationRunning,
     DependencyUnavailable,
     RateLimited,
     MethodNotAllowed,
@@ -387,8 +388,17 @@ impl ProblemCode {
                 409,
                 text("另一个实验正在运行", "Another experiment is running"),
                 text(
-                    "实验会临时切换全局的防线开关，所以一次只能跑一个。等它结束（不超过 10 秒）再试。",
-                    "An experiment switches the defenses of the whole server for a moment, so one runs at a time. Try again when it ends (within 10 seconds).",
+                    "实验和模拟器都会临时切换全局的防线开关，所以同一时间只能跑一个：另一个实验（不超过 10 秒）或一次模拟（不超过约 1 分钟）正在运行。等它结束再试。",
+                    "Experiments and the simulator switch the defenses of the whole server for a while, so one runs at a time: another experiment (within 10 seconds) or a simulation (within about a minute) is running. Try again when it ends.",
+                ),
+            )
+            .retry_after(5),
+            Self::SimulationRunning => spec(
+                409,
+                text("已有模拟或实验在运行", "A simulation or an experiment is running"),
+                text(
+                    "模拟器在服务端对自己跑一场秒杀，期间会按请求切换全局的防线开关，所以和实验一样，同一时间只能跑一个。正在运行的那一次结束后（负载最长 60 秒，之后恢复开关、做审计）再开始；它的进度可以在 /lab/simulator 上看到。",
+                    "The simulator runs a flash sale against this server and switches the defenses of the whole server as asked, so, like the experiments, one runs at a time. Start again when the current run ends (its load lasts at most 60 seconds, then the switches are put back and the audit is read); /lab/simulator shows its progress.",
                 ),
             )
             .retry_after(5),

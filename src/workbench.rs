@@ -1,11 +1,16 @@
 //! What the lab keeps between experiments: where this server listens, an HTTP
-//! client, and the lock that lets one experiment run at a time. Held by
+//! client, the lock that lets one experiment or simulation run at a time, and
+//! the recent simulations' series (docs/design.md §2.6). Held by
 //! `AppState`; imports only the leaf `causes`. A leaf beside `state`, not inside
 //! `lab`: the lab's experiments use the state, so the state may not use the lab
 //! (docs/architecture.md, Layers).
 
-use std::sync::OnceLock;
+use std::collections::VecDeque;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde_json::Value;
 
 use crate::causes::Causes;
 
@@ -14,7 +19,8 @@ use crate::causes::Causes;
 pub struct Lab {
     base_url: OnceLock<String>,
     http: reqwest::Client,
-    running: tokio::sync::Mutex<()>,
+    running: Arc<tokio::sync::Mutex<()>>,
+    pub simulations: Simulations,
 }
 
 impl Default for Lab {
@@ -30,7 +36,8 @@ impl Default for Lab {
         Self {
             base_url: OnceLock::new(),
             http,
-            running: tokio::sync::Mutex::new(()),
+            running: Arc::new(tokio::sync::Mutex::new(())),
+            simulations: Simulations::default(),
         }
     }
 }
@@ -52,5 +59,100 @@ impl Lab {
     /// The right to run one experiment; `None` while another runs.
     pub fn try_start(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
         self.running.try_lock().ok()
+    }
+
+    /// The same right, for a run that outlives the request that started it
+    /// (a simulation runs in a task of its own).
+    pub fn try_start_owned(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        self.running.clone().try_lock_owned().ok()
+    }
+}
+
+/// How many finished simulations this instance keeps.
+const KEPT_SIMULATIONS: usize = 8;
+
+/// The recent simulations of this instance, newest last.
+#[derive(Debug, Default)]
+pub struct Simulations {
+    runs: Mutex<VecDeque<Arc<SimulationLog>>>,
+}
+
+impl Simulations {
+    /// Opens the log of a new run (forgetting the oldest beyond the kept number).
+    pub fn open(&self, request: Value) -> Arc<SimulationLog> {
+        let log = Arc::new(SimulationLog::new(request));
+        let mut runs = self.runs.lock();
+        runs.push_back(log.clone());
+        while runs.len() > KEPT_SIMULATIONS {
+            runs.pop_front();
+        }
+        log
+    }
+
+    pub fn find(&self, id: &str) -> Option<Arc<SimulationLog>> {
+        self.runs.lock().iter().find(|log| log.id == id).cloned()
+    }
+}
+
+/// One simulation: what was asked, its ticks so far, and how it ended. Readers
+/// follow it through `changes` (a counter bumped on every write).
+#[derive(Debug)]
+pub struct SimulationLog {
+    pub id: String,
+    pub request: Value,
+    written: Mutex<Written>,
+    changes: tokio::sync::watch::Sender<u64>,
+}
+
+#[derive(Debug, Default)]
+struct Written {
+    ticks: Vec<Value>,
+    end: Option<Value>,
+}
+
+/// What a reader has not seen yet: the ticks from its cursor on, and the end
+/// once the run is over.
+#[derive(Debug)]
+pub struct Unread {
+    pub ticks: Vec<Value>,
+    pub end: Option<Value>,
+}
+
+impl SimulationLog {
+    fn new(request: Value) -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            request,
+            written: Mutex::new(Written::default()),
+            changes: tokio::sync::watch::Sender::new(0),
+        }
+    }
+
+    pub fn push_tick(&self, tick: Value) {
+        self.written.lock().ticks.push(tick);
+        self.changes.send_modify(|count| *count += 1);
+    }
+
+    /// The run is over (its `done` event); nothing is written after it.
+    pub fn end(&self, end: Value) {
+        self.written.lock().end = Some(end);
+        self.changes.send_modify(|count| *count += 1);
+    }
+
+    pub fn unread(&self, cursor: usize) -> Unread {
+        let written = self.written.lock();
+        Unread {
+            ticks: written.ticks.get(cursor..).unwrap_or_default().to_vec(),
+            end: written.end.clone(),
+        }
+    }
+
+    /// Everything written so far: the ticks and the end, if any.
+    pub fn everything(&self) -> Unread {
+        self.unread(0)
+    }
+
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 }

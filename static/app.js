@@ -596,6 +596,7 @@ document.addEventListener('DOMContentLoaded', async () => {
   if (page === 'sale') setUpSale();
   if (page === 'order') setUpOrder();
   if (page === 'lab') setUpLab();
+  if (page === 'simulator') setUpSimulator();
   if (page === 'lesson') setUpExperiments(null);
   setUpGuide();
   setUpLanguageToggle();

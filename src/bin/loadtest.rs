@@ -2,6 +2,9 @@
 //!
 //! Drives one or several flashguard instances with a scenario, prints a report
 //! (or JSON with `--json`), and exits non-zero when the audit fails afterwards.
+//! `--report run.html` (charts, one self-contained file) and `--report run.json`
+//! (the report with its series) keep the run; `--compare a.json b.json --report
+//! ab.html` overlays two kept runs without running anything.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -61,19 +64,111 @@ struct Args {
     /// Machine-readable report on standard output.
     #[arg(long)]
     json: bool,
+    /// Also write the report to this file: `.html` (charts) or `.json` (with the series). Repeatable.
+    #[arg(long, value_name = "FILE")]
+    report: Vec<String>,
+    /// Overlay two reports written with `--report <file>.json` (no load is run); needs --report.
+    #[arg(long, num_args = 2, value_names = ["A_JSON", "B_JSON"])]
+    compare: Vec<String>,
+    /// A name for this run in its report (e.g. "version_lock off").
+    #[arg(long)]
+    label: Option<String>,
+    /// The language of the HTML report: zh or en.
+    #[arg(long, default_value = "en", value_parser = ["zh", "en"])]
+    lang: String,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let json = args.json;
+    if !args.compare.is_empty() {
+        return compare(&args);
+    }
+    let (json, files, label, lang) = (
+        args.json,
+        args.report.clone(),
+        args.label.clone(),
+        args.lang.clone(),
+    );
     match loadtest::run(config_from(args)).await {
-        Ok(report) => show(&report, json),
+        Ok(report) => {
+            let kept = keep(&report, label.as_deref(), &lang, &files);
+            let shown = show(&report, json);
+            if kept { shown } else { ExitCode::from(2) }
+        }
         Err(error) => {
             eprintln!("loadtest: {}", Causes(&error));
             ExitCode::from(2)
         }
     }
+}
+
+/// Writes the run's report to each `--report` file; false if one could not be written.
+fn keep(report: &loadtest::Report, label: Option<&str>, lang: &str, files: &[String]) -> bool {
+    if files.is_empty() {
+        return true;
+    }
+    let mut run = match serde_json::to_value(report) {
+        Ok(run) => run,
+        Err(error) => {
+            eprintln!("loadtest: cannot serialize the report: {}", Causes(&error));
+            return false;
+        }
+    };
+    if let Some(label) = label {
+        run["label"] = label.into();
+    }
+    write_all(files, lang, &[run])
+}
+
+fn write_all(files: &[String], lang: &str, runs: &[serde_json::Value]) -> bool {
+    let mut all_written = true;
+    for file in files {
+        match loadtest::html::write(file, lang, runs) {
+            Ok(()) => eprintln!("loadtest: wrote {file}"),
+            Err(error) => {
+                eprintln!("loadtest: {}", Causes(&error));
+                all_written = false;
+            }
+        }
+    }
+    all_written
+}
+
+/// `--compare a.json b.json --report ab.html`: two kept runs in one report.
+fn compare(args: &Args) -> ExitCode {
+    if args.report.is_empty() {
+        eprintln!("loadtest: --compare writes its overlay to --report <file>.html");
+        return ExitCode::from(2);
+    }
+    let mut runs = Vec::new();
+    for path in &args.compare {
+        match loadtest::html::read_report(path) {
+            Ok(mut run) => {
+                if run["label"].is_null() {
+                    run["label"] = file_stem(path).into();
+                }
+                runs.push(run);
+            }
+            Err(error) => {
+                eprintln!("loadtest: {}", Causes(&error));
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if write_all(&args.report, &args.lang, &runs) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
+}
+
+fn file_stem(path: &str) -> String {
+    std::path::Path::new(path)
+        .file_stem()
+        .and_then(|stem| stem.to_str())
+        .unwrap_or(path)
+        .to_string()
 }
 
 /// The run's bounds, with every count at least 1.
@@ -102,6 +197,8 @@ fn config_from(args: Args) -> Config {
             Arc::new(Bar(indicatif::ProgressBar::no_length()))
         },
         skip_audit: args.no_audit,
+        probe: None,
+        sink: None,
     }
 }
 

@@ -2,13 +2,15 @@
 //! (`POST /api/lab/experiments/{id}/run`): a bounded attack over real HTTP
 //! against this very server, on a product of its own, with the defense under
 //! study on or off and the layers that would hide it off; then every switch and
-//! setting is put back and the audit is read. Runs are serialized.
+//! setting is put back and the audit is read. Runs are serialized, and so are
+//! the simulator's runs (`simulator.rs`) with them.
 
 pub mod attacks;
 pub mod context;
 pub mod experiments;
 pub mod innodb;
 pub mod notices;
+pub mod simulator;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -33,8 +35,10 @@ pub enum LabError {
     UnknownExperiment(String),
     #[error("{0}")]
     BadRequest(String),
-    #[error("another experiment is running")]
+    #[error("another experiment or a simulation is running")]
     Running,
+    #[error("a simulation or an experiment is running")]
+    SimulationRunning,
     #[error("{experiment} runs on {engines} only; this server runs on {here}")]
     Unavailable {
         experiment: &'static str,

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 
 use super::config::{Config, LoadTestError, Progress, Scenario};
+use super::series::{StockSample, Tick, TickLatency};
 
 /// One measured answer.
 #[derive(Debug, Clone)]
@@ -28,71 +29,132 @@ impl Answer {
 
 /// Latencies and tallies shared by every worker.
 pub struct Recorder {
-    latencies: Mutex<Histogram<u64>>,
-    by_reply: Mutex<BTreeMap<String, u64>>,
-    by_defense: Mutex<BTreeMap<String, u64>>,
+    tallies: Mutex<Tallies>,
     pub requests: AtomicU64,
     pub errors: AtomicU64,
     started: Mutex<Instant>,
+    /// The load has started (the clock runs from then; ticks are taken from then).
+    loading: AtomicBool,
     /// Milliseconds since start of the last 201 seen (the flash sale's sell-out time).
     pub last_created_ms: AtomicU64,
+    /// New orders seen (201, neither replayed nor found by a defense).
+    created: AtomicU64,
+    /// The product under load (0: none), whose stock the ticks follow.
+    product: AtomicI64,
     progress: Arc<dyn Progress>,
+}
+
+/// What the answers were, in one place (one lock per answer).
+struct Tallies {
+    /// The whole run's latencies.
+    latencies: Histogram<u64>,
+    /// The latencies of the current tick.
+    this_tick: Histogram<u64>,
+    by_reply: BTreeMap<String, u64>,
+    by_status: BTreeMap<String, u64>,
+    by_defense: BTreeMap<String, u64>,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds")
+}
+
+/// A percentile of `histogram` in milliseconds; none when it is empty.
+fn percentile_ms(histogram: &Histogram<u64>, quantile: f64) -> Option<f64> {
+    (!histogram.is_empty()).then(|| histogram.value_at_quantile(quantile) as f64 / 1000.0)
 }
 
 impl Recorder {
     fn new(progress: Arc<dyn Progress>, expected: Option<u64>) -> Self {
         progress.start(expected);
         Self {
-            latencies: Mutex::new(
-                Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds"),
-            ),
-            by_reply: Mutex::new(BTreeMap::new()),
-            by_defense: Mutex::new(BTreeMap::new()),
+            tallies: Mutex::new(Tallies {
+                latencies: histogram(),
+                this_tick: histogram(),
+                by_reply: BTreeMap::new(),
+                by_status: BTreeMap::new(),
+                by_defense: BTreeMap::new(),
+            }),
             requests: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             started: Mutex::new(Instant::now()),
+            loading: AtomicBool::new(false),
             last_created_ms: AtomicU64::new(0),
+            created: AtomicU64::new(0),
+            product: AtomicI64::new(0),
             progress,
         }
     }
 
     fn record(&self, latency: Duration, answer: &Answer) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        self.progress.advance();
         let micros = (latency.as_micros() as u64).clamp(1, 120_000_000);
-        self.latencies.lock().saturating_record(micros);
         let reply = match answer.code() {
             Some(code) => format!("{} {code}", answer.status),
             None if answer.replayed => format!("{} replayed", answer.status),
             None => answer.status.to_string(),
         };
-        *self.by_reply.lock().entry(reply).or_default() += 1;
-        if let Some(defense) = &answer.defense {
-            *self.by_defense.lock().entry(defense.clone()).or_default() += 1;
+        {
+            let mut tallies = self.tallies.lock();
+            tallies.latencies.saturating_record(micros);
+            tallies.this_tick.saturating_record(micros);
+            *tallies.by_reply.entry(reply).or_default() += 1;
+            *tallies
+                .by_status
+                .entry(answer.status.to_string())
+                .or_default() += 1;
+            if let Some(defense) = &answer.defense {
+                *tallies.by_defense.entry(defense.clone()).or_default() += 1;
+            }
         }
         if answer.status == 201 && !answer.replayed {
             let at = self.elapsed().as_millis() as u64;
             self.last_created_ms.fetch_max(at, Ordering::Relaxed);
+            if answer.defense.is_none() {
+                self.created.fetch_add(1, Ordering::Relaxed);
+            }
         }
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.progress.advance();
     }
 
     fn record_error(&self, error: &reqwest::Error) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        self.errors.fetch_add(1, Ordering::Relaxed);
-        self.progress.advance();
         let kind = if error.is_timeout() {
             "timeout"
         } else {
             "transport error"
         };
-        *self.by_reply.lock().entry(kind.to_string()).or_default() += 1;
+        {
+            let mut tallies = self.tallies.lock();
+            *tallies.by_reply.entry(kind.to_string()).or_default() += 1;
+            *tallies.by_status.entry(kind.to_string()).or_default() += 1;
+        }
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.progress.advance();
     }
 
-    /// The load starts now (setup is not measured).
+    /// The load starts now (setup is not measured). Once per run: the parts
+    /// of a mixed run share one clock.
     pub fn restart_clock(&self) {
+        if self.loading.swap(true, Ordering::AcqRel) {
+            return;
+        }
         *self.started.lock() = Instant::now();
         self.last_created_ms.store(0, Ordering::Relaxed);
         self.progress.restart();
+    }
+
+    pub fn loading(&self) -> bool {
+        self.loading.load(Ordering::Acquire)
+    }
+
+    /// The ticks follow this product's stock.
+    pub fn follow(&self, product_id: i64) {
+        self.product.store(product_id, Ordering::Relaxed);
+    }
+
+    pub fn product(&self) -> Option<i64> {
+        Some(self.product.load(Ordering::Relaxed)).filter(|id| *id != 0)
     }
 
     pub fn elapsed(&self) -> Duration {
@@ -104,12 +166,41 @@ impl Recorder {
         self.last_created_ms.load(Ordering::Relaxed) as f64 / 1000.0
     }
 
+    /// What the run has seen so far, with the stock as the probe read it; the
+    /// tick's latencies start afresh.
+    pub fn tick(&self, stock: Option<StockSample>) -> Tick {
+        let t_ms = self.elapsed().as_millis() as u64;
+        let mut tallies = self.tallies.lock();
+        let latency_ms = TickLatency {
+            p50: percentile_ms(&tallies.this_tick, 0.50),
+            p99: percentile_ms(&tallies.this_tick, 0.99),
+        };
+        tallies.this_tick.reset();
+        let seen = self.created.load(Ordering::Relaxed);
+        let orders = stock
+            .and_then(|s| s.units_sold)
+            .and_then(|units| u64::try_from(units).ok())
+            .unwrap_or(seen);
+        Tick {
+            t_ms,
+            requests: self.requests.load(Ordering::Relaxed),
+            answers: tallies.by_status.clone(),
+            by_defense: tallies.by_defense.clone(),
+            orders,
+            stock: stock.map(|s| s.initial - i64::try_from(orders).unwrap_or(i64::MAX)),
+            stock_row: stock.map(|s| s.row),
+            gate: stock.and_then(|s| s.gate),
+            latency_ms,
+        }
+    }
+
     pub fn finish(&self) -> Snapshot {
         self.progress.finish();
+        let tallies = self.tallies.lock();
         Snapshot {
-            latencies: self.latencies.lock().clone(),
-            by_reply: self.by_reply.lock().clone(),
-            by_defense: self.by_defense.lock().clone(),
+            latencies: tallies.latencies.clone(),
+            by_reply: tallies.by_reply.clone(),
+            by_defense: tallies.by_defense.clone(),
             requests: self.requests.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             elapsed: self.elapsed(),
@@ -218,7 +309,11 @@ impl LoadClient {
         format!("{}{path}", self.targets[index])
     }
 
-    fn first_url(&self, path: &str) -> String {
+    pub(super) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub(super) fn first_url(&self, path: &str) -> String {
         format!("{}{path}", self.targets[0])
     }
 

@@ -65,6 +65,10 @@ pub struct Config {
     pub progress: std::sync::Arc<dyn Progress>,
     /// Skip the audit (a target that is not flashguard, e.g. the HTTP baseline).
     pub skip_audit: bool,
+    /// Reads the stock each tick; by default `GET /api/products/{id}` on the first target.
+    pub probe: Option<std::sync::Arc<dyn super::series::StockProbe>>,
+    /// Hears each tick as it is taken.
+    pub sink: Option<std::sync::Arc<dyn super::series::TickSink>>,
 }
 
 #[derive(Debug, thiserror::Error)]

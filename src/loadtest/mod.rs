@@ -5,11 +5,15 @@
 
 mod client;
 mod config;
+pub mod html;
 mod report;
+mod sampler;
 mod scenarios;
+pub mod series;
 
 pub use config::{Config, LoadTestError, Progress, Scenario, Silent};
-pub use report::Report;
+pub use report::{Latency, Report};
+pub use series::{StockProbe, StockSample, Tick, TickSink};
 
 /// Runs the scenario and returns its report (the audit included).
 pub async fn run(config: Config) -> Result<Report, LoadTestError> {
@@ -17,12 +21,19 @@ pub async fn run(config: Config) -> Result<Report, LoadTestError> {
         return Err(LoadTestError::NoTarget);
     }
     let client = client::LoadClient::new(&config)?;
-    let outcome = scenarios::run(&client, &config).await?;
+    let http_probe = sampler::HttpProbe::of(&client);
+    let probe: &dyn StockProbe = match &config.probe {
+        Some(probe) => probe.as_ref(),
+        None => &http_probe,
+    };
+    let load = scenarios::run(&client, &config);
+    let (outcome, series) = sampler::record_while(&client, probe, config.sink.as_ref(), load).await;
+    let outcome = outcome?;
     let snapshot = client.recorder.finish();
     let audit = if config.skip_audit {
         serde_json::json!({ "ok": true, "checks": [], "skipped": true })
     } else {
         client.audit().await
     };
-    Ok(Report::build(&config, outcome, audit, snapshot))
+    Ok(Report::build(&config, outcome, audit, snapshot, series))
 }

@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::client::Snapshot;
 use super::config::{Config, Scenario};
 use super::scenarios::Outcome;
+use super::series::Tick;
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -31,6 +32,37 @@ pub struct Report {
     pub sold_out_per_sec: Option<f64>,
     pub audit_ok: bool,
     pub audit: Value,
+    /// The run every 100 ms (docs/design.md §2.6).
+    pub series: Vec<Tick>,
+    /// The latency distribution: HDR percentiles from 0 to 100.
+    pub latency_percentiles: Vec<Percentile>,
+}
+
+/// One point of the latency distribution.
+#[derive(Debug, Serialize)]
+pub struct Percentile {
+    pub percentile: f64,
+    pub ms: f64,
+}
+
+/// The percentiles a report lists: from the median into the tail.
+const PERCENTILES: [f64; 12] = [
+    0.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 100.0,
+];
+
+impl Percentile {
+    fn all(snapshot: &Snapshot) -> Vec<Self> {
+        if snapshot.latencies.is_empty() {
+            return Vec::new();
+        }
+        PERCENTILES
+            .iter()
+            .map(|&percentile| Self {
+                percentile,
+                ms: snapshot.latencies.value_at_percentile(percentile) as f64 / 1000.0,
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -67,6 +99,7 @@ impl Report {
         outcome: Outcome,
         audit: Value,
         snapshot: Snapshot,
+        series: Vec<Tick>,
     ) -> Self {
         let seconds = snapshot.elapsed.as_secs_f64().max(1e-9);
         let sold_out: u64 = snapshot
@@ -87,6 +120,7 @@ impl Report {
             duration_secs: seconds,
             throughput_per_sec: snapshot.requests as f64 / seconds,
             latency_ms: Latency::of(&snapshot),
+            latency_percentiles: Percentile::all(&snapshot),
             replies: snapshot.by_reply,
             defenses: snapshot.by_defense,
             orders_per_sec: sell_out_secs
@@ -96,6 +130,7 @@ impl Report {
             outcome,
             audit_ok: audit["ok"] == Value::Bool(true),
             audit,
+            series,
         }
     }
 

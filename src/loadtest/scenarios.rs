@@ -103,6 +103,7 @@ async fn one_product(
     scenario: &'static str,
 ) -> Result<i64, LoadTestError> {
     if !config.reset {
+        client.recorder.follow(config.product);
         return Ok(config.product);
     }
     let ids = client
@@ -111,9 +112,12 @@ async fn one_product(
             scenario,
         )
         .await?;
-    ids.first()
+    let product = ids
+        .first()
         .copied()
-        .ok_or_else(|| LoadTestError::Setup("reset returned no product".into()))
+        .ok_or_else(|| LoadTestError::Setup("reset returned no product".into()))?;
+    client.recorder.follow(product);
+    Ok(product)
 }
 
 async fn start(client: &LoadClient) {

@@ -113,11 +113,12 @@ async fn run(
     Ok(HttpResponse::Ok().json(report))
 }
 
-fn api_error(error: LabError) -> ApiError {
+pub(super) fn api_error(error: LabError) -> ApiError {
     match error {
         LabError::UnknownExperiment(_) => ApiError::NotFound,
         LabError::BadRequest(why) => ApiError::InvalidRequest(why),
         LabError::Running => ApiError::ExperimentRunning,
+        LabError::SimulationRunning => ApiError::SimulationRunning,
         unavailable @ LabError::Unavailable { .. } => {
             ApiError::ExperimentUnavailable(unavailable.to_string())
         }

@@ -15,6 +15,7 @@ mod payments;
 mod products;
 mod request;
 mod session;
+mod simulator;
 mod static_files;
 mod viewer;
 
@@ -79,6 +80,9 @@ fn configure_operations(config: &mut web::ServiceConfig) {
         .service(lab::run)
         .service(lab::get_settings)
         .service(lab::put_settings)
+        .service(simulator::start)
+        .service(simulator::show)
+        .service(simulator::events)
         .service(health::healthz)
         .service(health::readyz)
         .service(health::metrics);
@@ -91,6 +95,7 @@ fn configure_pages(config: &mut web::ServiceConfig) {
         .service(pages::orders_page)
         .service(pages::order_page)
         .service(pages::lab)
+        .service(pages::simulator)
         .service(learn::index)
         .service(learn::interview)
         .service(learn::glossary)

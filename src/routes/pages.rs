@@ -18,6 +18,7 @@ use crate::store::payments::{self, Payment};
 use crate::store::products::{self, Product};
 use crate::store::rewards;
 use crate::switches::{Defense, DefenseInfo};
+use crate::text::Text;
 
 #[derive(Template)]
 #[template(path = "index.html")]
@@ -103,6 +104,29 @@ struct OrderPage {
 struct LabPage {
     viewer: Viewer,
     defenses: Vec<LabCard>,
+}
+
+#[derive(Template)]
+#[template(path = "simulator.html")]
+struct SimulatorPage {
+    viewer: Viewer,
+    /// Every defense: its id and name.
+    defenses: Vec<(&'static str, Text)>,
+    presets: Vec<Preset>,
+    max_users: usize,
+    max_stock: i64,
+    max_concurrency: usize,
+}
+
+/// An experiment's switches as a starting point for the simulator: its
+/// defense off with the layers that would hide it.
+struct Preset {
+    id: &'static str,
+    title: Text,
+    /// The defenses it switches off, comma-separated.
+    off: String,
+    /// The scenario that shows its anomaly.
+    scenario: &'static str,
 }
 
 /// A defense on the lab page, with the experiments that show it.
@@ -215,6 +239,50 @@ async fn order_page(
         processing,
         charged_twice: succeeded > 1,
         channels: [Channel::Card, Channel::Alipay, Channel::Wechatpay],
+    })
+}
+
+/// The experiments whose anomaly a sale can show: those on the way to an order.
+fn presets() -> Vec<Preset> {
+    let order_side = [
+        Defense::IdempotencyKey,
+        Defense::UniqueIndex,
+        Defense::VersionLock,
+        Defense::StockGate,
+    ];
+    experiments::EXPERIMENTS
+        .iter()
+        .filter(|e| order_side.contains(&e.defense) && e.variants.is_empty())
+        .map(|e| Preset {
+            id: e.id,
+            title: e.title,
+            off: std::iter::once(e.defense)
+                .chain(e.hidden.iter().copied())
+                .map(Defense::id)
+                .collect::<Vec<_>>()
+                .join(","),
+            scenario: match e.attack {
+                experiments::Attack::DoubleSubmit => "double-click",
+                _ => "flash-sale",
+            },
+        })
+        .collect()
+}
+
+/// The flash-sale simulator (docs/design.md §2.6): the form, the live charts,
+/// the audit; the admin token is needed to start a run.
+#[get("/lab/simulator")]
+async fn simulator(viewer: Viewer) -> Result<HttpResponse, ApiError> {
+    use crate::lab::simulator::{MAX_CONCURRENCY, MAX_STOCK, MAX_USERS};
+    render(&SimulatorPage {
+        viewer,
+        defenses: Defense::all()
+            .map(|defense| (defense.id(), defense.info().name))
+            .collect(),
+        presets: presets(),
+        max_users: MAX_USERS,
+        max_stock: MAX_STOCK,
+        max_concurrency: MAX_CONCURRENCY,
     })
 }
 

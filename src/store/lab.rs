@@ -98,6 +98,22 @@ pub struct Tally {
     pub rewards: i64,
 }
 
+/// Units in the product's orders that still hold stock (not CLOSED): what
+/// the sale has sold, as the simulator's ticks follow it.
+pub async fn units_ordered(mut conn: impl Conn, product_id: i64) -> Result<i64, StoreError> {
+    let closed = OrderStatus::Closed;
+    let statement = format!(
+        "SELECT CAST(COALESCE(SUM(quantity), 0) AS BIGINT) FROM orders
+          WHERE product_id = $1 AND status <> '{closed}'"
+    );
+    let text = sql(conn.backend(), &statement);
+    sqlx::query_scalar(&text)
+        .bind(product_id)
+        .fetch_one(conn.executor())
+        .await
+        .context("lab::units_ordered")
+}
+
 pub async fn tally(mut conn: impl Conn, product_id: i64) -> Result<Tally, StoreError> {
     let tally = tally_statement();
     let text = sql(conn.backend(), &tally);

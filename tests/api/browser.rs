@@ -530,3 +530,72 @@ async fn a_sold_out_product_says_so_until_units_return_and_signing_out_works() {
     assert_eq!(browser.errors().await, json!([]));
     browser.close().await;
 }
+
+/// What the simulator page holds about its runs (`window.fgSimulator`).
+async fn simulated_runs(browser: &Browser) -> Value {
+    browser
+        .js("return window.fgSimulator.runs.map((run) => ({ticks: run.ticks.length, lowest: Math.min(...run.ticks.map((t) => t.stock)), done: run.done && run.done.state, ok: run.done && run.done.audit && run.done.audit.ok}));")
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); cargo test -- --include-ignored"]
+async fn the_simulator_draws_a_sale_and_overlays_the_run_with_version_lock_off() {
+    let browser = open_browser().await;
+    let app = spawn_app().await;
+    browser
+        .goto(&app.url(&format!("/lab/simulator?lang=en#token={}", app.admin_token)))
+        .await;
+    // stock_gate off: version_lock alone keeps the count right.
+    browser
+        .js("document.querySelector(\"[data-sim-defense='stock_gate']\").checked = false; document.getElementById('sim-users').value = 2000; document.getElementById('sim-stock').value = 500;")
+        .await;
+
+    browser.click("#sim-start").await;
+    browser
+        .wait_for(
+            "the chart receives points",
+            "return !!(window.fgSimulator.charts.stock && window.fgSimulator.charts.stock.data[0].length > 0)",
+        )
+        .await;
+    browser
+        .wait_for(
+            "the audit turns green",
+            "return document.getElementById('sim-audit').dataset.ok === 'true'",
+        )
+        .await;
+    let first = simulated_runs(&browser).await;
+    assert_eq!(first[0]["done"], "done");
+    assert!(
+        first[0]["lowest"].as_i64().is_some_and(|units| units >= 0),
+        "{first}"
+    );
+
+    browser
+        .js("document.getElementById('sim-again-defense').value = 'version_lock';")
+        .await;
+    browser.click("#sim-again").await;
+    browser
+        .wait_for(
+            "the second run's audit turns red",
+            "return window.fgSimulator.runs.length === 2 && !!window.fgSimulator.runs[1].done && document.getElementById('sim-audit').dataset.ok === 'false'",
+        )
+        .await;
+    let both = simulated_runs(&browser).await;
+    assert!(
+        both[1]["lowest"].as_i64().is_some_and(|units| units < 0),
+        "oversold: the stock line goes below zero: {both}"
+    );
+    // The drawn chart: both runs' lines (3 each), and a point below zero.
+    let drawn = browser
+        .js("const c = window.fgSimulator.charts.stock; return {series: c.series.length, lowest: Math.min(...c.data.slice(1).flat().filter((v) => v !== null && v !== undefined))};")
+        .await;
+    assert_eq!(drawn["series"], 7, "x and two runs of three lines: {drawn}");
+    assert!(drawn["lowest"].as_f64().is_some_and(|v| v < 0.0), "{drawn}");
+    browser
+        .js("const y = document.getElementById('sim-summary').getBoundingClientRect().top + window.scrollY - 110; window.scrollTo({top: y, behavior: 'instant'});")
+        .await;
+    browser.screenshot("simulator.png").await;
+    assert_eq!(browser.errors().await, json!([]));
+    browser.close().await;
+}

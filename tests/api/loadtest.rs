@@ -179,3 +179,100 @@ async fn token_replay_and_callback_storm_stay_correct() {
         10
     );
 }
+
+/// Runs the binary for its files (no `--json`): its exit status and stderr.
+async fn run_loadtest_quietly(args: &[&str]) -> (bool, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .args(args)
+        .output()
+        .await
+        .expect("the loadtest binary runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_is_kept_as_a_report_with_its_series_and_two_runs_compare() {
+    let app = spawn_app().await;
+    let directory = tempfile::tempdir().expect("a directory for the reports");
+    let file = |name: &str| directory.path().join(name).display().to_string();
+    let (json_file, html_file) = (file("run.json"), file("run.html"));
+
+    let (report, success) = run_loadtest(
+        &app,
+        &[
+            "--scenario",
+            "flash-sale",
+            "--reset",
+            "--users",
+            "80",
+            "--stock",
+            "20",
+            "--concurrency",
+            "16",
+            "--report",
+            &json_file,
+            "--report",
+            &html_file,
+            "--label",
+            "all on",
+        ],
+    )
+    .await;
+
+    assert!(success);
+    let kept: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_file).expect("run.json written"))
+            .expect("run.json is JSON");
+    assert_eq!(kept["label"], "all on");
+    let series = kept["series"].as_array().expect("the series");
+    let last = series.last().expect("at least the final tick");
+    assert_eq!(
+        last["requests"], report["requests"],
+        "the last tick is the run"
+    );
+    assert_eq!(last["answers"]["201"], 20);
+    assert_eq!(
+        last["stock_row"], 0,
+        "the product as GET /api/products/{{id}} shows it"
+    );
+    assert_eq!(last["stock"], 0, "initial minus the orders seen");
+    assert!(
+        !kept["latency_percentiles"]
+            .as_array()
+            .expect("percentiles")
+            .is_empty()
+    );
+    let html = std::fs::read_to_string(&html_file).expect("run.html written");
+    assert!(
+        html.contains("uPlot") && html.contains("fgCharts"),
+        "self-contained"
+    );
+    assert!(
+        !html.contains("src=\"http"),
+        "nothing loaded from elsewhere"
+    );
+
+    let overlay = file("ab.html");
+    let (compared, _) =
+        run_loadtest_quietly(&["--compare", &json_file, &json_file, "--report", &overlay]).await;
+    assert!(compared);
+    let html = std::fs::read_to_string(&overlay).expect("ab.html written");
+    assert_eq!(
+        html.matches("\"label\":\"all on\"").count(),
+        2,
+        "both runs inside"
+    );
+
+    let not_a_report = file("other.json");
+    std::fs::write(&not_a_report, "{\"requests\": 3}").expect("written");
+    let (refused, says) =
+        run_loadtest_quietly(&["--compare", &json_file, &not_a_report, "--report", &overlay]).await;
+    assert!(!refused);
+    assert!(says.contains("not a report"), "{says}");
+    let (refused, says) = run_loadtest_quietly(&["--compare", &json_file, &json_file]).await;
+    assert!(!refused, "--compare needs --report");
+    assert!(says.contains("--report"), "{says}");
+}

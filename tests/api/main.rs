@@ -30,5 +30,6 @@ mod payments;
 mod redis_cluster;
 mod rewards;
 mod schema;
+mod simulator;
 mod stock_gate;
 mod tables;
