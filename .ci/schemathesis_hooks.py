@@ -49,6 +49,7 @@ class FlashguardAuth:
             case.headers = case.headers or {}
             case.headers["Authorization"] = f"Bearer {token}"
         _no_stalls(case)
+        _small_simulations(case)
         if case.operation.path == CALLBACK_PATH and isinstance(case.body, (dict, list)):
             case.headers = case.headers or {}
             case.headers["PSP-Signature"] = _provider_signature(case.body)
@@ -65,6 +66,25 @@ def _no_stalls(case) -> None:
     stall = body.get("orders_stall_after_gate_ms")
     if isinstance(stall, int) and not isinstance(stall, bool) and 0 < stall <= 60000:
         body["orders_stall_after_gate_ms"] = 0
+
+
+def _small_simulations(case) -> None:
+    """A generated simulation that the server would accept runs thousands of
+    buyers for up to a minute while the fuzzer goes on: within the allowed
+    ranges, it becomes a small one with no race window (out-of-range and
+    ill-typed values still go as generated, to be refused)."""
+    body = case.body
+    if case.operation.path != "/api/lab/simulations" or case.method.upper() != "POST":
+        return
+    if not isinstance(body, dict):
+        return
+    for name, low, small in [("users", 1, 20), ("stock", 1, 10), ("concurrency", 1, 4)]:
+        value = body.get(name, small + 1)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= low:
+            body[name] = min(value, small)
+    window = body.get("race_window_ms")
+    if isinstance(window, int) and not isinstance(window, bool) and 0 < window <= 2000:
+        body["race_window_ms"] = 0
 
 
 def _provider_signature(body) -> str:

@@ -6,7 +6,9 @@
 # (both: Redis on :6379 and wrk; wrk and sysbench are Debian packages).
 # HTTP-path ratios (replay, sold-out vs hello-world) are driven by wrk on both
 # sides; order phases by the project's load tester (it checks the audit).
-# Results: target/bench/*.json and target/bench/table.md (target/bench-mysql/ for MySQL).
+# Results: target/bench/*.json, target/bench/table.md, its charts in target/bench/charts/
+# (throughput.svg, cpu.svg), the flash sale's report (flash-report.html) and the gate
+# on/off overlay (flash-compare.html) (target/bench-mysql/ for MySQL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -100,7 +102,8 @@ measure $FG_PID spread "${LT[@]}" $FG --scenario spread --reset --users 500 --re
 batches() { curl -sf "$FG_URL/metrics" -H "Authorization: Bearer $ADMIN" | grep '^flashguard_order_batch_size' >"$OUT/batches-$1.txt" || true; }
 echo "== flashguard: flash sale ($USERS users, $STOCK units), all defenses on (loadtest)"
 batches before-flash
-measure $FG_PID flash "${LT[@]}" $FG --scenario flash-sale --reset --users "$USERS" --stock "$STOCK" --concurrency "$CONCURRENCY" >"$OUT/flash.json"
+measure $FG_PID flash "${LT[@]}" $FG --scenario flash-sale --reset --users "$USERS" --stock "$STOCK" --concurrency "$CONCURRENCY" \
+  --label "gate on" --report "$OUT/flash-report.json" --report "$OUT/flash-report.html" >"$OUT/flash.json"
 
 batches after-flash
 echo "== flashguard: sold-out answers once the sale is over (wrk, a new key per request)"
@@ -111,7 +114,8 @@ measure $FG_PID soldout "${WRK[@]}" -s scripts/wrk/soldout.lua "$FG_URL" >"$OUT/
 echo "== flashguard: the same flash sale with stock_gate off (version lock alone)"
 admin PUT /api/admin/defenses '{"stock_gate":false}' >/dev/null
 batches before-nogate
-measure $FG_PID flash-nogate "${LT[@]}" $FG --scenario flash-sale --reset --users "$USERS" --stock "$STOCK" --concurrency "$CONCURRENCY" >"$OUT/flash-nogate.json"
+measure $FG_PID flash-nogate "${LT[@]}" $FG --scenario flash-sale --reset --users "$USERS" --stock "$STOCK" --concurrency "$CONCURRENCY" \
+  --label "gate off" --report "$OUT/flash-nogate-report.json" >"$OUT/flash-nogate.json"
 batches after-nogate
 admin PUT /api/admin/defenses '{"stock_gate":true}' >/dev/null
 echo "== flashguard: flash sale at 1000 connections (peak RSS)"
@@ -163,3 +167,5 @@ echo "== cache baseline: redis-benchmark"
 redis-benchmark -q -n 200000 -c "$CONCURRENCY" -t get,set --csv >"$OUT/redis.csv"
 
 python3 scripts/bench_table.py "$OUT" | tee "$OUT/table.md"
+python3 scripts/bench_charts.py "$OUT"
+./target/release/loadtest --compare "$OUT/flash-report.json" "$OUT/flash-nogate-report.json" --report "$OUT/flash-compare.html"

@@ -1,4 +1,5 @@
-"""Turns the outputs of scripts/bench.sh into the tables of docs/benchmarks.md."""
+"""Turns the outputs of scripts/bench.sh into the tables of docs/benchmarks.md
+(scripts/bench_charts.py imports its figures for the charts)."""
 import csv
 import json
 import re
@@ -173,4 +174,5 @@ lines = [
     f"- peak RSS of flashguard after a flash sale at 1000 connections: {rss_mb:.0f} MB (target ≤ 100 MB) {'✓' if rss_mb <= 100 else '✗'}; p50 / p99 {flash1000['latency_ms']['p50']:.1f} / {flash1000['latency_ms']['p99']:.1f} ms",
     f"- audits: spread {'OK' if spread['audit_ok'] else 'FAILED'}, flash {'OK' if flash['audit_ok'] else 'FAILED'}, gate off {'OK' if nogate['audit_ok'] else 'FAILED'}, 1000 connections {'OK' if flash1000['audit_ok'] else 'FAILED'}; server log ERROR lines: {number('server-errors.txt'):.0f}",
 ]
-print("\n".join(lines))
+if __name__ == "__main__":
+    print("\n".join(lines))

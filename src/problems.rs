@@ -386,10 +386,10 @@ impl ProblemCode {
             ),
             Self::ExperimentRunning => spec(
                 409,
-                text("另一个实验正在运行", "Another experiment is running"),
+                text("另一个实验或模拟正在运行", "An experiment or a simulation is running"),
                 text(
-                    "实验和模拟器都会临时切换全局的防线开关，所以同一时间只能跑一个：另一个实验（不超过 10 秒）或一次模拟（不超过约 1 分钟）正在运行。等它结束再试。",
-                    "Experiments and the simulator switch the defenses of the whole server for a while, so one runs at a time: another experiment (within 10 seconds) or a simulation (within about a minute) is running. Try again when it ends.",
+                    "实验和模拟器都会临时切换全局的防线开关，所以同一时间只能跑一个：另一个实验（不超过 10 秒）或一次模拟（不超过 2 分钟）正在运行。等它结束再试。",
+                    "Experiments and the simulator switch the defenses of the whole server for a while, so one runs at a time: another experiment (within 10 seconds) or a simulation (within 2 minutes) is running. Try again when it ends.",
                 ),
             )
             .retry_after(5),
@@ -397,8 +397,8 @@ impl ProblemCode {
                 409,
                 text("已有模拟或实验在运行", "A simulation or an experiment is running"),
                 text(
-                    "模拟器在服务端对自己跑一场秒杀，期间会按请求切换全局的防线开关，所以和实验一样，同一时间只能跑一个。正在运行的那一次结束后（负载最长 60 秒，之后恢复开关、做审计）再开始；它的进度可以在 /lab/simulator 上看到。",
-                    "The simulator runs a flash sale against this server and switches the defenses of the whole server as asked, so, like the experiments, one runs at a time. Start again when the current run ends (its load lasts at most 60 seconds, then the switches are put back and the audit is read); /lab/simulator shows its progress.",
+                    "模拟器在服务端对自己跑一场秒杀，期间会按请求切换全局的防线开关，所以和实验一样，同一时间只能跑一个。正在运行的那一次结束后（买家登录加负载最长 2 分钟，负载本身最长 60 秒；之后恢复开关、做审计）再开始；打开 /lab/simulator 可以看到它的进度（页面会接上正在运行的那一次）。",
+                    "The simulator runs a flash sale against this server and switches the defenses of the whole server as asked, so, like the experiments, one runs at a time. Start again when the current run ends (the buyers' logins and the load take at most 2 minutes, the load itself at most 60 seconds; then the switches are put back and the audit is read); /lab/simulator shows its progress (the page follows the run in progress).",
                 ),
             )
             .retry_after(5),

@@ -121,8 +121,13 @@ impl Application {
         self.order_batches.clone()
     }
 
+    /// Serves until stopped; then a lab run still in progress is ended and its
+    /// switches put back (bounded) before the process goes.
     pub async fn run_until_stopped(self) -> Result<(), std::io::Error> {
-        self.server.await
+        let state = self.state();
+        let served = self.server.await;
+        state.lab.stop_runs(Duration::from_secs(15)).await;
+        served
     }
 }
 

@@ -20,6 +20,8 @@ pub struct Lab {
     base_url: OnceLock<String>,
     http: reqwest::Client,
     running: Arc<tokio::sync::Mutex<()>>,
+    /// Set once the server stops: a simulation still running ends early.
+    stopping: tokio::sync::watch::Sender<bool>,
     pub simulations: Simulations,
 }
 
@@ -37,6 +39,7 @@ impl Default for Lab {
             base_url: OnceLock::new(),
             http,
             running: Arc::new(tokio::sync::Mutex::new(())),
+            stopping: tokio::sync::watch::Sender::new(false),
             simulations: Simulations::default(),
         }
     }
@@ -66,6 +69,25 @@ impl Lab {
     pub fn try_start_owned(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
         self.running.clone().try_lock_owned().ok()
     }
+
+    /// Resolves once the server is stopping.
+    pub async fn stopping(&self) {
+        let mut stopping = self.stopping.subscribe();
+        let _ = stopping.wait_for(|stopping| *stopping).await;
+    }
+
+    /// The server stops: a simulation still running is told to end, and this
+    /// waits (at most `bound`) until the run that holds the lab has put its
+    /// switches back, so that the next start does not find them as a run left them.
+    pub async fn stop_runs(&self, bound: Duration) {
+        self.stopping.send_replace(true);
+        if tokio::time::timeout(bound, self.running.lock())
+            .await
+            .is_err()
+        {
+            tracing::warn!("a lab run was still holding the lab when the server stopped");
+        }
+    }
 }
 
 /// How many finished simulations this instance keeps.
@@ -91,6 +113,11 @@ impl Simulations {
 
     pub fn find(&self, id: &str) -> Option<Arc<SimulationLog>> {
         self.runs.lock().iter().find(|log| log.id == id).cloned()
+    }
+
+    /// The runs this instance keeps, oldest first.
+    pub fn all(&self) -> Vec<Arc<SimulationLog>> {
+        self.runs.lock().iter().cloned().collect()
     }
 }
 
@@ -150,6 +177,14 @@ impl SimulationLog {
     /// Everything written so far: the ticks and the end, if any.
     pub fn everything(&self) -> Unread {
         self.unread(0)
+    }
+
+    /// `running`, or the end's `state` (`done`, `failed`).
+    pub fn state(&self) -> String {
+        match &self.written.lock().end {
+            None => "running".to_string(),
+            Some(end) => end["state"].as_str().unwrap_or("done").to_string(),
+        }
     }
 
     pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {

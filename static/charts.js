@@ -8,11 +8,11 @@
 
 const fgCharts = (() => {
   const WORDS = {
-    stock: ['库存（初始减去订单）', 'stock (initial − orders)'],
+    stock: ['库存（初始库存 − 已下单件数）', 'stock (initial − units ordered)'],
     stock_row: ['库存字段', 'stock column'],
-    gate: ['库存闸口计数', 'gate counter'],
+    gate: ['Redis 库存预扣计数', 'stock gate counter'],
     stock_title: ['库存随时间变化：低于 0 就是超卖', 'Stock over time: below zero is oversold'],
-    answers_title: ['每 100 毫秒的响应，按拦下它的防线叠加', 'Answers per 100 ms, stacked by the defense that gave them'],
+    answers_title: ['每 100 毫秒的响应，按给出响应的防线分层叠加', 'Answers per 100 ms, stacked by the defense that gave them'],
     latency_title: ['延迟（毫秒，每 100 毫秒的 p50 / p99）', 'Latency (ms, p50 / p99 of each 100 ms)'],
     percentile_title: ['延迟分布（毫秒，HDR 百分位）', 'Latency distribution (ms, HDR percentiles)'],
     no_defense: ['没有防线介入', 'no defense'],
@@ -26,8 +26,13 @@ const fgCharts = (() => {
   const zh = () => (document.documentElement.lang || 'en').startsWith('zh');
   const word = (key) => WORDS[key][zh() ? 0 : 1];
   const seconds = (ticks) => ticks.map((tick) => tick.t_ms / 1000);
-  // Per-tick differences of a cumulative count.
-  const deltas = (values) => values.map((value, i) => value - (i ? values[i - 1] : 0));
+  // Per-tick differences of a cumulative count, per 100 ms: a tick that came
+  // late (a slow probe) does not show as a spike.
+  const deltas = (values, ticks) => values.map((value, i) => {
+    const step = i ? ticks[i].t_ms - ticks[i - 1].t_ms : ticks[0].t_ms;
+    const per100ms = step > 100 ? 100 / step : 1;
+    return (value - (i ? values[i - 1] : 0)) * per100ms;
+  });
   const named = (run, label) => (run.label ? run.label + ' · ' : '') + label;
   // The earlier runs are drawn dashed, the latest solid.
   const dash = (index, count) => (index < count - 1 ? [6, 4] : undefined);
@@ -43,7 +48,7 @@ const fgCharts = (() => {
       height: 240,
       series: [{ label: word('seconds') }].concat(series),
       scales: { x: { time: false } },
-      axes: [{ label: word('seconds') }, {}],
+      axes: [{ label: word('seconds') }, { size: 64 }],
       legend: { live: true },
     }, extra || {});
   }
@@ -68,7 +73,7 @@ const fgCharts = (() => {
       run.ticks.map((t) => t.stock_row),
       run.ticks.map((t) => t.gate),
     ]);
-    return new uPlot(options(element, word('stock_title'), series), data, element);
+    return { opts: options(element, word('stock_title'), series), data };
   }
 
   // The defenses that answered in a run, in a stable order.
@@ -92,8 +97,8 @@ const fgCharts = (() => {
     const latest = runs[runs.length - 1];
     const earlier = runs.slice(0, -1);
     const defenses = defensesOf(latest);
-    const layers = defenses.map((name) => deltas(latest.ticks.map((t) => (t.by_defense || {})[name] || 0)));
-    const totals = deltas(latest.ticks.map((t) => t.requests));
+    const layers = defenses.map((name) => deltas(latest.ticks.map((t) => (t.by_defense || {})[name] || 0), latest.ticks));
+    const totals = deltas(latest.ticks.map((t) => t.requests), latest.ticks);
     const rest = totals.map((total, i) => total - layers.reduce((sum, layer) => sum + layer[i], 0));
     const stacked = stack([rest].concat(layers));
     const labels = [word('no_defense')].concat(defenses);
@@ -106,11 +111,11 @@ const fgCharts = (() => {
     }));
     const bands = labels.slice(1).map((_, k) => ({ series: [k + 2, k + 1], fill: color(k + 1) + '55' }));
     earlier.forEach((run) => series.push({ label: named(run, word('total')), stroke: '#4b5563', dash: [6, 4], spanGaps: true }));
-    const data = joined(runs, (run) => (run === latest ? stacked : [deltas(run.ticks.map((t) => t.requests))]));
+    const data = joined(runs, (run) => (run === latest ? stacked : [deltas(run.ticks.map((t) => t.requests), run.ticks)]));
     // uPlot.join keeps the runs' order: the earlier totals come first; the
     // series list them last.
     const ordered = earlier.length ? reorder(data, earlier.length, stacked.length) : data;
-    return new uPlot(options(element, word('answers_title'), series, { bands }), ordered, element);
+    return { opts: options(element, word('answers_title'), series, { bands }), data: ordered };
   }
 
   // [x, earlier totals…, latest layers…] → [x, latest layers…, earlier totals…]
@@ -131,7 +136,7 @@ const fgCharts = (() => {
       run.ticks.map((t) => t.latency_ms.p50),
       run.ticks.map((t) => t.latency_ms.p99),
     ]);
-    return new uPlot(options(element, word('latency_title'), series), data, element);
+    return { opts: options(element, word('latency_title'), series), data };
   }
 
   // Latency percentiles of whole runs (the report): x is the percentile's
@@ -148,22 +153,41 @@ const fgCharts = (() => {
       label: word('percentile'),
       splits: () => x,
       values: (_, splits) => splits.map((i) => (points[i] ? points[i].percentile + '%' : '')),
-    }, {}];
+    }, { size: 64 }];
     return new uPlot(options(element, word('percentile_title'), series, { axes }), data, element);
   }
 
-  // Draws every chart of `runs` into `container` (replacing what was there);
-  // returns the charts, for a page (or a test) to read their data.
-  function draw(container, runs) {
-    container.replaceChildren();
-    const charts = {};
+  const LIVE = [['stock', stockChart], ['answers', answersChart], ['latency', latencyChart]];
+
+  // What fixes a drawing's series: the runs, and the latest run's defenses.
+  const shapeOf = (runs) => runs.map((run) => run.label).join('|') + '#' + defensesOf(runs[runs.length - 1]).join(',');
+
+  function destroy(charts) {
+    for (const [name] of LIVE) if (charts && charts[name]) charts[name].destroy();
+  }
+
+  // Draws every chart of `runs` into `container`. Given the charts it drew
+  // last time, it only hands them the new data while the series stay the
+  // same (a live run calls this on every tick), and otherwise destroys them
+  // and draws anew. Returns the charts, for a page (or a test) to read.
+  function draw(container, runs, previous) {
     const withTicks = runs.filter((run) => run.ticks && run.ticks.length);
+    const shape = withTicks.length ? shapeOf(withTicks) : '';
+    if (previous && previous.shape === shape && shape) {
+      for (const [name, make] of LIVE) previous[name].setData(make(previous.boxes[name], withTicks).data);
+      return previous;
+    }
+    destroy(previous);
+    container.replaceChildren();
+    const charts = { shape, boxes: {} };
     if (!withTicks.length) return charts;
-    for (const [name, make] of [['stock', stockChart], ['answers', answersChart], ['latency', latencyChart]]) {
+    for (const [name, make] of LIVE) {
       const box = document.createElement('div');
       box.className = 'chart chart-' + name;
       container.append(box);
-      charts[name] = make(box, withTicks);
+      const plan = make(box, withTicks);
+      charts.boxes[name] = box;
+      charts[name] = new uPlot(plan.opts, plan.data, box);
     }
     return charts;
   }

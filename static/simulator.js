@@ -7,17 +7,18 @@
 
 const SIMULATOR_WORDS = {
   need_token: ['先输入管理员令牌（启动横幅里的实验室链接自带令牌）。', 'Enter the admin token first (the lab link in the start-up banner carries it).'],
-  starting: ['正在准备：建商品、设开关、登录买家……', 'Preparing: the product, the switches, the buyers logging in…'],
-  running: ['进行中', 'running'],
+  starting: ['正在准备：创建商品、设置开关、买家登录……', 'Preparing: the product, the switches, the buyers logging in…'],
+  running: ['进行中，第 {t} 秒：', 'running, {t} s: '],
   requests: [' 个请求，', ' requests, '],
-  orders: [' 笔订单，库存 ', ' orders, stock '],
+  attached: ['已接上正在运行的那一次模拟。', 'Following the simulation in progress.'],
+  orders: [' 件已下单，库存 ', ' units ordered, stock '],
   done_ok: ['审计通过：所有不变量都成立。', 'Audit OK: every invariant holds.'],
   done_broken: ['审计失败：', 'Audit failed: '],
   failed: ['模拟失败：', 'The simulation failed: '],
-  lost: ['事件流断了，改为读取整次记录。', 'The event stream broke; reading the whole record instead.'],
-  summary: ['请求 {requests} · 新订单 {orders} · 售罄用时 {sold_out} 秒 · 吞吐 {rate}/秒 · p99 {p99} 毫秒', '{requests} requests · {orders} orders · sold out after {sold_out} s · {rate}/s · p99 {p99} ms'],
-  all_on: ['全部打开', 'all on'],
-  off: [' 关', ' off'],
+  lost: ['事件流中断，改为读取完整记录。', 'The event stream broke; reading the whole record instead.'],
+  summary: ['请求 {requests} 个 · 已下单 {orders} 件 · 最后一单在第 {sold_out} 秒 · 吞吐 {rate}/秒 · p99 {p99} 毫秒', '{requests} requests · {orders} units ordered · last order at {sold_out} s · {rate}/s · p99 {p99} ms'],
+  all_on: ['防线全开', 'all on'],
+  off: ['关闭 ', ' off'],
 };
 
 function simWord(key) {
@@ -51,7 +52,8 @@ function simRequest(extraOff) {
 
 function simLabel(request) {
   const off = Object.keys(request.defenses).filter((id) => request.defenses[id] === false);
-  return off.length ? off.join(', ') + simWord('off') : simWord('all_on');
+  if (!off.length) return simWord('all_on');
+  return fg.zh ? simWord('off') + off.join('、') : off.join(', ') + simWord('off');
 }
 
 let simRedrawQueued = false;
@@ -60,7 +62,7 @@ function simRedraw() {
   simRedrawQueued = true;
   requestAnimationFrame(() => {
     simRedrawQueued = false;
-    fgSimulator.charts = fgCharts.draw(document.getElementById('sim-charts'), fgSimulator.runs);
+    fgSimulator.charts = fgCharts.draw(document.getElementById('sim-charts'), fgSimulator.runs, fgSimulator.charts);
   });
 }
 
@@ -70,7 +72,7 @@ function simStatus(text) {
 
 function simShowTick(tick) {
   const stock = tick.stock === null || tick.stock === undefined ? '–' : tick.stock;
-  simStatus(simWord('running') + ' ' + (tick.t_ms / 1000).toFixed(1) + ' s: ' + tick.requests
+  simStatus(simWord('running').replace('{t}', (tick.t_ms / 1000).toFixed(1)) + tick.requests
     + simWord('requests') + tick.orders + simWord('orders') + stock);
 }
 
@@ -87,8 +89,8 @@ function simShowDone(run) {
     const line = document.createElement('p');
     line.textContent = simWord('summary')
       .replace('{requests}', s.requests)
-      .replace('{orders}', s.orders_created)
-      .replace('{sold_out}', s.sold_out_after_secs === null ? '–' : Number(s.sold_out_after_secs).toFixed(2))
+      .replace('{orders}', s.orders)
+      .replace('{sold_out}', typeof s.sold_out_after_secs === 'number' ? s.sold_out_after_secs.toFixed(2) : '–')
       .replace('{rate}', Math.round(s.throughput_per_sec))
       .replace('{p99}', Number(s.latency_ms.p99).toFixed(1));
     summary.append(line);
@@ -197,6 +199,20 @@ function simApplyPreset(option) {
   if (option.dataset.scenario) document.getElementById('sim-scenario').value = option.dataset.scenario;
 }
 
+// A run already in progress (started elsewhere, or before a reload) is followed.
+async function simAttach() {
+  if (!fg.adminToken()) return;
+  const answer = await fg.call('GET', '/api/lab/simulations', { headers: simAuth() });
+  const runs = (answer.status === 200 && answer.body) ? answer.body.simulations : [];
+  const current = runs.filter((run) => run.state === 'running').pop();
+  if (!current) return;
+  const run = { id: current.id, label: simLabel(current.request), request: current.request, ticks: [], done: null };
+  fgSimulator.runs = [run];
+  simStatus(simWord('attached'));
+  await simFollow(current.id, run);
+  simShowDone(run);
+}
+
 function setUpSimulator() {
   const token = document.getElementById('sim-token');
   token.value = fg.adminToken();
@@ -206,6 +222,13 @@ function setUpSimulator() {
   });
   const preset = document.getElementById('sim-preset');
   preset.addEventListener('change', () => simApplyPreset(preset.selectedOptions[0]));
+  // A lesson links here with ?preset=<experiment id>.
+  const asked = new URLSearchParams(window.location.search).get('preset');
+  const option = Array.from(preset.options).find((o) => asked && o.value === asked);
+  if (option) {
+    preset.value = asked;
+    simApplyPreset(option);
+  }
   document.getElementById('sim-form').addEventListener('submit', (event) => {
     event.preventDefault();
     simStart(simRequest(null), false);
@@ -217,4 +240,5 @@ function setUpSimulator() {
     again.defenses[document.getElementById('sim-again-defense').value] = false;
     simStart(again, true);
   });
+  simAttach();
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
+use super::experiments::{Attack, Experiment};
 use super::{LabError, Saved, quiesce};
 use crate::flows::{audit, shared};
 use crate::loadtest::{self, Scenario, StockProbe, StockSample, Tick, TickSink};
@@ -28,6 +29,9 @@ pub const MAX_CONCURRENCY: usize = 256;
 pub const MAX_RACE_WINDOW_MS: u64 = 2_000;
 /// The longest a simulation's load may last.
 const MAX_LOAD: Duration = Duration::from_secs(60);
+/// The longest a whole simulation may last (the buyers' logins and the load);
+/// past it the run ends as failed, and the switches are put back as always.
+pub const MAX_RUN: Duration = Duration::from_secs(120);
 /// The scenarios the simulator runs.
 pub const SCENARIOS: [&str; 4] = ["flash-sale", "double-click", "retry-storm", "mixed"];
 
@@ -138,6 +142,38 @@ fn scenario_name(scenario: Scenario) -> Value {
     serde_json::to_value(scenario).unwrap_or(Value::Null)
 }
 
+/// The defenses a sale can show broken: those on the way to an order.
+const ORDER_SIDE: [Defense; 4] = [
+    Defense::IdempotencyKey,
+    Defense::UniqueIndex,
+    Defense::VersionLock,
+    Defense::StockGate,
+];
+
+/// The scenario that shows `experiment`'s anomaly in a sale, if one does: the
+/// experiment is then a preset of the simulator (its switches, that scenario).
+pub fn preset_scenario(experiment: &Experiment) -> Option<&'static str> {
+    let shown_by_a_sale = ORDER_SIDE.contains(&experiment.defense)
+        && experiment.variants.is_empty()
+        // The InnoDB experiments show locks of one engine, not a sale's damage.
+        && experiment.engines.is_empty();
+    if !shown_by_a_sale {
+        return None;
+    }
+    Some(match experiment.attack {
+        Attack::DoubleSubmit => "double-click",
+        _ => "flash-sale",
+    })
+}
+
+/// A preset's switches: the experiment's defense off with the layers that hide it.
+pub fn preset_off(experiment: &Experiment) -> Vec<&'static str> {
+    std::iter::once(experiment.defense)
+        .chain(experiment.hidden.iter().copied())
+        .map(Defense::id)
+        .collect()
+}
+
 /// Starts a simulation in a task of its own; answers at once with its log.
 pub fn start(state: Arc<AppState>, plan: Plan) -> Result<Arc<SimulationLog>, LabError> {
     let turn = state
@@ -170,7 +206,7 @@ async fn run(
     base_url: String,
 ) -> Value {
     let saved = Saved::take(state);
-    let report = sale(state, plan, log, base_url).await;
+    let report = bounded_sale(state, plan, log, base_url).await;
     // The run's messages are consumed under the run's switches.
     let quiet = quiesce(state).await;
     let switches = state.switches.snapshot();
@@ -203,13 +239,35 @@ async fn run(
     done
 }
 
-/// The sale itself: a fresh product, the switches, the load.
-async fn sale(
+/// The sale in a task of its own (a panic in it is a failed run, not a lost
+/// one), ended early when the server stops or the run outlasts [`MAX_RUN`].
+async fn bounded_sale(
     state: &Arc<AppState>,
     plan: &Plan,
     log: &Arc<SimulationLog>,
     base_url: String,
 ) -> Result<loadtest::Report, LabError> {
+    let sale = tokio::spawn(sale(state.clone(), plan.clone(), log.clone(), base_url));
+    let abort = sale.abort_handle();
+    let ended_early = |why: String| {
+        abort.abort();
+        Err(LabError::Step(why))
+    };
+    tokio::select! {
+        joined = sale => joined.unwrap_or_else(|error| Err(LabError::Step(format!("the run stopped: {error}")))),
+        () = state.lab.stopping() => ended_early("the server is stopping".to_string()),
+        () = tokio::time::sleep(MAX_RUN) => ended_early(format!("the run took longer than {} s", MAX_RUN.as_secs())),
+    }
+}
+
+/// The sale itself: a fresh product, the switches, the load.
+async fn sale(
+    state: Arc<AppState>,
+    plan: Plan,
+    log: Arc<SimulationLog>,
+    base_url: String,
+) -> Result<loadtest::Report, LabError> {
+    let (state, plan, log) = (&state, &plan, &log);
     crate::store::lab::purge(&state.db).await?;
     let product = NewProduct {
         name: "lab: simulator".to_string(),

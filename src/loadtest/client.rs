@@ -41,6 +41,8 @@ pub struct Recorder {
     created: AtomicU64,
     /// The product under load (0: none), whose stock the ticks follow.
     product: AtomicI64,
+    /// The most units in orders the probe has counted (-1: it never could).
+    units_counted: AtomicI64,
     progress: Arc<dyn Progress>,
 }
 
@@ -82,6 +84,7 @@ impl Recorder {
             last_created_ms: AtomicU64::new(0),
             created: AtomicU64::new(0),
             product: AtomicI64::new(0),
+            units_counted: AtomicI64::new(-1),
             progress,
         }
     }
@@ -176,11 +179,7 @@ impl Recorder {
             p99: percentile_ms(&tallies.this_tick, 0.99),
         };
         tallies.this_tick.reset();
-        let seen = self.created.load(Ordering::Relaxed);
-        let orders = stock
-            .and_then(|s| s.units_sold)
-            .and_then(|units| u64::try_from(units).ok())
-            .unwrap_or(seen);
+        let orders = self.orders(stock.and_then(|s| s.units_sold));
         Tick {
             t_ms,
             requests: self.requests.load(Ordering::Relaxed),
@@ -191,6 +190,19 @@ impl Recorder {
             stock_row: stock.map(|s| s.row),
             gate: stock.and_then(|s| s.gate),
             latency_ms,
+        }
+    }
+
+    /// Orders so far: the units the probe counted (the last count when this
+    /// tick's probe could not, so the series never goes back), or, with a
+    /// probe that cannot count, the new orders this client saw.
+    fn orders(&self, units_now: Option<i64>) -> u64 {
+        if let Some(units) = units_now {
+            self.units_counted.fetch_max(units, Ordering::Relaxed);
+        }
+        match u64::try_from(self.units_counted.load(Ordering::Relaxed)) {
+            Ok(units) => units,
+            Err(_never_counted) => self.created.load(Ordering::Relaxed),
         }
     }
 
@@ -239,6 +251,7 @@ pub struct Budget {
     duration: Duration,
     max_requests: Option<u64>,
     sent: AtomicU64,
+    started: AtomicBool,
 }
 
 impl Budget {
@@ -251,8 +264,16 @@ impl Budget {
         self.max_requests.is_none_or(|max| sent < max)
     }
 
+    /// The clock of the budget starts; once per run (the parts of a mixed run share it).
     pub fn start(&self) {
-        *self.deadline.lock() = Instant::now() + self.duration;
+        if !self.started.swap(true, Ordering::AcqRel) {
+            *self.deadline.lock() = Instant::now() + self.duration;
+        }
+    }
+
+    /// The run's time is spent.
+    pub fn expired(&self) -> bool {
+        Instant::now() >= *self.deadline.lock()
     }
 }
 
@@ -299,6 +320,7 @@ impl LoadClient {
                 duration: config.duration,
                 max_requests: config.requests,
                 sent: AtomicU64::new(0),
+                started: AtomicBool::new(false),
             },
         })
     }

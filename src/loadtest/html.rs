@@ -136,8 +136,8 @@ mod tests {
         let html = page("t", "en", &runs).expect("renders");
         assert_eq!(
             html.matches("</script>").count(),
-            5,
-            "only the page's own scripts close"
+            4,
+            "only the page's own four scripts close"
         );
         assert!(html.contains("\\u003c/script>"));
     }

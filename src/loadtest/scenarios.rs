@@ -339,15 +339,18 @@ async fn token_replay(client: &LoadClient, config: &Config) -> Result<Outcome, L
     })
 }
 
-/// Waits (bounded: 60 rounds of 0.5 s) until every paid order reads PAID;
-/// returns how many did not.
+/// Waits (bounded: 60 rounds of 0.5 s, and the run's time) until every paid
+/// order reads PAID; returns how many did not.
 async fn wait_until_paid(
     client: &LoadClient,
     users: &[User],
     orders: &[Option<(String, String)>],
 ) -> usize {
     let mut unpaid = 0;
-    for _ in 0..60 {
+    for round in 0..60 {
+        if round > 0 && client.budget.expired() {
+            break;
+        }
         unpaid = 0;
         for (user, (order_no, _)) in users
             .iter()

@@ -249,6 +249,8 @@ struct LessonPage {
     code: Vec<CodeView>,
     checks: &'static [&'static str],
     experiments: Vec<&'static Experiment>,
+    /// The experiments the simulator can replay as a sale (their ids).
+    simulated: Vec<&'static str>,
     /// The sale page's guide, for a browser defense (no experiment).
     guide_path: String,
 }
@@ -277,6 +279,11 @@ async fn lesson(viewer: Viewer, id: web::Path<String>) -> Result<HttpResponse, A
         code: code_of(&taught, &viewer)?,
         checks: taught.checks,
         experiments: experiments::for_defense(defense),
+        simulated: experiments::for_defense(defense)
+            .into_iter()
+            .filter(|experiment| crate::lab::simulator::preset_scenario(experiment).is_some())
+            .map(|experiment| experiment.id)
+            .collect(),
         guide_path: format!("/?guide={}", defense.id()),
         viewer,
     })

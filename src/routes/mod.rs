@@ -81,6 +81,7 @@ fn configure_operations(config: &mut web::ServiceConfig) {
         .service(lab::get_settings)
         .service(lab::put_settings)
         .service(simulator::start)
+        .service(simulator::list)
         .service(simulator::show)
         .service(simulator::events)
         .service(health::healthz)
@@ -95,7 +96,7 @@ fn configure_pages(config: &mut web::ServiceConfig) {
         .service(pages::orders_page)
         .service(pages::order_page)
         .service(pages::lab)
-        .service(pages::simulator)
+        .service(pages::simulator_page)
         .service(learn::index)
         .service(learn::interview)
         .service(learn::glossary)
@@ -182,6 +183,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/api/admin/lab", "GET, PUT"),
     ("/api/lab/experiments", "GET"),
     ("/api/lab/experiments/{id}/run", "POST"),
+    ("/api/lab/simulations", "GET, POST"),
+    ("/api/lab/simulations/{id}", "GET"),
+    ("/api/lab/simulations/{id}/events", "GET"),
     ("/api/openapi.json", "GET"),
     ("/api/docs", "GET"),
     ("/healthz", "GET"),
@@ -191,6 +195,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/orders", "GET"),
     ("/orders/{order_no}", "GET"),
     ("/lab", "GET"),
+    ("/lab/simulator", "GET"),
     ("/learn", "GET"),
     ("/learn/interview", "GET"),
     ("/learn/glossary", "GET"),
@@ -292,7 +297,7 @@ mod tests {
 
     /// The handlers' sources, whose route attributes (`#[get("/api/me")]`)
     /// are the routes actix serves.
-    const HANDLER_SOURCES: [&str; 12] = [
+    const HANDLER_SOURCES: [&str; 13] = [
         include_str!("admin.rs"),
         include_str!("health.rs"),
         include_str!("lab.rs"),
@@ -304,6 +309,7 @@ mod tests {
         include_str!("payments.rs"),
         include_str!("products.rs"),
         include_str!("session.rs"),
+        include_str!("simulator.rs"),
         include_str!("static_files.rs"),
     ];
 

@@ -57,6 +57,7 @@ use crate::problems::{PROBLEM_CONTENT_TYPE, ProblemCode};
         super::lab::list,
         super::lab::run,
         super::simulator::start,
+        super::simulator::list,
         super::simulator::show,
         super::simulator::events,
         super::health::healthz,
@@ -238,6 +239,7 @@ const OPERATIONS: &[(&str, &str, Access, &[&[ProblemCode]])] = &[
         Admin,
         &[&[P::MalformedBody, P::InvalidRequest, P::SimulationRunning]],
     ),
+    ("/api/lab/simulations", "get", Admin, &[]),
     ("/api/lab/simulations/{id}", "get", Admin, &[&[P::NotFound]]),
     (
         "/api/lab/simulations/{id}/events",

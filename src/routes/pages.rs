@@ -10,6 +10,7 @@ use askama::Template;
 use crate::domain::{Channel, OrderNo, PaymentStatus};
 use crate::error::ApiError;
 use crate::lab::experiments::{self, Experiment};
+use crate::lab::simulator;
 use crate::routes::viewer::Viewer;
 use crate::state::AppState;
 use crate::store::now_ms;
@@ -242,29 +243,18 @@ async fn order_page(
     })
 }
 
-/// The experiments whose anomaly a sale can show: those on the way to an order.
+/// The simulator's presets: the experiments a sale can show.
 fn presets() -> Vec<Preset> {
-    let order_side = [
-        Defense::IdempotencyKey,
-        Defense::UniqueIndex,
-        Defense::VersionLock,
-        Defense::StockGate,
-    ];
     experiments::EXPERIMENTS
         .iter()
-        .filter(|e| order_side.contains(&e.defense) && e.variants.is_empty())
-        .map(|e| Preset {
-            id: e.id,
-            title: e.title,
-            off: std::iter::once(e.defense)
-                .chain(e.hidden.iter().copied())
-                .map(Defense::id)
-                .collect::<Vec<_>>()
-                .join(","),
-            scenario: match e.attack {
-                experiments::Attack::DoubleSubmit => "double-click",
-                _ => "flash-sale",
-            },
+        .filter_map(|experiment| {
+            let scenario = simulator::preset_scenario(experiment)?;
+            Some(Preset {
+                id: experiment.id,
+                title: experiment.title,
+                off: simulator::preset_off(experiment).join(","),
+                scenario,
+            })
         })
         .collect()
 }
@@ -272,8 +262,8 @@ fn presets() -> Vec<Preset> {
 /// The flash-sale simulator (docs/design.md §2.6): the form, the live charts,
 /// the audit; the admin token is needed to start a run.
 #[get("/lab/simulator")]
-async fn simulator(viewer: Viewer) -> Result<HttpResponse, ApiError> {
-    use crate::lab::simulator::{MAX_CONCURRENCY, MAX_STOCK, MAX_USERS};
+async fn simulator_page(viewer: Viewer) -> Result<HttpResponse, ApiError> {
+    use simulator::{MAX_CONCURRENCY, MAX_STOCK, MAX_USERS};
     render(&SimulatorPage {
         viewer,
         defenses: Defense::all()

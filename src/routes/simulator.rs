@@ -98,6 +98,26 @@ async fn start(
         .json(json!({ "id": log.id })))
 }
 
+/// The runs this instance keeps (admin), oldest first: `{"simulations":[{"id","state","request"}]}`.
+/// A page that opens while a run goes on finds it here and follows it.
+#[utoipa::path(
+    tag = "lab",
+    operation_id = "list_simulations",
+    security(("admin" = [])),
+    responses((status = 200, description = "The recent runs", body = Object)),
+)]
+#[get("/api/lab/simulations")]
+async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
+    let runs: Vec<Value> = state
+        .lab
+        .simulations
+        .all()
+        .iter()
+        .map(|log| json!({ "id": log.id, "state": log.state(), "request": log.request }))
+        .collect();
+    HttpResponse::Ok().json(json!({ "simulations": runs }))
+}
+
 fn find(state: &AppState, id: &str) -> Result<Arc<SimulationLog>, ApiError> {
     state.lab.simulations.find(id).ok_or(ApiError::NotFound)
 }
@@ -118,13 +138,9 @@ async fn show(
 ) -> Result<HttpResponse, ApiError> {
     let log = find(&state, &id)?;
     let written = log.everything();
-    let run_state = match &written.end {
-        None => "running",
-        Some(end) => end["state"].as_str().unwrap_or("done"),
-    };
     Ok(HttpResponse::Ok().json(json!({
         "id": log.id,
-        "state": run_state,
+        "state": log.state(),
         "request": log.request,
         "ticks": written.ticks,
         "done": written.end,

@@ -376,6 +376,8 @@ async fn every_page_renders_without_errors() {
         "/orders".to_string(),
         format!("/orders/{order_no}"),
         "/lab".to_string(),
+        "/lab/simulator?lang=zh&preset=oversell".to_string(),
+        "/lab/simulator?lang=en".to_string(),
         "/learn/problems/request_in_progress".to_string(),
     ] {
         browser.goto(&app.url(&path)).await;

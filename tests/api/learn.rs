@@ -149,7 +149,12 @@ async fn every_learn_page_and_every_link_on_it_answers_in_both_languages() {
 async fn the_chinese_pages_keep_to_the_term_table() {
     let app = spawn_app().await;
     let mut pages = crawl_learn(&app, "zh").await;
-    for path in ["/?lang=zh", "/lab?lang=zh", "/orders?lang=zh"] {
+    for path in [
+        "/?lang=zh",
+        "/lab?lang=zh",
+        "/lab/simulator?lang=zh",
+        "/orders?lang=zh",
+    ] {
         let (_, html) = page(&app, path, &[]).await;
         pages.push((path.to_string(), html));
     }
@@ -167,7 +172,7 @@ async fn the_chinese_pages_keep_to_the_term_table() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_language_shows_its_own_chrome() {
     let app = spawn_app().await;
-    for path in ["/", "/lab", "/orders", "/learn"] {
+    for path in ["/", "/lab", "/lab/simulator", "/orders", "/learn"] {
         let (_, zh) = page(&app, &format!("{path}?lang=zh"), &[]).await;
         let (_, en) = page(&app, &format!("{path}?lang=en"), &[]).await;
         let (zh, en) = (visible_text(&zh), visible_text(&en));

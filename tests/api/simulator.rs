@@ -164,6 +164,9 @@ async fn a_run_streams_ordered_ticks_whose_last_equals_the_summary() {
         "the record holds the streamed ticks"
     );
     assert_eq!(run["request"]["defenses"]["version_lock"], true);
+    let kept = app.get_admin_json("/api/lab/simulations").await;
+    assert_eq!(kept["simulations"][0]["id"], id.as_str());
+    assert_eq!(kept["simulations"][0]["state"], "done");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
