@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 BAR = 18
 GAP = 10
-LABEL_WIDTH = 300
+LABEL_WIDTH = 230
 PLOT_WIDTH = 420
 FLASHGUARD = "#2563eb"
 BASELINE = "#9ca3af"
@@ -23,7 +23,7 @@ REDIS = "#dc2626"
 def svg(title, rows, legend, scale_max, unit_text):
     """Horizontal bars: each row is (label, [(value, colour, text), …]), one bar per value."""
     height = 40 + sum(len(bars) * BAR + GAP for _, bars in rows) + 40
-    width = LABEL_WIDTH + PLOT_WIDTH + 140
+    width = LABEL_WIDTH + PLOT_WIDTH + 280
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'font-family="system-ui, sans-serif" font-size="12">',

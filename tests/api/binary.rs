@@ -293,3 +293,67 @@ async fn keys_in_progress(database_url: &str) -> i64 {
     pool.close().await;
     count
 }
+
+/// Waits (at most 30 s) for the process to exit; whether it did.
+fn exited_within_30_s(child: &mut Child) -> bool {
+    for _ in 0..300 {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_stopped_mid_simulation_puts_the_switches_back_before_it_exits() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_flashguard"));
+    let env = vec![("ADMIN_TOKEN", "stop-test-admin-token".to_string())];
+    let start_server = || {
+        let (binary, dir, env) = (binary.clone(), dir.path().to_path_buf(), env.clone());
+        tokio::task::spawn_blocking(move || {
+            let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, v.clone())).collect();
+            start_with(&binary, &dir, &env)
+        })
+    };
+    let mut server = start_server().await.expect("start task");
+    let client = reqwest::Client::new();
+    let admin = |request: reqwest::RequestBuilder| request.bearer_auth("stop-test-admin-token");
+    // Many buyers: the run is still logging them in when the server is stopped.
+    let started = admin(client.post(format!("{}/api/lab/simulations", server.url)))
+        .json(&json!({"users": 20000, "stock": 100, "concurrency": 4,
+                      "defenses": {"version_lock": false, "stock_gate": false}}))
+        .send()
+        .await
+        .expect("start a simulation");
+    assert_eq!(started.status(), StatusCode::ACCEPTED);
+    let defenses_url = format!("{}/api/admin/defenses", server.url);
+    let mut switched = false;
+    for _ in 0..100 {
+        let now = call(admin(client.get(&defenses_url))).await;
+        if now["version_lock"] == false {
+            switched = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(switched, "the run switched version_lock off");
+
+    let pid = server.child.id().to_string();
+    let signalled = Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(signalled.is_ok_and(|status| status.success()), "SIGTERM sent");
+    let exited = tokio::task::spawn_blocking(move || {
+        let exited = exited_within_30_s(&mut server.child);
+        (exited, server)
+    })
+    .await
+    .expect("wait task");
+    assert!(exited.0, "the server exits after SIGTERM");
+    drop(exited.1);
+
+    let again = start_server().await.expect("start task");
+    let now = call(admin(client.get(format!("{}/api/admin/defenses", again.url)))).await;
+    assert_eq!(now["version_lock"], true, "the run's switches did not outlive it: {now}");
+    assert_eq!(now["stock_gate"], true, "{now}");
+}
