@@ -86,6 +86,8 @@ impl Application {
             .psp
             .set_notify_base_url(notify_base.unwrap_or_else(|| own_url(&local)));
         state.lab.set_base_url(own_url(&local));
+        // Lab runs outlive requests: they go on this runtime, not a worker's.
+        state.lab.set_runtime(tokio::runtime::Handle::current());
         spawn_background_work(&state);
         let order_batches = web::Data::new(order_batches(&state));
         let server =

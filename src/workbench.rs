@@ -18,6 +18,9 @@ use crate::causes::Causes;
 #[derive(Debug)]
 pub struct Lab {
     base_url: OnceLock<String>,
+    /// The runtime that outlives the HTTP workers (each actix worker runs a
+    /// runtime of its own, dropped at shutdown with every task spawned on it).
+    runtime: OnceLock<tokio::runtime::Handle>,
     http: reqwest::Client,
     running: Arc<tokio::sync::Mutex<()>>,
     /// Set once the server stops: a simulation still running ends early.
@@ -37,6 +40,7 @@ impl Default for Lab {
             });
         Self {
             base_url: OnceLock::new(),
+            runtime: OnceLock::new(),
             http,
             running: Arc::new(tokio::sync::Mutex::new(())),
             stopping: tokio::sync::watch::Sender::new(false),
@@ -53,6 +57,23 @@ impl Lab {
 
     pub fn base_url(&self) -> Option<&str> {
         self.base_url.get().map(String::as_str)
+    }
+
+    pub fn set_runtime(&self, runtime: tokio::runtime::Handle) {
+        let _ = self.runtime.set(runtime);
+    }
+
+    /// Spawns a lab run on the runtime that outlives the HTTP workers, so that
+    /// the server's shutdown can wait for it to put the switches back.
+    pub fn spawn<F>(&self, run: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match self.runtime.get() {
+            Some(runtime) => runtime.spawn(run),
+            None => tokio::spawn(run),
+        }
     }
 
     pub fn http(&self) -> &reqwest::Client {

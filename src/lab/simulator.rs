@@ -187,7 +187,8 @@ pub fn start(state: Arc<AppState>, plan: Plan) -> Result<Arc<SimulationLog>, Lab
         .to_string();
     let log = state.lab.simulations.open(plan.describe());
     let run_log = log.clone();
-    tokio::spawn(async move {
+    let lab_runtime = state.clone();
+    lab_runtime.lab.spawn(async move {
         let end = run(&state, &plan, &run_log, base_url).await;
         // The lab is free before the run says it is over: a reader that
         // starts the next run on `done` is not refused.
@@ -247,7 +248,9 @@ async fn bounded_sale(
     log: &Arc<SimulationLog>,
     base_url: String,
 ) -> Result<loadtest::Report, LabError> {
-    let sale = tokio::spawn(sale(state.clone(), plan.clone(), log.clone(), base_url));
+    let sale = state
+        .lab
+        .spawn(sale(state.clone(), plan.clone(), log.clone(), base_url));
     let abort = sale.abort_handle();
     let ended_early = |why: String| {
         abort.abort();

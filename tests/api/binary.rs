@@ -342,7 +342,10 @@ async fn a_server_stopped_mid_simulation_puts_the_switches_back_before_it_exits(
 
     let pid = server.child.id().to_string();
     let signalled = Command::new("kill").args(["-TERM", &pid]).status();
-    assert!(signalled.is_ok_and(|status| status.success()), "SIGTERM sent");
+    assert!(
+        signalled.is_ok_and(|status| status.success()),
+        "SIGTERM sent"
+    );
     let exited = tokio::task::spawn_blocking(move || {
         let exited = exited_within_30_s(&mut server.child);
         (exited, server)
@@ -353,7 +356,13 @@ async fn a_server_stopped_mid_simulation_puts_the_switches_back_before_it_exits(
     drop(exited.1);
 
     let again = start_server().await.expect("start task");
-    let now = call(admin(client.get(format!("{}/api/admin/defenses", again.url)))).await;
-    assert_eq!(now["version_lock"], true, "the run's switches did not outlive it: {now}");
+    let now = call(admin(
+        client.get(format!("{}/api/admin/defenses", again.url)),
+    ))
+    .await;
+    assert_eq!(
+        now["version_lock"], true,
+        "the run's switches did not outlive it: {now}"
+    );
     assert_eq!(now["stock_gate"], true, "{now}");
 }
