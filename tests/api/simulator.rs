@@ -174,7 +174,7 @@ async fn with_version_lock_off_the_streamed_stock_falls_below_zero_and_the_audit
     let app = spawn_app().await;
     let id = start_ok(
         &app,
-        &json!({"users": 1000, "stock": 100, "concurrency": 64, "scenario": "flash-sale",
+        &json!({"users": 600, "stock": 100, "concurrency": 64, "scenario": "flash-sale",
                 "defenses": {"version_lock": false, "stock_gate": false}, "race_window_ms": 5}),
     )
     .await;
@@ -214,7 +214,7 @@ async fn one_run_at_a_time_a_simulation_or_an_experiment() {
     let app = spawn_app().await;
     let id = start_ok(
         &app,
-        &json!({"users": 2000, "stock": 200, "concurrency": 16, "scenario": "double-click"}),
+        &json!({"users": 600, "stock": 200, "concurrency": 16, "scenario": "double-click"}),
     )
     .await;
 
@@ -252,7 +252,7 @@ async fn the_switches_come_back_when_the_reader_goes_away_mid_run() {
     let before = app.get_admin_json("/api/admin/defenses").await;
     let id = start_ok(
         &app,
-        &json!({"users": 1500, "stock": 100, "concurrency": 32,
+        &json!({"users": 600, "stock": 100, "concurrency": 32,
                 "defenses": {"version_lock": false, "idempotency_key": false}}),
     )
     .await;
