@@ -161,9 +161,12 @@ async fn kill_an_instance_mid_sale(stack: &Shared, dir: &std::path::Path) -> Aft
     assert_eq!(call(faults).await["orders_stall_after_gate_ms"], 60000);
 
     // A's orders take their units and freeze.
+    let mut frozen = Vec::new();
     for (i, token) in tokens.iter().take(STALLED).enumerate() {
         let (client, url, token) = (client.clone(), doomed.url.clone(), token.clone());
-        tokio::spawn(async move { buy(&client, &url, &token, &format!("k{i}"), product).await });
+        frozen.push(tokio::spawn(async move {
+            buy(&client, &url, &token, &format!("k{i}"), product).await
+        }));
     }
     let kv = RedisKv::connect(&stack.redis, &stack.prefix)
         .await
@@ -178,10 +181,20 @@ async fn kill_an_instance_mid_sale(stack: &Shared, dir: &std::path::Path) -> Aft
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(
-        kv.get(&counter).await.unwrap().as_deref(),
-        Some(left.as_str())
-    );
+    let counted = kv.get(&counter).await.unwrap();
+    if counted.as_deref() != Some(left.as_str()) {
+        // What the frozen orders were answered, if anything: the reason they took no unit.
+        let mut answers = Vec::new();
+        for order in frozen {
+            answers.push(
+                match tokio::time::timeout(Duration::from_secs(1), order).await {
+                    Ok(answer) => format!("{answer:?}"),
+                    Err(_) => "still waiting".to_string(),
+                },
+            );
+        }
+        panic!("gate counter {counted:?}, expected {left}; A's orders: {answers:?}");
+    }
     // B sells the rest.
     for (i, token) in tokens.iter().enumerate().take(STOCK).skip(STALLED) {
         let (status, _, body) = buy(&client, &survivor.url, token, &format!("k{i}"), product).await;
