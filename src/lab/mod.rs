@@ -29,6 +29,10 @@ use crate::switches::{BoardState, Defense};
 use crate::text::Text;
 use experiments::{Experiment, Variant};
 
+/// The largest race window the lab accepts (ms), in its settings and in a
+/// simulation: a teaching aid, not a stall.
+pub const MAX_RACE_WINDOW_MS: u64 = 2_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
     #[error("no experiment {0:?}")]

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::experiments::{Attack, Experiment};
-use super::{LabError, Saved, quiesce};
+use super::{LabError, MAX_RACE_WINDOW_MS, Saved, quiesce};
 use crate::flows::{audit, shared};
 use crate::loadtest::{self, Scenario, StockProbe, StockSample, Tick, TickSink};
 use crate::state::AppState;
@@ -26,7 +26,6 @@ use crate::workbench::SimulationLog;
 pub const MAX_USERS: usize = 20_000;
 pub const MAX_STOCK: i64 = 100_000;
 pub const MAX_CONCURRENCY: usize = 256;
-pub const MAX_RACE_WINDOW_MS: u64 = 2_000;
 /// The longest a simulation's load may last.
 const MAX_LOAD: Duration = Duration::from_secs(60);
 /// The longest a whole simulation may last (the buyers' logins and the load);

@@ -8,7 +8,7 @@ use crate::auth::Admin;
 use crate::domain::Channel;
 use crate::error::ApiError;
 use crate::flows::shared;
-use crate::lab::{self, LabError, experiments};
+use crate::lab::{self, LabError, MAX_RACE_WINDOW_MS, experiments};
 use crate::state::AppState;
 use crate::switches::{LabSettings, StockWrite};
 
@@ -137,9 +137,6 @@ pub(super) fn api_error(error: LabError) -> ApiError {
 async fn get_settings(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
     HttpResponse::Ok().json(state.switches.lab_settings())
 }
-
-/// The largest race window the lab accepts (ms): a teaching aid, not a stall.
-const MAX_RACE_WINDOW_MS: u64 = 2_000;
 
 /// Changes the lab's run-time settings (every instance).
 #[utoipa::path(
