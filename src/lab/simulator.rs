@@ -32,7 +32,12 @@ const MAX_LOAD: Duration = Duration::from_secs(60);
 /// past it the run ends as failed, and the switches are put back as always.
 pub const MAX_RUN: Duration = Duration::from_secs(120);
 /// The scenarios the simulator runs.
-pub const SCENARIOS: [&str; 4] = ["flash-sale", "double-click", "retry-storm", "mixed"];
+const SCENARIOS: [(&str, Scenario); 4] = [
+    ("flash-sale", Scenario::FlashSale),
+    ("double-click", Scenario::DoubleClick),
+    ("retry-storm", Scenario::RetryStorm),
+    ("mixed", Scenario::Mixed),
+];
 
 /// What was asked, as the client said it.
 #[derive(Debug, Clone)]
@@ -94,16 +99,14 @@ fn within(name: &str, value: i64, low: i64, high: i64) -> Result<(), LabError> {
 }
 
 fn scenario(name: &str) -> Result<Scenario, LabError> {
-    match name {
-        "flash-sale" => Ok(Scenario::FlashSale),
-        "double-click" => Ok(Scenario::DoubleClick),
-        "retry-storm" => Ok(Scenario::RetryStorm),
-        "mixed" => Ok(Scenario::Mixed),
-        _ => Err(LabError::BadRequest(format!(
-            "scenario must be one of {}",
-            SCENARIOS.join(", ")
-        ))),
-    }
+    SCENARIOS
+        .iter()
+        .find(|(known, _)| *known == name)
+        .map(|(_, scenario)| *scenario)
+        .ok_or_else(|| {
+            let names: Vec<&str> = SCENARIOS.iter().map(|(known, _)| *known).collect();
+            LabError::BadRequest(format!("scenario must be one of {}", names.join(", ")))
+        })
 }
 
 /// Every defense on, except those asked off.
