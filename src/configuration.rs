@@ -35,6 +35,11 @@ pub struct Settings {
     /// A Redis Cluster's seed nodes, `redis://h:p,redis://h:p,…` (instead of `REDIS_URL`).
     #[arg(long, env = "REDIS_CLUSTER_URLS")]
     pub redis_cluster_urls: Option<String>,
+    /// How long one Redis command or connection attempt may take (ms); past
+    /// it, it counts as a Redis failure and the breaker opens for 500 ms
+    /// (the order path then goes on without the gate, docs/reliability.md).
+    #[arg(long = "redis-command-timeout-ms", env = "REDIS_COMMAND_TIMEOUT_MS", default_value = "500", value_parser = positive_millis)]
+    pub redis_command_timeout: Duration,
     /// Listen address.
     #[arg(long, env = "BIND_ADDR", default_value = "127.0.0.1:8080")]
     pub bind_addr: String,
@@ -339,6 +344,13 @@ fn millis(value: &str) -> Result<Duration, String> {
         .map_err(|_| format!("{value:?} is not a whole number of milliseconds"))
 }
 
+fn positive_millis(value: &str) -> Result<Duration, String> {
+    match millis(value)? {
+        bound if bound.is_zero() => Err("must be at least 1 ms".to_string()),
+        bound => Ok(bound),
+    }
+}
+
 fn secret(value: &str) -> Result<SecretString, String> {
     Ok(SecretString::from(value.trim().to_string()))
 }
@@ -510,5 +522,17 @@ mod tests {
         assert!(
             Settings::try_parse_from(["flashguard", "--idempotency-lease-secs", "soon"]).is_err()
         );
+    }
+
+    #[test]
+    fn the_redis_command_bound_is_500_ms_unless_set_and_never_zero() {
+        let parse = |extra: &[&str]| {
+            Settings::try_parse_from(["flashguard"].iter().chain(extra).copied())
+                .map(|settings| settings.redis_command_timeout)
+        };
+        assert_eq!(parse(&[]).ok(), Some(Duration::from_millis(500)));
+        let set = parse(&["--redis-command-timeout-ms", "3000"]).ok();
+        assert_eq!(set, Some(Duration::from_secs(3)));
+        assert!(parse(&["--redis-command-timeout-ms", "0"]).is_err());
     }
 }

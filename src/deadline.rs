@@ -2,11 +2,11 @@
 //! docs/reliability.md "One deadline per request").
 //!
 //! **What it prevents**: each wait on a dependency is bounded on its own (a
-//! pool acquire by `DB_ACQUIRE_TIMEOUT_MS`, a Redis command by 500 ms), but a
-//! request can wait several times in a row — during a database outage an
-//! order queued behind a group-commit batch that waits its 2 s acquire, then
-//! waits its own batch's 2 s — and the client sees 4 to 6 s instead of the
-//! promised bound.
+//! pool acquire by `DB_ACQUIRE_TIMEOUT_MS`, a Redis command by
+//! `REDIS_COMMAND_TIMEOUT_MS`), but a request can wait several times in a
+//! row — during a database outage an order queued behind a group-commit
+//! batch that waits its 2 s acquire, then waits its own batch's 2 s — and the
+//! client sees 4 to 6 s instead of the promised bound.
 //!
 //! **How**: the API's requests (not the admin's and the lab's, which run long
 //! on purpose) carry a deadline from their arrival. Deliberate waits look at

@@ -153,7 +153,9 @@ async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
     .await?;
     let (kv, bus): (Arc<dyn KeyStore>, Arc<dyn MessageBus>) = match &target {
         Some(target) => {
-            let redis = RedisKv::connect(target, &settings.kv_prefix).await?;
+            let redis =
+                RedisKv::connect(target, &settings.kv_prefix, settings.redis_command_timeout)
+                    .await?;
             (Arc::new(redis.clone()), Arc::new(redis.bus()))
         }
         None => (Arc::new(MemoryKv::new()), Arc::new(MemoryBus::new())),

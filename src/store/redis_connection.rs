@@ -1,6 +1,6 @@
 //! The Redis connection, with every wait bounded (docs/reliability.md): a
-//! command gets 500 ms, and after a failure a small breaker stays open for
-//! 500 ms, during which commands fail at once instead of queueing behind a
+//! command gets `REDIS_COMMAND_TIMEOUT_MS` (500 by default), and after a
+//! failure a small breaker stays open for 500 ms, during which commands fail at once instead of queueing behind a
 //! reconnection. A request that needs Redis while it is down is therefore
 //! answered (503, or served without the optional fast paths) in well under a
 //! second, and the first command after Redis returns reconnects.
@@ -106,14 +106,14 @@ impl ConnectionLike for Inner {
     }
 }
 
-/// How long one command may take.
-const COMMAND_BOUND: Duration = Duration::from_millis(500);
 /// How long the breaker stays open after a failure.
 const OPEN_FOR_MS: i64 = 500;
 
 #[derive(Clone)]
 pub struct BoundedConnection {
     target: Target,
+    /// How long one command may take (`REDIS_COMMAND_TIMEOUT_MS`).
+    command_bound: Duration,
     id: u64,
     /// Raised by every connection failure: older connections are not used again.
     generation: Arc<AtomicU64>,
@@ -124,9 +124,10 @@ pub struct BoundedConnection {
 impl BoundedConnection {
     /// Opens the calling thread's connection at once, so that a wrong URL or
     /// a Redis that is down stops the start instead of the first request.
-    pub async fn open(target: Target) -> Result<Self, RedisError> {
+    pub async fn open(target: Target, command_bound: Duration) -> Result<Self, RedisError> {
         let connection = Self {
             target,
+            command_bound,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             generation: Arc::new(AtomicU64::new(0)),
             open_until: Arc::new(AtomicI64::new(0)),
@@ -207,7 +208,7 @@ impl BoundedConnection {
                 "Redis failed a moment ago; not asked again yet",
             )));
         }
-        match tokio::time::timeout(COMMAND_BOUND, exchange).await {
+        match tokio::time::timeout(self.command_bound, exchange).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => {
                 if is_connection_error(&error) {
@@ -221,7 +222,11 @@ impl BoundedConnection {
                 self.retire_connections();
                 Err(RedisError::from((
                     ErrorKind::IoError,
-                    "Redis did not answer within 500 ms",
+                    "Redis did not answer within the command bound",
+                    format!(
+                        "{} ms (REDIS_COMMAND_TIMEOUT_MS)",
+                        self.command_bound.as_millis()
+                    ),
                 )))
             }
         }

@@ -217,18 +217,23 @@ impl std::fmt::Debug for RedisKv {
 }
 
 impl RedisKv {
-    /// Connects to one Redis or to a cluster (its seed nodes).
-    pub async fn connect(target: &RedisTarget, prefix: &str) -> Result<Self, KvError> {
+    /// Connects to one Redis or to a cluster (its seed nodes); a command (or a
+    /// connection attempt) gives up after `command_bound`.
+    pub async fn connect(
+        target: &RedisTarget,
+        prefix: &str,
+        command_bound: Duration,
+    ) -> Result<Self, KvError> {
         let (target, url_for_logs) = match target {
             RedisTarget::Node(url) => (
                 Target::Node {
                     client: redis::Client::open(url.as_str())?,
-                    config: bounded(),
+                    config: bounded(command_bound),
                 },
                 strip_password(url),
             ),
             RedisTarget::Cluster(seeds) => (
-                Target::Cluster(bounded_cluster(seeds)?),
+                Target::Cluster(bounded_cluster(seeds, command_bound)?),
                 format!(
                     "cluster {}",
                     seeds
@@ -239,7 +244,7 @@ impl RedisKv {
                 ),
             ),
         };
-        let connection = BoundedConnection::open(target).await?;
+        let connection = BoundedConnection::open(target, command_bound).await?;
         Ok(Self {
             connection,
             prefix: prefix.to_string(),
@@ -343,26 +348,29 @@ fn strip_password(raw: &str) -> String {
 }
 
 /// Every wait bounded (docs/reliability.md): a command or a connection attempt
-/// gives up after 500 ms, and reconnecting backs off 100 ms × 2ⁿ, at most 1 s,
+/// gives up after `bound` (`REDIS_COMMAND_TIMEOUT_MS`), and reconnecting backs off 100 ms × 2ⁿ, at most 1 s,
 /// so an instance is back within about a second of Redis coming back.
-fn bounded() -> ConnectionManagerConfig {
+fn bounded(bound: Duration) -> ConnectionManagerConfig {
     ConnectionManagerConfig::new()
-        .set_connection_timeout(Duration::from_millis(500))
-        .set_response_timeout(Duration::from_millis(500))
+        .set_connection_timeout(bound)
+        .set_response_timeout(bound)
         .set_exponent_base(2)
         .set_factor(100)
         .set_max_delay(1_000)
         .set_number_of_retries(2)
 }
 
-/// The same bounds on a cluster: 500 ms to connect or answer, four retries
+/// The same bounds on a cluster: `bound` to connect or answer, four retries
 /// (a MOVED or ASK redirection is one: after a failover the first request to a
 /// moved slot meets the dead node, then the redirection; two retries were seen
 /// to run out there — tests/api/redis_cluster.rs, the failover test).
-fn bounded_cluster(seeds: &[String]) -> Result<redis::cluster::ClusterClient, KvError> {
+fn bounded_cluster(
+    seeds: &[String],
+    bound: Duration,
+) -> Result<redis::cluster::ClusterClient, KvError> {
     Ok(redis::cluster::ClusterClient::builder(seeds.to_vec())
-        .connection_timeout(Duration::from_millis(500))
-        .response_timeout(Duration::from_millis(500))
+        .connection_timeout(bound)
+        .response_timeout(bound)
         .retries(4)
         .min_retry_wait(50)
         .max_retry_wait(500)

@@ -46,6 +46,9 @@ pub fn start_with(
         .env_remove("REDIS_CLUSTER_URLS")
         .env("BIND_ADDR", "127.0.0.1:0")
         .env("RUST_LOG", "warn")
+        // As in `spawn_app`: a debug build under load may read a Redis reply
+        // late; past 500 ms its orders would go around the gate.
+        .env("REDIS_COMMAND_TIMEOUT_MS", "3000")
         .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use crate::helpers::{TestApp, TestUser, created_and_sold_out_at_gate, crowd_buys, spawn_app_with};
+use crate::helpers::{
+    TestApp, TestUser, answered_by, created_and_sold_out_at_gate, crowd_buys, spawn_app_with,
+};
 use flashguard::store::key_layout;
 use reqwest::StatusCode;
 
@@ -44,7 +46,7 @@ async fn three_buckets_sell_exactly_the_stock() {
     assert_eq!(buckets_of(&app, product).await, [Some(7), Some(7), Some(6)]);
     let (users, replies) = crowd_buys(&app, 90, "bucket", product).await;
     let (created, at_gate) = created_and_sold_out_at_gate(&replies);
-    assert_eq!((created, at_gate), (20, 70));
+    assert_eq!((created, at_gate), (20, 70), "{:?}", answered_by(&replies));
     assert_eq!(app.order_count(product).await, 20);
     assert_eq!(buckets_of(&app, product).await, [Some(0), Some(0), Some(0)]);
     let loser = replies.iter().position(|r| r.status != StatusCode::CREATED);

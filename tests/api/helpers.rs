@@ -154,6 +154,11 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     // Generous: debug builds on two shared cores, four suites in a row
     // (tests/api/deadline.rs sets its own).
     settings.request_deadline = Duration::from_secs(10);
+    // A debug build beside other tests can leave a Redis reply unread for
+    // over 500 ms; past the bound the breaker would send every order around
+    // the gate for 500 ms (a CI run saw 100 of 180 losers answered by the
+    // database). The fault tests kill Redis, which is refused at once.
+    settings.redis_command_timeout = Duration::from_secs(3);
     // Off in tests (the rate-limit tests switch them on).
     settings.limits.login_per_ip = 0;
     settings.limits.writes_per_user = 0;
@@ -630,6 +635,19 @@ pub async fn crowd_buys(
     })
     .await;
     (users, replies)
+}
+
+/// The replies counted by status, problem code and answering defense, e.g.
+/// `"409 sold_out stock_gate": 180`: the message of an assertion on them.
+pub fn answered_by(replies: &[Reply]) -> std::collections::BTreeMap<String, usize> {
+    let mut tally = std::collections::BTreeMap::new();
+    for reply in replies {
+        let code = reply.code().unwrap_or_default();
+        let defense = reply.defense.as_deref().unwrap_or("-");
+        let line = format!("{} {code} {defense}", reply.status.as_u16());
+        *tally.entry(line).or_insert(0) += 1;
+    }
+    tally
 }
 
 /// How many replies created an order, and how many are `sold_out` answered

@@ -168,7 +168,7 @@ async fn kill_an_instance_mid_sale(stack: &Shared, dir: &std::path::Path) -> Aft
             buy(&client, &url, &token, &format!("k{i}"), product).await
         }));
     }
-    let kv = RedisKv::connect(&stack.redis, &stack.prefix)
+    let kv = RedisKv::connect(&stack.redis, &stack.prefix, Duration::from_secs(2))
         .await
         .expect("the key store");
     let counter = key_layout::gate_stock(product);

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::helpers::{
-    Reply, TestApp, TestUser, create_test_database, created_and_sold_out_at_gate, crowd_buys,
-    database_server, spawn_app_with,
+    Reply, TestApp, TestUser, answered_by, create_test_database, created_and_sold_out_at_gate,
+    crowd_buys, database_server, spawn_app_with,
 };
 use flashguard::store::key_layout;
 use reqwest::StatusCode;
@@ -270,8 +270,9 @@ async fn a_flash_sale_and_a_payment_run_on_a_redis_cluster() {
     let product = app.reset_with_one_product(20).await;
     let (users, replies) = crowd_buys(&app, 60, "cluster", product).await;
     let (created, at_gate) = created_and_sold_out_at_gate(&replies);
-    assert_eq!(created, 20, "exactly the stock");
-    assert_eq!(at_gate, 40, "every loser answered at the gate");
+    let answers = answered_by(&replies);
+    assert_eq!(created, 20, "exactly the stock: {answers:?}");
+    assert_eq!(at_gate, 40, "every loser answered at the gate: {answers:?}");
     assert_eq!(app.order_count(product).await, 20);
     let replay = app
         .post_order_retrying(&users[0], "cluster-0", product, 1)
@@ -446,8 +447,12 @@ async fn ten_thousand_buyers_over_three_instances_and_three_buckets() {
         .await;
 
     let (created, at_gate) = created_and_sold_out_at_gate(&replies);
-    assert_eq!(created, 1_000, "exactly the stock");
-    assert_eq!(at_gate, 9_000, "every loser answered at the gate");
+    let answers = answered_by(&replies);
+    assert_eq!(created, 1_000, "exactly the stock: {answers:?}");
+    assert_eq!(
+        at_gate, 9_000,
+        "every loser answered at the gate: {answers:?}"
+    );
     assert_eq!(first.order_count(product).await, 1_000);
     assert_eq!(first.stock(product).await, 0);
     let per_user = "SELECT COUNT(*) FROM (SELECT user_id FROM orders GROUP BY user_id HAVING COUNT(*) > 1) AS twice";

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::helpers::{
-    Reply, TestApp, check, concurrently, created_and_sold_out_at_gate, crowd_buys, spawn_app,
+    Reply, TestApp, answered_by, check, concurrently, created_and_sold_out_at_gate, crowd_buys,
+    spawn_app,
 };
 use flashguard::store::{Claim, GateKeys, Reconcile};
 use reqwest::StatusCode;
@@ -29,10 +30,12 @@ async fn losers_are_answered_at_the_gate_and_winners_buy_exactly_the_stock() {
     let (product, replies) = flash_sale(&app).await;
 
     let (created, at_gate) = created_and_sold_out_at_gate(&replies);
-    assert_eq!(created, 20);
+    assert_eq!(created, 20, "{:?}", answered_by(&replies));
     assert_eq!(
-        at_gate, 180,
-        "every loser was answered by the gate, without the database"
+        at_gate,
+        180,
+        "every loser was answered by the gate, without the database: {:?}",
+        answered_by(&replies)
     );
     assert_eq!(app.order_count(product).await, 20);
     assert_eq!(gate_stock(&app, product).await, Some(0));
