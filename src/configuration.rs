@@ -35,6 +35,14 @@ pub struct Settings {
     /// A Redis Cluster's seed nodes, `redis://h:p,redis://h:p,…` (instead of `REDIS_URL`).
     #[arg(long, env = "REDIS_CLUSTER_URLS")]
     pub redis_cluster_urls: Option<String>,
+    /// `amqp://user:password@host:port/vhost`: the "order paid" messages go
+    /// through RabbitMQ instead of the Redis stream (docs/messaging.md).
+    #[arg(long, env = "AMQP_URL")]
+    pub amqp_url: Option<String>,
+    /// The most unacknowledged messages RabbitMQ hands this instance's
+    /// consumer at once (`basic.qos` prefetch).
+    #[arg(long = "amqp-prefetch", env = "AMQP_PREFETCH", default_value = "32", value_parser = clap::value_parser!(u16).range(1..))]
+    pub amqp_prefetch: u16,
     /// How long one Redis command or connection attempt may take (ms); past
     /// it, it counts as a Redis failure and the breaker opens for 500 ms
     /// (the order path then goes on without the gate, docs/reliability.md).
@@ -273,6 +281,14 @@ pub struct RewardsSettings {
     /// A delivered message not acknowledged after this long is delivered again (ms).
     #[arg(long = "rewards-redeliver-after-ms", env = "REWARDS_REDELIVER_AFTER_MS", default_value = "5000", value_parser = millis)]
     pub redeliver_after: Duration,
+    /// Whether this instance runs the rewards consumer (false: it publishes
+    /// the messages but leaves them to other instances, an API-only node).
+    #[arg(long = "rewards-consumer", env = "REWARDS_CONSUMER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub consume: bool,
+    /// A message whose handling failed this many times goes to the
+    /// dead-letter queue (an unreadable one at once).
+    #[arg(long = "message-max-deliveries", env = "MESSAGE_MAX_DELIVERIES", default_value = "5", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_deliveries: u32,
     /// The audit expects a paid order's reward after this long (s).
     #[arg(long = "rewards-settle-secs", env = "REWARDS_SETTLE_SECS", default_value = "30", value_parser = secs)]
     pub settle: Duration,
@@ -404,6 +420,7 @@ impl Settings {
         let non_empty = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
         self.redis_url = non_empty(self.redis_url.take());
         self.redis_cluster_urls = non_empty(self.redis_cluster_urls.take());
+        self.amqp_url = non_empty(self.amqp_url.take());
         self.payments.psp_callback_url = non_empty(self.payments.psp_callback_url.take());
         self.providers.notify_base_url = non_empty(self.providers.notify_base_url.take());
         if self.database_url.trim().is_empty() {

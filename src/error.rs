@@ -122,6 +122,8 @@ pub enum ApiError {
     #[error(transparent)]
     KeyStore(#[from] KvError),
     #[error(transparent)]
+    MessageBus(#[from] crate::store::bus::BusError),
+    #[error(transparent)]
     Database(#[from] StoreError),
     #[error("cannot serialise an answer")]
     Serialize(#[from] serde_json::Error),
@@ -204,6 +206,7 @@ impl ApiError {
             Self::RequestTimeout => P::RequestTimeout,
             Self::PayloadTooLarge { .. } => P::PayloadTooLarge,
             Self::KeyStore(_)
+            | Self::MessageBus(_)
             | Self::DeadlinePassed { .. }
             | Self::BatchFoundDatabaseUnavailable => P::DependencyUnavailable,
             Self::Database(error) if error.is_unavailable() => P::DependencyUnavailable,
@@ -233,6 +236,7 @@ impl ApiError {
     pub fn dependency(&self) -> Option<&'static str> {
         match self {
             Self::KeyStore(_) => Some("redis"),
+            Self::MessageBus(error) => Some(error.dependency()),
             Self::Database(error) if error.is_unavailable() => Some("database"),
             Self::DeadlinePassed { dependency } => Some(dependency),
             Self::BatchFoundDatabaseUnavailable => Some("database"),

@@ -12,6 +12,9 @@ pub const MAX_STALL_MS: u64 = 60_000;
 pub struct Faults {
     /// The next N reward deliveries "crash" after their effect, before the ack.
     crash_after_effect: AtomicU64,
+    /// The next N reward effects fail (their transaction is not committed):
+    /// retried, then dead-lettered after `MESSAGE_MAX_DELIVERIES` failures.
+    fail_effect: AtomicU64,
     /// Each order that took a unit at the stock gate pauses this long (ms)
     /// before its database step: an instance frozen (or about to be killed)
     /// in the middle of its orders (docs/scaling.md).
@@ -46,10 +49,25 @@ impl Faults {
 
     /// Takes one pending crash, if any is left.
     pub fn take_crash(&self) -> bool {
-        self.crash_after_effect
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
-                left.checked_sub(1)
-            })
-            .is_ok()
+        take_one(&self.crash_after_effect)
     }
+
+    pub fn set_fail_effect(&self, count: u64) {
+        self.fail_effect.store(count, Ordering::SeqCst);
+    }
+
+    pub fn fail_effect(&self) -> u64 {
+        self.fail_effect.load(Ordering::SeqCst)
+    }
+
+    /// Takes one pending effect failure, if any is left.
+    pub fn take_effect_failure(&self) -> bool {
+        take_one(&self.fail_effect)
+    }
+}
+
+/// Counts one down, unless it is zero; true if it was not.
+fn take_one(left: &AtomicU64) -> bool {
+    left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
 }

@@ -414,8 +414,8 @@ impl ProblemCode {
                 503,
                 text("依赖的服务不可用", "A dependency is unavailable"),
                 text(
-                    "数据库或 Redis 没有及时响应（dependency 字段说明是哪一个）。服务端在限定时间内就放弃了，不会让请求一直挂着：每次等待各有上限，整个请求还有一个总的截止时间（REQUEST_DEADLINE_MS，默认 2.5 秒）。什么都没保存，过 Retry-After 秒后用同一个键重试。Redis 挂了时照常下单（幂等键表在数据库里），但支付会被拒绝，因为一次性令牌和订单锁在 Redis 里。",
-                    "The database or Redis did not answer in time (the dependency member says which). The server gave up within a bound instead of hanging — each wait has its own, and the whole request one deadline (REQUEST_DEADLINE_MS, 2.5 s by default); nothing was stored: retry with the same key after Retry-After seconds. With Redis down, orders are still served (the key table is in the database); paying is refused, because the one-time token and the order lock live in Redis.",
+                    "数据库、Redis 或 RabbitMQ 没有及时响应（dependency 字段说明是哪一个）。服务端在限定时间内就放弃了，不会让请求一直挂着：每次等待各有上限，整个请求还有一个总的截止时间（REQUEST_DEADLINE_MS，默认 2.5 秒）。什么都没保存，过 Retry-After 秒后用同一个键重试。Redis 挂了时照常下单（幂等键表在数据库里），但支付会被拒绝，因为一次性令牌和订单锁在 Redis 里。",
+                    "The database, Redis or RabbitMQ did not answer in time (the dependency member says which). The server gave up within a bound instead of hanging — each wait has its own, and the whole request one deadline (REQUEST_DEADLINE_MS, 2.5 s by default); nothing was stored: retry with the same key after Retry-After seconds. With Redis down, orders are still served (the key table is in the database); paying is refused, because the one-time token and the order lock live in Redis.",
                 ),
             )
             .retry_after(1),

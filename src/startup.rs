@@ -19,6 +19,7 @@ use crate::flows::orders::batch::{self, OrderBatches};
 use crate::flows::{JobError, closing, notifications, rewards, shared};
 use crate::psp::keys::{KeyError, ProviderKeys};
 use crate::state::AppState;
+use crate::store::amqp_bus::{AmqpBus, AmqpConfig, Route};
 use crate::store::bus::MemoryBus;
 use crate::store::db::DbSetupError;
 use crate::store::instance_lock::{self, InstanceLockError, KeyStoreMode};
@@ -38,6 +39,8 @@ pub enum StartupError {
     KeyStore(#[from] KvError),
     #[error("the key store's settings: {0}")]
     KeyStoreSettings(String),
+    #[error("cannot connect to RabbitMQ (AMQP_URL)")]
+    MessageBus(#[from] crate::store::bus::BusError),
     #[error(transparent)]
     InstanceLock(#[from] InstanceLockError),
     #[error("cannot load the stock gate")]
@@ -151,7 +154,7 @@ async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
         settings.db_acquire_timeout,
     )
     .await?;
-    let (kv, bus): (Arc<dyn KeyStore>, Arc<dyn MessageBus>) = match &target {
+    let (kv, stream): (Arc<dyn KeyStore>, Arc<dyn MessageBus>) = match &target {
         Some(target) => {
             let redis =
                 RedisKv::connect(target, &settings.kv_prefix, settings.redis_command_timeout)
@@ -160,11 +163,32 @@ async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
         }
         None => (Arc::new(MemoryKv::new()), Arc::new(MemoryBus::new())),
     };
-    tracing::info!(database = ?db.backend(), key_store = %kv.describe(), "stores ready");
+    let bus = match &settings.amqp_url {
+        Some(url) => Arc::new(AmqpBus::connect(amqp_config(&settings, url)).await?),
+        None => stream,
+    };
+    tracing::info!(database = ?db.backend(), key_store = %kv.describe(), bus = %bus.describe(), "stores ready");
     let provider_keys = ProviderKeys::resolve(&settings.providers)?;
     let state = AppState::new(settings, db, kv, bus, provider_keys);
     *state.instance_lock.lock() = lock;
     Ok(state)
+}
+
+/// How long one exchange with RabbitMQ may take (connect, confirm, ack).
+const AMQP_BOUND: Duration = Duration::from_secs(2);
+
+/// RabbitMQ: this instance's names, and the one queue it consumes.
+fn amqp_config(settings: &Settings, url: &str) -> AmqpConfig {
+    AmqpConfig {
+        url: url.to_string(),
+        prefix: settings.kv_prefix.clone(),
+        prefetch: settings.amqp_prefetch,
+        bound: AMQP_BOUND,
+        routes: vec![Route {
+            topic: rewards::ORDER_PAID_TOPIC,
+            group: rewards::REWARDS_GROUP,
+        }],
+    }
 }
 
 /// A fresh database starts with the seed catalogue.
@@ -271,12 +295,14 @@ fn spawn_message_work(state: &web::Data<AppState>) {
         "outbox relay",
         |state| async move { Ok(rewards::relay_once(&state).await? as u64) },
     );
-    every(
-        state,
-        settings.rewards.poll_every,
-        "rewards consumer",
-        |state| async move { Ok(rewards::consume_once(&state).await? as u64) },
-    );
+    if settings.rewards.consume {
+        every(
+            state,
+            settings.rewards.poll_every,
+            "rewards consumer",
+            |state| async move { Ok(rewards::consume_once(&state).await? as u64) },
+        );
+    }
     let reconcile_every = settings.rewards.settle / 2;
     every(
         state,

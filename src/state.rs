@@ -17,6 +17,7 @@ use crate::faults::Faults;
 use crate::limits::Limits;
 use crate::psp::keys::ProviderKeys;
 use crate::psp::{MockProvider, ProviderConfig};
+use crate::store::bus::DeliveryCounts;
 use crate::store::{Db, KeyStore, MessageBus};
 use crate::switches::SwitchBoard;
 use crate::workbench::Lab;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub order_locks: OrderLocks,
     pub payment_tokens: PaymentTokens,
     pub faults: Faults,
+    /// What the rewards consumer saw: failures per message, redeliveries, dead letters.
+    pub deliveries: DeliveryCounts,
     pub lab: Lab,
     /// Signs and checks login tokens (also registered as its own `web::Data`).
     pub sessions: Arc<SessionKeys>,
@@ -119,6 +122,7 @@ impl AppState {
             psp: Arc::new(mock_provider(&settings, &provider_keys, &db)),
             provider_keys: Arc::new(provider_keys),
             faults: Faults::default(),
+            deliveries: DeliveryCounts::default(),
             lab: Lab::default(),
             limits: Arc::new(Limits::new(&settings.limits)),
             public_audit: Default::default(),

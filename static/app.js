@@ -40,6 +40,7 @@ const WORDS = {
   token_refused: ['管理员令牌不对。', 'The admin token was refused.'],
   token_needed: ['输入管理员令牌后，才能切换防线、运行实验。', 'Enter the admin token to switch defenses and run experiments.'],
   saved: ['已保存 ✓', 'Saved ✓'],
+  bus_state: ['消息队列：{bus}。待处理 {pending} 条，死信 {dead} 条。', 'Messages: {bus}. Not yet handled: {pending}; dead letters: {dead}.'],
   reset_confirm: ['确定重置秒杀？所有订单、支付和积分都会被删除。', 'Reset the sale? Every order, payment and reward is deleted.'],
   reset_done: ['已重置 ✓', 'The sale was reset ✓'],
   reset_refused: ['重置被拒绝：', 'Reset refused: '],
@@ -503,7 +504,22 @@ function setUpLab() {
       document.getElementById('psp-callbacks').value = psp.body.callbacks;
       document.getElementById('psp-late-failed').checked = psp.body.failed_after_success;
     }
-    if (faults.status === 200) document.getElementById('crashes').value = faults.body.rewards_crash_after_effect;
+    if (faults.status === 200) {
+      document.getElementById('crashes').value = faults.body.rewards_crash_after_effect;
+      document.getElementById('fail-effects').value = faults.body.rewards_fail_effect;
+    }
+    loadBusState();
+  }
+
+  // The "order paid" messages on the bus: pending and dead letters.
+  async function loadBusState() {
+    const answer = await fg.call('GET', '/api/admin/messages', { headers: auth() });
+    const line = document.getElementById('bus-state');
+    if (!line) return;
+    line.textContent = answer.status === 200
+      ? fg.t('bus_state').replace('{bus}', answer.body.bus)
+        .replace('{pending}', answer.body.pending).replace('{dead}', answer.body.dead_letters)
+      : fg.describe(answer)[1];
   }
 
   document.getElementById('lab-settings').addEventListener('submit', async (event) => {
@@ -517,7 +533,8 @@ function setUpLab() {
         group_commit: document.getElementById('group-commit').checked } }),
       fg.call('PUT', '/api/admin/psp', { headers: auth(), body: {
         callbacks: value('psp-callbacks'), failed_after_success: document.getElementById('psp-late-failed').checked } }),
-      fg.call('PUT', '/api/admin/faults', { headers: auth(), body: { rewards_crash_after_effect: value('crashes') } }),
+      fg.call('PUT', '/api/admin/faults', { headers: auth(), body: {
+        rewards_crash_after_effect: value('crashes'), rewards_fail_effect: value('fail-effects') } }),
     ]);
     const refused = answers.find((answer) => answer.status !== 200);
     document.getElementById('settings-note').textContent = refused ? fg.describe(refused)[1] : fg.t('saved');
@@ -533,7 +550,10 @@ function setUpLab() {
     await fg.call('PUT', '/api/admin/defenses', { headers: auth(), body: { [box.dataset.defense]: box.checked } });
     loadSwitches();
   }));
-  document.getElementById('audit-refresh').addEventListener('click', loadAudit);
+  document.getElementById('audit-refresh').addEventListener('click', () => {
+    loadAudit();
+    loadBusState();
+  });
   document.getElementById('reset-sale').addEventListener('click', async () => {
     const note = document.getElementById('reset-note');
     if (!window.confirm(fg.t('reset_confirm'))) return;

@@ -15,16 +15,18 @@
 //!    charged but not paid past the query window, nothing paid but not charged,
 //!    no amount that differs);
 //!
-//! and, as a warning that does not fail the audit, orders that look like a double
+//! and, as warnings that do not fail the audit, orders that look like a double
 //! submit (one user, one product, two keys, within a few seconds: what `popup_key`
-//! prevents).
+//! prevents), and "order paid" messages in the bus's dead-letter queue (given
+//! up on after `MESSAGE_MAX_DELIVERIES` failed tries, or unreadable).
 //!
 //! A defense switched off makes the matching check fail; that is the lab's proof.
 
 use serde::Serialize;
 
+use crate::causes::Causes;
 use crate::error::ApiError;
-use crate::flows::reconciliation;
+use crate::flows::{reconciliation, rewards};
 use crate::state::AppState;
 use crate::store::audit::{self, StockLine};
 use crate::store::{Db, StoreError, millis, now_ms, products};
@@ -83,6 +85,7 @@ pub async fn run(state: &AppState) -> Result<AuditReport, ApiError> {
         no_stale_key_in_progress(db).await?,
         provider_bill_matches(state).await?,
         suspected_double_submit(db).await?,
+        no_dead_letters(state).await,
     ];
     Ok(AuditReport {
         ok: checks
@@ -227,6 +230,33 @@ async fn suspected_double_submit(db: &Db) -> Result<Check, StoreError> {
     );
     check.level = Level::Warning;
     Ok(check)
+}
+
+/// Messages the consumer gave up on wait in the dead-letter queue for an
+/// operator; their paid orders get their reward by the reconciliation, which
+/// publishes the message again after the settle time.
+async fn no_dead_letters(state: &AppState) -> Check {
+    let asked = state
+        .bus
+        .dead_letters(rewards::ORDER_PAID_TOPIC, rewards::REWARDS_GROUP)
+        .await;
+    let mut check = match asked {
+        Ok(dead) => Check::zero(
+            "no_dead_letters",
+            dead as i64,
+            format!(
+                "{dead} order_paid messages in the dead-letter queue ({})",
+                state.bus.describe()
+            ),
+        ),
+        Err(error) => Check::zero(
+            "no_dead_letters",
+            1,
+            format!("the message bus did not answer: {}", Causes(&error)),
+        ),
+    };
+    check.level = Level::Warning;
+    check
 }
 
 async fn stock_gate_matches_database(state: &AppState) -> Result<Check, ApiError> {

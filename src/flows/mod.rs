@@ -22,10 +22,14 @@ pub enum JobError {
     Store(#[from] StoreError),
     #[error(transparent)]
     KeyStore(#[from] KvError),
+    #[error(transparent)]
+    Bus(#[from] crate::store::bus::BusError),
     #[error("cannot serialise a message")]
     Serialize(#[from] serde_json::Error),
     #[error(transparent)]
     Gate(#[from] crate::defenses::stock_gate::GateError),
+    #[error("fault injection: {0}")]
+    Injected(&'static str),
 }
 
 impl From<JobError> for crate::error::ApiError {
@@ -33,8 +37,10 @@ impl From<JobError> for crate::error::ApiError {
         match error {
             JobError::Store(error) => Self::Database(error),
             JobError::KeyStore(error) => Self::KeyStore(error),
+            JobError::Bus(error) => Self::MessageBus(error),
             JobError::Serialize(error) => Self::Serialize(error),
             JobError::Gate(error) => error.into(),
+            JobError::Injected(what) => Self::Internal(what.to_string()),
         }
     }
 }

@@ -3,11 +3,15 @@
 //! 1. The PAID transition inserts the message into the `outbox` table in the same
 //!    transaction (so it exists if and only if the order is paid).
 //! 2. The relay publishes unpublished outbox rows to the bus, then marks them
-//!    published. A crash in between publishes again later: at least once.
+//!    published (on RabbitMQ, once the broker confirmed). A crash in between
+//!    publishes again later: at least once. A failed publish gives the rows
+//!    back, for the next round.
 //! 3. The rewards consumer awards loyalty points and records the message id in the
 //!    same transaction (`message_dedup`), then acknowledges. A crash after the
 //!    effect and before the ack means redelivery (the lab's fault injection makes
-//!    that happen on demand).
+//!    that happen on demand). A delivery whose effect failed is delivered again
+//!    later; after `MESSAGE_MAX_DELIVERIES` failures, or at once if it cannot
+//!    be read, it goes to the dead-letter queue.
 
 use std::time::Duration;
 
@@ -61,10 +65,14 @@ pub async fn relay_once(state: &AppState) -> Result<usize, JobError> {
     let owner = &state.instance_id;
     let rows = outbox::claim_batch(state.db.pool(), owner, lease_until, BATCH as i64).await?;
     for row in &rows {
-        state
+        let published = state
             .bus
             .publish(&row.topic, &row.message_id, &row.payload)
-            .await?;
+            .await;
+        if let Err(error) = published {
+            outbox::release_claims(state.db.pool(), owner).await?;
+            return Err(error.into());
+        }
         outbox::mark_published(state.db.pool(), row.id, owner).await?;
     }
     Ok(rows.len())
@@ -97,30 +105,114 @@ pub async fn consume_once(state: &AppState) -> Result<usize, JobError> {
             state.switches.redeliver_after(),
         )
         .await?;
+    let mut first_failure = None;
     for delivery in &deliveries {
-        if delivery.redelivered {
-            metrics::count(metrics::REDELIVERIES);
+        match consume(state, delivery).await? {
+            Consumed::Acked => {}
+            Consumed::Failed(error) => {
+                first_failure.get_or_insert(error);
+            }
+            Consumed::Crashed => break,
         }
-        award_points(state, delivery).await?;
-        if state.faults.take_crash() {
-            tracing::warn!(message_id = %delivery.message_id, "fault injection: crashed after the effect, before the ack");
-            continue;
-        }
-        state
-            .bus
-            .ack(ORDER_PAID_TOPIC, REWARDS_GROUP, &delivery.delivery_id)
-            .await?;
     }
-    Ok(deliveries.len())
+    match first_failure {
+        Some(error) => Err(error),
+        None => Ok(deliveries.len()),
+    }
+}
+
+/// What became of one delivery.
+enum Consumed {
+    /// Rewarded (or a duplicate, or dead-lettered) and acknowledged.
+    Acked,
+    /// Its effect failed: given back to be delivered again (or dead-lettered).
+    Failed(JobError),
+    /// The injected crash: the consumer is gone with the rest of the batch.
+    Crashed,
+}
+
+/// The effect, then the ack — or the way a failed or crashed consumer ends.
+async fn consume(state: &AppState, delivery: &Delivery) -> Result<Consumed, JobError> {
+    if delivery.redelivered {
+        metrics::count(metrics::REDELIVERIES);
+        state.deliveries.saw_redelivery();
+    }
+    match handle(state, delivery).await {
+        Ok(Awarded::Done) => {}
+        Ok(Awarded::Unreadable) => {
+            dead_letter(state, delivery, "unreadable").await?;
+            return Ok(Consumed::Acked);
+        }
+        Err(error) => {
+            give_back(state, delivery).await?;
+            return Ok(Consumed::Failed(error));
+        }
+    }
+    state.deliveries.settled(&delivery.message_id);
+    let bus = &state.bus;
+    if state.faults.take_crash() {
+        tracing::warn!(message_id = %delivery.message_id, "fault injection: crashed after the effect, before the ack");
+        bus.crash_consumer(ORDER_PAID_TOPIC, REWARDS_GROUP).await?;
+        return Ok(Consumed::Crashed);
+    }
+    bus.ack(ORDER_PAID_TOPIC, REWARDS_GROUP, &delivery.delivery_id)
+        .await?;
+    Ok(Consumed::Acked)
+}
+
+/// A delivery whose effect failed: delivered again after `redeliver_after`,
+/// or, after `MESSAGE_MAX_DELIVERIES` failures, sent to the dead letters.
+async fn give_back(state: &AppState, delivery: &Delivery) -> Result<(), JobError> {
+    let failures = state.deliveries.failed(&delivery.message_id);
+    if failures >= state.settings.rewards.max_deliveries {
+        return dead_letter(state, delivery, "failed too often").await;
+    }
+    let after = state.switches.redeliver_after();
+    let bus = &state.bus;
+    bus.retry_later(ORDER_PAID_TOPIC, REWARDS_GROUP, delivery, after)
+        .await?;
+    Ok(())
+}
+
+/// Gives up on a delivery: to the dead-letter queue, where the admin view and
+/// the audit show it (the reconciliation publishes a paid order's message
+/// again after the settle time, so the reward itself is not lost).
+async fn dead_letter(state: &AppState, delivery: &Delivery, why: &str) -> Result<(), JobError> {
+    tracing::warn!(message_id = %delivery.message_id, why, "order_paid message sent to the dead letters");
+    state.deliveries.gave_up(&delivery.message_id);
+    state
+        .bus
+        .dead_letter(ORDER_PAID_TOPIC, REWARDS_GROUP, delivery)
+        .await?;
+    Ok(())
+}
+
+/// The effect, unless the lab injected its failure.
+async fn handle(state: &AppState, delivery: &Delivery) -> Result<Awarded, JobError> {
+    if state.faults.take_effect_failure() {
+        tracing::warn!(message_id = %delivery.message_id, "fault injection: the reward's transaction failed");
+        return Err(JobError::Injected("the reward's transaction failed"));
+    }
+    Ok(award_points(state, delivery).await?)
+}
+
+/// What became of a delivery.
+enum Awarded {
+    /// Rewarded now, or before (a duplicate).
+    Done,
+    /// Not an `OrderPaid` message, or without a message id: no retry helps.
+    Unreadable,
 }
 
 // [lesson message_dedup::award]
 /// The consumer's effect and its dedup record, in one transaction.
-async fn award_points(state: &AppState, delivery: &Delivery) -> Result<(), StoreError> {
+async fn award_points(state: &AppState, delivery: &Delivery) -> Result<Awarded, StoreError> {
     let Ok(message) = serde_json::from_str::<OrderPaid>(&delivery.payload) else {
-        tracing::error!(message_id = %delivery.message_id, "unreadable order_paid message; skipped");
-        return Ok(());
+        return Ok(Awarded::Unreadable);
     };
+    if delivery.message_id.is_empty() {
+        return Ok(Awarded::Unreadable);
+    }
     let mut tx = state.db.begin().await?;
     let first = message_dedup::first_delivery(
         &mut tx,
@@ -131,8 +223,9 @@ async fn award_points(state: &AppState, delivery: &Delivery) -> Result<(), Store
     .await?;
     if !first {
         rollback(tx).await?;
+        state.deliveries.saw_duplicate();
         tracing::info!(message_id = %delivery.message_id, "duplicate delivery: already rewarded");
-        return Ok(());
+        return Ok(Awarded::Done);
     }
     let reward = NewReward {
         order_no: &message.order_no,
@@ -141,6 +234,7 @@ async fn award_points(state: &AppState, delivery: &Delivery) -> Result<(), Store
         message_id: &delivery.message_id,
     };
     rewards::insert(&mut *tx, &reward).await?;
-    commit(tx).await
+    commit(tx).await?;
+    Ok(Awarded::Done)
 }
 // [/lesson]

@@ -38,6 +38,8 @@ const SOURCES: &[Source] = sources!(
     "src/store/orders.rs",
     "src/store/rewards.rs",
     "src/store/redis_kv.rs",
+    "src/store/redis_bus.rs",
+    "src/store/amqp_bus.rs",
     "src/store/lab.rs",
     "src/lab/innodb.rs",
     "src/domain/status.rs",

@@ -736,6 +736,18 @@ const LESSONS: &[(Defense, Lesson)] = &[
                     "已处理消息表的 SQL",
                     "The SQL of the processed-messages table",
                 ),
+                code(
+                    "src/store/redis_bus.rs",
+                    "message_dedup::stream_receive",
+                    "Redis Stream：先用 XAUTOCLAIM 接管没确认的，再用 XREADGROUP 读新的",
+                    "Redis Stream: XAUTOCLAIM takes over what was never acknowledged, then XREADGROUP reads new entries",
+                ),
+                code(
+                    "src/store/amqp_bus.rs",
+                    "message_dedup::amqp_publish",
+                    "RabbitMQ：持久消息，等到发布确认才算发出",
+                    "RabbitMQ: a persistent message, sent only once the broker confirms it",
+                ),
             ],
             checks: &["one_reward_per_order", "paid_orders_rewarded_once"],
             race: seq(

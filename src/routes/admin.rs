@@ -232,7 +232,13 @@ async fn put_psp(
 struct FaultsBody {
     /// The next N reward deliveries crash after their effect, before the ack
     /// (0: never): the lab's redelivery.
+    #[serde(default)]
     rewards_crash_after_effect: u64,
+    /// The next N reward effects fail before they commit (0: never): each is
+    /// delivered again, and after `MESSAGE_MAX_DELIVERIES` failures goes to
+    /// the dead-letter queue.
+    #[serde(default)]
+    rewards_fail_effect: u64,
     /// Each order that took a unit at the stock gate pauses this long (ms, at
     /// most 60000; 0: never) before its database step: an instance frozen in
     /// the middle of its orders, to be killed (docs/scaling.md).
@@ -245,6 +251,7 @@ impl FaultsBody {
     fn of(state: &AppState) -> Self {
         Self {
             rewards_crash_after_effect: state.faults.crash_after_effect(),
+            rewards_fail_effect: state.faults.fail_effect(),
             orders_stall_after_gate_ms: state.faults.stall_after_gate_ms(),
         }
     }
@@ -284,10 +291,58 @@ async fn put_faults(
     state
         .faults
         .set_crash_after_effect(body.rewards_crash_after_effect);
+    state.faults.set_fail_effect(body.rewards_fail_effect);
     state
         .faults
         .set_stall_after_gate(body.orders_stall_after_gate_ms);
     Ok(HttpResponse::Ok().json(FaultsBody::of(&state)))
+}
+
+/// The "order paid" messages on the bus.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct MessagesBody {
+    /// Which bus carries them: `in-process`, `Redis stream …` or `RabbitMQ …`.
+    bus: String,
+    topic: &'static str,
+    group: &'static str,
+    /// Not yet acknowledged by the group: delivered and waiting for their ack
+    /// (on RabbitMQ, also those still queued).
+    pending: u64,
+    /// In the group's dead-letter queue: given up on (unreadable, or failed
+    /// `MESSAGE_MAX_DELIVERIES` times).
+    dead_letters: u64,
+    /// Deliveries this instance received flagged redelivered, since it started.
+    redelivered_here: u64,
+    /// Deliveries this instance sent to the dead letters, since it started.
+    dead_lettered_here: u64,
+    /// Deliveries this instance found already processed (`message_dedup`
+    /// stopped them), since it started.
+    duplicates_here: u64,
+}
+
+/// The message bus as the rewards consumer sees it: pending messages and dead letters.
+#[utoipa::path(
+    tag = "admin",
+    security(("admin" = [])),
+    responses((status = 200, description = "The bus's counts", body = MessagesBody)),
+)]
+#[get("/api/admin/messages")]
+async fn messages(state: web::Data<AppState>, _admin: Admin) -> Result<HttpResponse, ApiError> {
+    let (topic, group) = (rewards::ORDER_PAID_TOPIC, rewards::REWARDS_GROUP);
+    let (pending, dead_letters) = tokio::try_join!(
+        state.bus.pending(topic, group),
+        state.bus.dead_letters(topic, group)
+    )?;
+    Ok(HttpResponse::Ok().json(MessagesBody {
+        bus: state.bus.describe(),
+        topic,
+        group,
+        pending,
+        dead_letters,
+        redelivered_here: state.deliveries.redelivered(),
+        dead_lettered_here: state.deliveries.dead_lettered(),
+        duplicates_here: state.deliveries.duplicates(),
+    }))
 }
 
 /// `?date=YYYY-MM-DD` (Beijing time; today when absent).

@@ -60,6 +60,7 @@ fn configure_api(config: &mut web::ServiceConfig) {
         .service(notifications::alipay_notification)
         .service(notifications::wechatpay_notification)
         .service(admin::reconciliation)
+        .service(admin::messages)
         .service(openapi::openapi_json)
         .service(openapi::docs_page);
 }
@@ -174,6 +175,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/api/payments/callback/alipay", "POST"),
     ("/api/payments/callback/wechatpay", "POST"),
     ("/api/admin/reconciliation", "GET"),
+    ("/api/admin/messages", "GET"),
     ("/api/audit", "GET"),
     ("/api/defenses", "GET"),
     ("/api/admin/defenses", "GET, PUT"),

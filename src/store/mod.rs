@@ -6,6 +6,7 @@
 //! generic over the connection it runs on ([`Conn`]: the pool or a transaction),
 //! with each engine's dialect side by side where they differ (docs/mysql.md).
 
+pub mod amqp_bus;
 pub mod audit;
 pub mod bus;
 pub mod db;

@@ -120,6 +120,22 @@ pub async fn mark_published(mut conn: impl Conn, id: i64, owner: &str) -> Result
     Ok(())
 }
 
+/// Gives back the claims `owner` holds on unpublished rows: after a failed
+/// publish, the next round (this relay's or another's) takes them at once
+/// rather than after the lease.
+pub async fn release_claims(mut conn: impl Conn, owner: &str) -> Result<(), StoreError> {
+    sqlx::query(&sql(
+        conn.backend(),
+        "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL
+          WHERE published_at IS NULL AND claimed_by = $1",
+    ))
+    .bind(owner)
+    .execute(conn.executor())
+    .await
+    .context("outbox::release_claims")?;
+    Ok(())
+}
+
 /// How many messages wait for the relay.
 pub async fn count_unpublished(mut conn: impl Conn) -> Result<i64, StoreError> {
     sqlx::query_scalar(&sql(

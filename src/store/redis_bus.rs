@@ -1,6 +1,10 @@
 //! [`MessageBus`] on a Redis Stream with a consumer group. Shares the key store's
 //! Redis connections (one per thread). No blocking reads: a blocking XREADGROUP would
 //! stall every other command on the multiplexed connection, so consumers poll.
+//!
+//! A stream has no dead-letter queue of its own: a delivery given up on is
+//! added to a second stream, `<stream>:dead` (naming its group), and
+//! acknowledged in the first.
 
 use std::time::Duration;
 
@@ -11,8 +15,7 @@ use redis::streams::{
     StreamReadReply,
 };
 
-use super::bus::{Delivery, MessageBus};
-use super::kv::KvError;
+use super::bus::{BusError, Delivery, MessageBus};
 use super::redis_connection::BoundedConnection;
 
 #[derive(Clone)]
@@ -41,6 +44,10 @@ impl RedisBus {
         format!("{}stream:{topic}", self.prefix)
     }
 
+    fn dead_stream(&self, topic: &str) -> String {
+        format!("{}:dead", self.stream(topic))
+    }
+
     /// Entries delivered more than `idle` ago and never acknowledged, taken over
     /// by this consumer (XAUTOCLAIM): the redeliveries.
     async fn claim_stale(
@@ -48,7 +55,7 @@ impl RedisBus {
         reader: &Reader<'_>,
         count: usize,
         idle: Duration,
-    ) -> Result<Vec<Delivery>, KvError> {
+    ) -> Result<Vec<Delivery>, BusError> {
         let mut connection = self.connection.clone();
         let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
         let claimed: StreamAutoClaimReply = connection
@@ -69,7 +76,7 @@ impl RedisBus {
     }
 
     /// Entries never delivered to the group (XREADGROUP `>`).
-    async fn read_new(&self, reader: &Reader<'_>, count: usize) -> Result<Vec<Delivery>, KvError> {
+    async fn read_new(&self, reader: &Reader<'_>, count: usize) -> Result<Vec<Delivery>, BusError> {
         let mut connection = self.connection.clone();
         let options = StreamReadOptions::default()
             .group(reader.group, reader.consumer)
@@ -86,7 +93,7 @@ impl RedisBus {
     }
 
     /// Creates the group at the start of the stream (idempotent: BUSYGROUP is fine).
-    async fn ensure_group(&self, stream: &str, group: &str) -> Result<(), KvError> {
+    async fn ensure_group(&self, stream: &str, group: &str) -> Result<(), BusError> {
         let mut connection = self.connection.clone();
         let created: Result<(), redis::RedisError> =
             connection.xgroup_create_mkstream(stream, group, "0").await;
@@ -115,7 +122,7 @@ fn to_delivery(entry: &StreamId, redelivered: bool) -> Option<Delivery> {
 
 #[async_trait]
 impl MessageBus for RedisBus {
-    async fn publish(&self, topic: &str, message_id: &str, payload: &str) -> Result<(), KvError> {
+    async fn publish(&self, topic: &str, message_id: &str, payload: &str) -> Result<(), BusError> {
         let mut connection = self.connection.clone();
         let _: String = connection
             .xadd(
@@ -127,6 +134,8 @@ impl MessageBus for RedisBus {
         Ok(())
     }
 
+    // [lesson message_dedup::stream_receive]
+    /// What a dead consumer held (idle long enough) first, then new entries.
     async fn receive(
         &self,
         topic: &str,
@@ -134,7 +143,7 @@ impl MessageBus for RedisBus {
         consumer: &str,
         count: usize,
         redeliver_after: Duration,
-    ) -> Result<Vec<Delivery>, KvError> {
+    ) -> Result<Vec<Delivery>, BusError> {
         let stream = self.stream(topic);
         self.ensure_group(&stream, group).await?;
         let reader = Reader {
@@ -148,8 +157,9 @@ impl MessageBus for RedisBus {
         }
         Ok(out)
     }
+    // [/lesson]
 
-    async fn ack(&self, topic: &str, group: &str, delivery_id: &str) -> Result<(), KvError> {
+    async fn ack(&self, topic: &str, group: &str, delivery_id: &str) -> Result<(), BusError> {
         let mut connection = self.connection.clone();
         let _: i64 = connection
             .xack(self.stream(topic), group, &[delivery_id])
@@ -157,7 +167,30 @@ impl MessageBus for RedisBus {
         Ok(())
     }
 
-    async fn pending(&self, topic: &str, group: &str) -> Result<u64, KvError> {
+    async fn dead_letter(
+        &self,
+        topic: &str,
+        group: &str,
+        delivery: &Delivery,
+    ) -> Result<(), BusError> {
+        let mut connection = self.connection.clone();
+        let fields = [
+            ("group", group),
+            ("message_id", delivery.message_id.as_str()),
+            ("payload", delivery.payload.as_str()),
+        ];
+        let _: String = connection
+            .xadd(self.dead_stream(topic), "*", &fields)
+            .await?;
+        self.ack(topic, group, &delivery.delivery_id).await
+    }
+
+    async fn dead_letters(&self, topic: &str, _group: &str) -> Result<u64, BusError> {
+        let mut connection = self.connection.clone();
+        Ok(connection.xlen(self.dead_stream(topic)).await?)
+    }
+
+    async fn pending(&self, topic: &str, group: &str) -> Result<u64, BusError> {
         let stream = self.stream(topic);
         self.ensure_group(&stream, group).await?;
         let mut connection = self.connection.clone();
@@ -165,9 +198,15 @@ impl MessageBus for RedisBus {
         Ok(reply.count() as u64)
     }
 
-    async fn clear(&self, topic: &str) -> Result<(), KvError> {
+    async fn clear(&self, topic: &str) -> Result<(), BusError> {
         let mut connection = self.connection.clone();
+        // One key per command: on a cluster the two may be in different slots.
         let _: i64 = connection.del(self.stream(topic)).await?;
+        let _: i64 = connection.del(self.dead_stream(topic)).await?;
         Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!("Redis stream {}", self.stream("*"))
     }
 }

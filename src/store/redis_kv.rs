@@ -335,7 +335,7 @@ impl RedisKv {
 }
 
 /// The URL for logs: any password replaced by `***`.
-fn strip_password(raw: &str) -> String {
+pub(super) fn strip_password(raw: &str) -> String {
     match url::Url::parse(raw) {
         Ok(mut parsed) if parsed.password().is_some() => {
             // Cannot fail for a URL that already has a password (it has a host).

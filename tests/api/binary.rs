@@ -44,6 +44,7 @@ pub fn start_with(
         .env_remove("DATABASE_URL")
         .env_remove("REDIS_URL")
         .env_remove("REDIS_CLUSTER_URLS")
+        .env_remove("AMQP_URL")
         .env("BIND_ADDR", "127.0.0.1:0")
         .env("RUST_LOG", "warn")
         // As in `spawn_app`: a debug build under load may read a Redis reply

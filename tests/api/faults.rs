@@ -455,7 +455,7 @@ async fn a_reward_whose_message_was_lost_is_published_again() {
 }
 
 /// Pays the orders through both instances; both relays run, and each "order
-/// paid" message reaches the stream once.
+/// paid" message reaches the stream once (on RabbitMQ: each order is rewarded once).
 async fn pay_through_both(instances: &[Arc<TestApp>; 2], users: &[crate::helpers::TestUser]) {
     let app = &instances[0];
     for instance in instances {
@@ -481,6 +481,16 @@ async fn pay_through_both(instances: &[Arc<TestApp>; 2], users: &[crate::helpers
     let Some(redis_url) = real_stack().1 else {
         return;
     };
+    if app.settings.amqp_url.is_some() {
+        // On RabbitMQ the consumed messages are gone from the queue: the
+        // rewards above (one per order) are the check.
+        assert_eq!(
+            app.count("SELECT COUNT(DISTINCT order_no) FROM rewards")
+                .await,
+            orders.len() as i64
+        );
+        return;
+    }
     let client = redis::Client::open(redis_url).expect("Redis URL");
     let mut connection = client
         .get_multiplexed_async_connection()

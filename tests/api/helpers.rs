@@ -113,6 +113,9 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
             .try_init();
     }
     let (database_url, redis_url) = real_stack();
+    // The RabbitMQ leg of `.ci/run`: the run's vhost, this app's own queues
+    // (named after its key prefix).
+    let amqp_url = std::env::var("AMQP_URL").ok().filter(|url| !url.is_empty());
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let (database_url, sqlite_dir) = match database_url {
         Some(server_url) => (create_test_database(&server_url, &run_id).await, None),
@@ -125,6 +128,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = Settings::defaults().expect("the default settings parse");
     settings.database_url = database_url;
     settings.redis_url = redis_url;
+    settings.amqp_url = amqp_url;
     // CI's cluster run: REDIS_CLUSTER_URLS instead of REDIS_URL.
     settings.redis_cluster_urls = std::env::var("REDIS_CLUSTER_URLS")
         .ok()
@@ -252,6 +256,16 @@ impl TestApp {
     /// behind a load balancer).
     pub async fn twin(&self) -> Result<TestApp, flashguard::startup::StartupError> {
         start(self.settings.clone(), self._sqlite_dir.clone()).await
+    }
+
+    /// Like [`Self::twin`], with settings adjusted by `customize`.
+    pub async fn twin_with(
+        &self,
+        customize: impl FnOnce(&mut Settings),
+    ) -> Result<TestApp, flashguard::startup::StartupError> {
+        let mut settings = self.settings.clone();
+        customize(&mut settings);
+        start(settings, self._sqlite_dir.clone()).await
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -23,7 +23,7 @@ async fn run_with(app: &TestApp, id: &str, body: &Value) -> Reply {
     Reply::read(response).await
 }
 
-async fn run(app: &TestApp, id: &str, state: &str) -> Reply {
+pub async fn run(app: &TestApp, id: &str, state: &str) -> Reply {
     run_with(app, id, &json!({ "defense": state })).await
 }
 

@@ -6,6 +6,7 @@
 mod admin;
 mod answer_cache;
 mod binary;
+mod broker;
 mod browser;
 mod callbacks;
 mod channels;
@@ -27,6 +28,7 @@ mod login;
 mod orders;
 mod payment_defenses;
 mod payments;
+mod rabbitmq;
 mod redis_cluster;
 mod rewards;
 mod schema;
