@@ -317,13 +317,22 @@ async fn a_consumer_killed_mid_message_hands_it_to_another_flagged_redelivered()
     let vhost = OwnVhost::create();
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let database = create_test_database(&database_server("two consumers"), &run_id).await;
-    let redis = redis_server("two consumers");
+    // The run's Redis Cluster (CI's cluster leg), or one Redis.
+    let redis = match std::env::var("REDIS_CLUSTER_URLS")
+        .ok()
+        .filter(|urls| !urls.is_empty())
+    {
+        Some(urls) => ("REDIS_CLUSTER_URLS", urls),
+        None => ("REDIS_URL", redis_server("two consumers")),
+    };
     // The app that pays does not consume (an API-only instance), so the
     // process killed below is the only consumer until the survivor starts.
     let (database_for_app, redis_for_app) = (database.clone(), redis.clone());
     let payer = app_on(vhost.url(), |settings| {
         settings.database_url = database_for_app;
-        settings.redis_url = Some(redis_for_app);
+        if redis_for_app.0 == "REDIS_URL" {
+            settings.redis_url = Some(redis_for_app.1);
+        }
         settings.rewards.consume = false;
     })
     .await;
@@ -377,12 +386,12 @@ async fn start_consumer_process(
     payer: &TestApp,
     vhost: &OwnVhost,
     database: &str,
-    redis: &str,
+    redis: &(&'static str, String),
 ) -> Server {
     let settings = &payer.settings;
     let env = vec![
         ("DATABASE_URL", database.to_string()),
-        ("REDIS_URL", redis.to_string()),
+        redis.clone(),
         ("AMQP_URL", vhost.url()),
         ("KV_PREFIX", settings.kv_prefix.clone()),
         ("ADMIN_TOKEN", payer.admin_token.clone()),
