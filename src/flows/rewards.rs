@@ -18,6 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::JobError;
+use crate::causes::Causes;
 use crate::defenses::message_dedup;
 use crate::metrics;
 use crate::state::AppState;
@@ -107,12 +108,21 @@ pub async fn consume_once(state: &AppState) -> Result<usize, JobError> {
         .await?;
     let mut first_failure = None;
     for delivery in &deliveries {
-        match consume(state, delivery).await? {
-            Consumed::Acked => {}
-            Consumed::Failed(error) => {
+        match consume(state, delivery).await {
+            Ok(Consumed::Acked) => {}
+            Ok(Consumed::Failed(error)) => {
                 first_failure.get_or_insert(error);
             }
-            Consumed::Crashed => break,
+            Ok(Consumed::Crashed) => break,
+            Err(error) => {
+                // The bus failed mid-batch (an ack, a reject): let go of every
+                // delivery this consumer holds, so that none waits unacknowledged.
+                let bus = &state.bus;
+                if let Err(also) = bus.drop_consumer(ORDER_PAID_TOPIC, REWARDS_GROUP).await {
+                    tracing::warn!(error = %Causes(&also), "could not drop the consumer");
+                }
+                return Err(error);
+            }
         }
     }
     match first_failure {
@@ -152,7 +162,7 @@ async fn consume(state: &AppState, delivery: &Delivery) -> Result<Consumed, JobE
     let bus = &state.bus;
     if state.faults.take_crash() {
         tracing::warn!(message_id = %delivery.message_id, "fault injection: crashed after the effect, before the ack");
-        bus.crash_consumer(ORDER_PAID_TOPIC, REWARDS_GROUP).await?;
+        bus.drop_consumer(ORDER_PAID_TOPIC, REWARDS_GROUP).await?;
         return Ok(Consumed::Crashed);
     }
     bus.ack(ORDER_PAID_TOPIC, REWARDS_GROUP, &delivery.delivery_id)

@@ -305,13 +305,15 @@ struct MessagesBody {
     bus: String,
     topic: &'static str,
     group: &'static str,
-    /// Not yet acknowledged by the group: delivered and waiting for their ack
-    /// (on RabbitMQ, also those still queued).
+    /// Not yet acknowledged: a stream's pending entries (delivered to any
+    /// consumer of the group); on RabbitMQ, the queued messages plus those
+    /// this instance holds.
     pending: u64,
     /// In the group's dead-letter queue: given up on (unreadable, or failed
     /// `MESSAGE_MAX_DELIVERIES` times).
     dead_letters: u64,
-    /// Deliveries this instance received flagged redelivered, since it started.
+    /// Deliveries this instance received flagged redelivered, since it
+    /// started (a failed reward's retry included).
     redelivered_here: u64,
     /// Deliveries this instance sent to the dead letters, since it started.
     dead_lettered_here: u64,

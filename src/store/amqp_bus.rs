@@ -19,9 +19,11 @@
 //! - **Give up**: `basic.reject` without requeue sends a delivery to the
 //!   dead-letter queue.
 //!
-//! Every wait is bounded (connect, publish and confirm, ack). Connections are
-//! opened on the runtime the bus was created on: lapin drives one from a
-//! thread of its own that uses that runtime, which must outlive it.
+//! Every step is bounded (connect, declare, publish and confirm, ack). One
+//! connection publishes, another consumes (RabbitMQ stops reading a
+//! publishing connection during a resource alarm). Connections are opened on
+//! the runtime the bus was created on: lapin drives each from a thread of its
+//! own that uses that runtime, which must outlive it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -75,6 +77,8 @@ pub struct AmqpBus {
     /// The runtime that drives the connection (see the module's doc).
     runtime: tokio::runtime::Handle,
     link: tokio::sync::Mutex<Option<Link>>,
+    /// The connection the consumers' channels are on.
+    consuming: tokio::sync::Mutex<Option<Connection>>,
     /// One consumer per queue, on a channel of its own.
     consumers: tokio::sync::Mutex<HashMap<String, GroupConsumer>>,
     /// Deliveries handed out and not yet acknowledged, by delivery id.
@@ -86,7 +90,7 @@ pub struct AmqpBus {
     channels_opened: AtomicU64,
 }
 
-/// The connection and the channel that publishes (in confirm mode).
+/// The publishing connection and its channel (in confirm mode).
 struct Link {
     connection: Connection,
     publisher: Channel,
@@ -127,6 +131,7 @@ impl AmqpBus {
             config,
             runtime: tokio::runtime::Handle::current(),
             link: tokio::sync::Mutex::new(None),
+            consuming: tokio::sync::Mutex::new(None),
             consumers: tokio::sync::Mutex::new(HashMap::new()),
             outstanding: Mutex::new(HashMap::new()),
             held: Mutex::new(Vec::new()),
@@ -159,16 +164,26 @@ impl AmqpBus {
         Ok(self.live_link(&mut link).await?.publisher.clone())
     }
 
-    /// A new channel on the connection (for a consumer).
+    /// A new channel for a consumer, on the consuming connection. Publishing
+    /// and consuming use a connection each: when RabbitMQ blocks publishers (a
+    /// memory or disk alarm), it stops reading their connection, and acks
+    /// sent on it would wait with the messages they should drain.
     async fn new_channel(&self) -> Result<Channel, BusError> {
-        let mut link = self.link.lock().await;
-        let live = self.live_link(&mut link).await?;
-        bounded(
-            self.config.bound,
-            "a channel",
-            live.connection.create_channel(),
-        )
-        .await
+        // The publishing connection declares the topology on (re)connecting.
+        self.publisher().await?;
+        let mut consuming = self.consuming.lock().await;
+        let alive = consuming
+            .as_ref()
+            .is_some_and(|connection| connection.status().connected());
+        if !alive {
+            *consuming = None;
+            *consuming = Some(self.open_connection("consume").await?);
+        }
+        let connection = consuming.as_ref().ok_or(BusError::Timeout {
+            what: "a connection",
+            bound: self.config.bound,
+        })?;
+        bounded(self.config.bound, "a channel", connection.create_channel()).await
     }
 
     /// The connection and its publishing channel, opened again if they closed.
@@ -178,7 +193,7 @@ impl AmqpBus {
         });
         if !alive {
             *link = None;
-            let connection = self.open_connection().await?;
+            let connection = self.open_connection("publish").await?;
             let bound = self.config.bound;
             let publisher = bounded(bound, "a channel", connection.create_channel()).await?;
             let confirms = publisher.confirm_select(ConfirmSelectOptions::default());
@@ -195,24 +210,28 @@ impl AmqpBus {
         })
     }
 
-    /// Opens a connection on the bus's runtime, within the bound.
-    async fn open_connection(&self) -> Result<Connection, BusError> {
+    /// Opens a connection (named after its `role` in the broker's lists) on
+    /// the bus's runtime, within the bound.
+    async fn open_connection(&self, role: &str) -> Result<Connection, BusError> {
         let url = self.config.url.clone();
-        let properties = ConnectionProperties::default()
-            .with_connection_name(format!("flashguard {}", self.config.prefix).into());
-        let opening = self
+        let name = format!("flashguard {} {role}", self.config.prefix);
+        let properties = ConnectionProperties::default().with_connection_name(name.into());
+        let mut opening = self
             .runtime
             .spawn(async move { Connection::connect(&url, properties).await });
-        match tokio::time::timeout(self.config.bound, opening).await {
+        match tokio::time::timeout(self.config.bound, &mut opening).await {
             Ok(Ok(connected)) => Ok(connected?),
             Ok(Err(_)) => Err(BusError::Timeout {
                 what: "a connection (the runtime is stopping)",
                 bound: self.config.bound,
             }),
-            Err(_) => Err(BusError::Timeout {
-                what: "a connection",
-                bound: self.config.bound,
-            }),
+            Err(_) => {
+                opening.abort(); // No attempt outlives its bound.
+                Err(BusError::Timeout {
+                    what: "a connection",
+                    bound: self.config.bound,
+                })
+            }
         }
     }
 
@@ -322,9 +341,10 @@ impl AmqpBus {
         let outstanding = self.outstanding.lock();
         let mut held = self.held.lock();
         held.retain(|entry| {
-            outstanding
-                .get(&entry.delivery.delivery_id)
-                .is_some_and(|o| Some(o.channel_number) == live_channel)
+            entry.queue != queue
+                || outstanding
+                    .get(&entry.delivery.delivery_id)
+                    .is_some_and(|o| Some(o.channel_number) == live_channel)
         });
         let mut due = Vec::new();
         held.retain(|entry| {
@@ -362,6 +382,7 @@ impl AmqpBus {
                 Ok(opened) => opened,
                 Err(error) => {
                     self.forget_link().await;
+                    *self.consuming.lock().await = None;
                     return Err(error);
                 }
             };
@@ -459,11 +480,15 @@ impl MessageBus for AmqpBus {
                 return Err(error);
             }
         };
-        match confirmation {
-            Confirmation::Ack(None) => Ok(()),
-            Confirmation::Ack(Some(_)) => Err(BusError::Unroutable(exchange)),
-            Confirmation::Nack(_) | Confirmation::NotRequested => Err(BusError::Nacked),
-        }
+        let refused = match confirmation {
+            Confirmation::Ack(None) => return Ok(()),
+            Confirmation::Ack(Some(_)) => BusError::Unroutable(exchange),
+            Confirmation::Nack(_) | Confirmation::NotRequested => BusError::Nacked,
+        };
+        // Connect and declare again next time: the queue or its binding may
+        // have been deleted while this connection lived.
+        self.forget_link().await;
+        Err(refused)
     }
     // [/lesson]
 
@@ -489,18 +514,15 @@ impl MessageBus for AmqpBus {
         match ended {
             None => Ok(out),
             Some(ended) => {
+                // The stream ended (an error, or the broker cancelled the
+                // consumer): its channel is gone, and the broker delivers
+                // again what it held.
                 consumers.remove(&queue);
+                self.forget_deliveries_of(&queue);
                 match ended {
-                    Ok(()) => Ok(out),
-                    Err(error) => {
-                        // Its channel is gone: the broker delivers these again.
-                        self.forget_deliveries_of(&queue);
-                        if out.is_empty() {
-                            Err(error.into())
-                        } else {
-                            Ok(Vec::new())
-                        }
-                    }
+                    Ok(()) => Ok(Vec::new()),
+                    Err(error) if out.is_empty() => Err(error.into()),
+                    Err(_) => Ok(Vec::new()),
                 }
             }
         }
@@ -553,7 +575,7 @@ impl MessageBus for AmqpBus {
             .await
     }
 
-    async fn crash_consumer(&self, topic: &str, group: &str) -> Result<(), BusError> {
+    async fn drop_consumer(&self, topic: &str, group: &str) -> Result<(), BusError> {
         let queue = self.queue(topic, group);
         let consumer = self.consumers.lock().await.remove(&queue);
         self.forget_deliveries_of(&queue);
@@ -590,7 +612,7 @@ impl MessageBus for AmqpBus {
             .copied()
             .collect();
         for route in routes {
-            self.crash_consumer(route.topic, route.group).await?;
+            self.drop_consumer(route.topic, route.group).await?;
             let queue = self.queue(route.topic, route.group);
             let channel = self.publisher().await?;
             for name in [Self::dead_queue(&queue), queue] {

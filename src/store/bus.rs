@@ -104,16 +104,19 @@ pub trait MessageBus: Send + Sync + std::fmt::Debug {
     /// How many messages the group's dead-letter queue holds.
     async fn dead_letters(&self, topic: &str, group: &str) -> Result<u64, BusError>;
 
-    /// The consumer dies holding its unacknowledged deliveries (the lab's
-    /// fault). Nothing to do on a stream (the default): they stay pending and
-    /// come back after `redeliver_after`. On RabbitMQ the consumer's channel
-    /// closes and the broker puts them back in the queue, flagged redelivered.
-    async fn crash_consumer(&self, _topic: &str, _group: &str) -> Result<(), BusError> {
+    /// The consumer goes away holding its unacknowledged deliveries: the
+    /// lab's crash, or a bus error in the middle of a batch. Nothing to do on
+    /// a stream (the default): they stay pending and come back after
+    /// `redeliver_after`. On RabbitMQ the consumer's channel closes and the
+    /// broker puts them back in the queue, flagged redelivered.
+    async fn drop_consumer(&self, _topic: &str, _group: &str) -> Result<(), BusError> {
         Ok(())
     }
 
-    /// Messages of `group` not yet acknowledged: delivered and waiting for an
-    /// ack (a stream's pending entries), or, on RabbitMQ, also still queued.
+    /// Messages of `group` not yet acknowledged: a stream's pending entries
+    /// (delivered to any consumer of the group, waiting for their ack); on
+    /// RabbitMQ, those still queued plus those this process holds (another
+    /// instance's unacknowledged deliveries are not visible to it).
     async fn pending(&self, topic: &str, group: &str) -> Result<u64, BusError>;
 
     /// Forgets every message (the admin reset).

@@ -45,32 +45,24 @@ impl OwnVhost {
         format!("amqp://guest:guest@{MACHINE_BROKER}/{}", self.name)
     }
 
-    /// `rabbitmqctl list_queues` in this vhost: (name, `columns`…) per queue.
-    pub fn queues(&self, columns: &[&str]) -> Vec<Vec<String>> {
-        let mut args = vec![
-            "list_queues",
-            "-q",
-            "--no-table-headers",
-            "-p",
-            &self.name,
-            "name",
-        ];
-        args.extend_from_slice(columns);
-        rabbitmqctl(&args)
-            .lines()
-            .filter(|line| !line.trim().is_empty())
-            .map(|line| line.split('\t').map(str::to_string).collect())
-            .collect()
-    }
-
-    /// One column of one queue (by the end of its name).
+    /// One column of one queue of this vhost (by the end of its name).
     pub fn queue_column(&self, queue_suffix: &str, column: &str) -> String {
-        self.queues(&[column])
-            .into_iter()
-            .find(|row| row[0].ends_with(queue_suffix))
-            .and_then(|row| row.get(1).cloned())
-            .unwrap_or_else(|| panic!("no queue ending in {queue_suffix} in {}", self.name))
+        queue_column(&["-p", &self.name], queue_suffix, column)
     }
+}
+
+/// `rabbitmqctl list_queues` (with `scope`: a vhost or a node), one column of
+/// the queue whose name ends in `queue_suffix`.
+fn queue_column(scope: &[&str], queue_suffix: &str, column: &str) -> String {
+    let mut args = vec!["list_queues", "-q", "--no-table-headers"];
+    args.extend_from_slice(scope);
+    args.extend_from_slice(&["name", column]);
+    rabbitmqctl(&args)
+        .lines()
+        .map(|line| line.split('\t').collect::<Vec<_>>())
+        .find(|row| row[0].ends_with(queue_suffix))
+        .and_then(|row| row.get(1).map(|value| value.to_string()))
+        .unwrap_or_else(|| panic!("no queue ending in {queue_suffix} ({scope:?})"))
 }
 
 impl Drop for OwnVhost {
@@ -114,6 +106,11 @@ impl OwnRabbit {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
     }
 
+    /// One column of one queue of this node (by the end of its name).
+    pub fn queue_column(&self, queue_suffix: &str, column: &str) -> String {
+        queue_column(&["-n", &self.node], queue_suffix, column)
+    }
+
     /// Starts the node on its port and data (again, after [`Self::stop`]).
     pub fn run(&mut self) {
         let base = self.dir.path();
@@ -155,6 +152,11 @@ impl OwnRabbit {
 
     /// Stops the node (as an operator would) and waits until its port is closed.
     pub fn stop(&mut self) {
+        assert!(self.halt(), "the node did not stop");
+    }
+
+    /// Stops the node; false if its port is still open after 30 s.
+    fn halt(&mut self) -> bool {
         let _ = Command::new("rabbitmqctl")
             .args(["-n", &self.node, "stop"])
             .stdout(Stdio::null())
@@ -166,18 +168,19 @@ impl OwnRabbit {
         }
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while answers(self.port) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the node did not stop"
-            );
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
+        true
     }
 }
 
 impl Drop for OwnRabbit {
     fn drop(&mut self) {
-        self.stop();
+        // Never a panic here: it would abort the test binary mid-failure.
+        self.halt();
     }
 }
 
@@ -186,13 +189,15 @@ fn answers(port: u16) -> bool {
     std::net::TcpStream::connect_timeout(&address, Duration::from_millis(300)).is_ok()
 }
 
-/// A free port below Linux's ephemeral range (32768 and up), so that no
-/// server binding port 0 takes it while the node is stopped.
+/// A free port between 10000 and 18000: below Linux's ephemeral range (32768
+/// and up), so that no server binding port 0 takes it while the node is
+/// stopped, and below the Redis Clusters' ports (tests/api/redis_cluster.rs,
+/// 20000 and up).
 fn free_port() -> u16 {
     use rand::Rng;
     let mut random = rand::rng();
     (0..1000)
-        .map(|_| random.random_range(20_000..30_000))
+        .map(|_| random.random_range(10_000..18_000))
         .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
-        .expect("a free port between 20000 and 30000")
+        .expect("a free port between 10000 and 18000")
 }
