@@ -336,7 +336,7 @@ impl AmqpBus {
 
     /// Held deliveries of `queue` whose time has come and whose channel is
     /// still the consumer's (after a channel closed, the broker redelivers them).
-    fn due_held(&self, queue: &str, live_channel: Option<u64>, count: usize) -> Vec<Delivery> {
+    fn due_held(&self, queue: &str, live_channel: u64, count: usize) -> Vec<Delivery> {
         let now = Instant::now();
         let outstanding = self.outstanding.lock();
         let mut held = self.held.lock();
@@ -344,7 +344,7 @@ impl AmqpBus {
             entry.queue != queue
                 || outstanding
                     .get(&entry.delivery.delivery_id)
-                    .is_some_and(|o| Some(o.channel_number) == live_channel)
+                    .is_some_and(|o| o.channel_number == live_channel)
         });
         let mut due = Vec::new();
         held.retain(|entry| {
@@ -505,7 +505,7 @@ impl MessageBus for AmqpBus {
         let queue = self.queue(topic, group);
         let mut consumers = self.consumers.lock().await;
         let live = self.live_consumer(&mut consumers, &queue, consumer).await?;
-        let mut out = self.due_held(&queue, Some(live.number), count);
+        let mut out = self.due_held(&queue, live.number, count);
         if out.len() >= count {
             return Ok(out);
         }
@@ -582,7 +582,7 @@ impl MessageBus for AmqpBus {
         if let Some(consumer) = consumer {
             let closing = consumer
                 .channel
-                .close(200, "consumer crashed (fault injection)".into());
+                .close(200, "the consumer lets go of its deliveries".into());
             bounded(self.config.bound, "channel.close", closing).await?;
         }
         Ok(())

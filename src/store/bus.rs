@@ -224,6 +224,27 @@ impl MemoryBus {
         let mut topics = self.topics.lock();
         operation(topics.entry(topic.to_string()).or_default())
     }
+
+    /// Takes `delivery_id` off the group's pending entries and, if it was
+    /// there, hands the group and its sequence number to `then`.
+    fn settle(
+        &self,
+        topic: &str,
+        group: &str,
+        delivery_id: &str,
+        then: impl FnOnce(&mut Group, u64),
+    ) {
+        let Ok(sequence) = delivery_id.parse::<u64>() else {
+            return;
+        };
+        self.with_topic(topic, |topic| {
+            if let Some(group) = topic.groups.get_mut(group)
+                && group.pending.remove(&sequence).is_some()
+            {
+                then(group, sequence);
+            }
+        });
+    }
 }
 
 fn delivery(sequence: u64, entry: &(String, String), redelivered: bool) -> Delivery {
@@ -289,14 +310,7 @@ impl MessageBus for MemoryBus {
     }
 
     async fn ack(&self, topic: &str, group: &str, delivery_id: &str) -> Result<(), BusError> {
-        let Ok(sequence) = delivery_id.parse::<u64>() else {
-            return Ok(());
-        };
-        self.with_topic(topic, |topic| {
-            if let Some(group) = topic.groups.get_mut(group) {
-                group.pending.remove(&sequence);
-            }
-        });
+        self.settle(topic, group, delivery_id, |_, _| {});
         Ok(())
     }
 
@@ -306,14 +320,8 @@ impl MessageBus for MemoryBus {
         group: &str,
         delivery: &Delivery,
     ) -> Result<(), BusError> {
-        let Ok(sequence) = delivery.delivery_id.parse::<u64>() else {
-            return Ok(());
-        };
-        self.with_topic(topic, |topic| {
-            let group = topic.groups.entry(group.to_string()).or_default();
-            if group.pending.remove(&sequence).is_some() {
-                group.dead.push(sequence);
-            }
+        self.settle(topic, group, &delivery.delivery_id, |group, sequence| {
+            group.dead.push(sequence);
         });
         Ok(())
     }

@@ -20,6 +20,7 @@ use crate::callbacks::pending_payment;
 use crate::helpers::{
     TestApp, check, create_test_database, database_server, redis_server, spawn_app_with,
 };
+use crate::rewards::pay_with_crashing_consumer;
 
 const TOPIC: &str = "order_paid";
 const GROUP: &str = "rewards";
@@ -96,35 +97,15 @@ async fn the_queue_is_durable_and_dead_letters_through_an_exchange_of_its_own() 
     );
 }
 
-/// The consumer "crashes" after its effect, before its ack: its channel
-/// closes, and RabbitMQ puts the message back, flagged redelivered. Waits
-/// until each crash's message came back and was handled: stopped as a
-/// duplicate (`message_dedup` on), or rewarded again (off).
-async fn crash_after_effect(app: &TestApp, count: usize, dedup: bool) {
-    app.set_faults(json!({ "rewards_crash_after_effect": count }))
-        .await;
-    pay_orders(app, count).await;
-    let count = count as u64;
-    app.wait_until("each crash's message handled again", || async {
-        let seen = messages(app).await;
-        let rewarded = rewards(app).await;
-        let again = if dedup {
-            seen["duplicates_here"].as_u64() == Some(count) && rewarded >= count as i64
-        } else {
-            rewarded == 2 * count as i64
-        };
-        again && seen["pending"] == 0 && unpublished(app).await == 0
-    })
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs RabbitMQ on 127.0.0.1:5672 and rabbitmqctl"]
 async fn a_message_redelivered_after_a_crash_is_rewarded_once() {
     let vhost = OwnVhost::create();
     let app = app_on(vhost.url(), |_| {}).await;
 
-    crash_after_effect(&app, 2, true).await;
+    // The crash closes the consumer's channel: RabbitMQ puts the message
+    // back, flagged redelivered.
+    pay_with_crashing_consumer(&app, 2, true).await;
 
     let seen = messages(&app).await;
     assert!(seen["redelivered_here"].as_u64() >= Some(2), "{seen}");
@@ -142,7 +123,7 @@ async fn without_message_dedup_rabbitmq_s_redelivery_rewards_twice() {
     let app = app_on(vhost.url(), |_| {}).await;
     app.set_defenses(json!({ "message_dedup": false })).await;
 
-    crash_after_effect(&app, 2, false).await;
+    pay_with_crashing_consumer(&app, 2, false).await;
 
     let rewarded = rewards(&app).await;
     eprintln!("anomaly (message_dedup off, RabbitMQ): {rewarded} rewards for 2 paid orders");

@@ -9,7 +9,7 @@ use serde_json::json;
 /// stopped as a duplicate (`message_dedup` on) or rewarded again (off). On a
 /// Redis Stream the message comes back after the idle time; on RabbitMQ at
 /// once (the crash closes the consumer's channel).
-async fn pay_with_crashing_consumer(app: &TestApp, count: usize, dedup: bool) {
+pub async fn pay_with_crashing_consumer(app: &TestApp, count: usize, dedup: bool) {
     app.set_faults(json!({ "rewards_crash_after_effect": count }))
         .await;
     let alice = app.login("alice").await;
